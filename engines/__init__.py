@@ -1,0 +1,1 @@
+"""The work behind the tabs: plain Python APIs with no Gradio import."""

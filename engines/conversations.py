@@ -1,0 +1,157 @@
+"""One chat turn, persisted as it streams: the user's message is stored before the model is called,
+the answer is flushed while it grows, and a stop, an error or a crash leaves the partial text saved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
+from engines.serving import ServerManager
+from storage import chats
+from storage.models import Message
+
+log = structlog.get_logger(__name__)
+
+FLUSH_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class TurnUpdate:
+    """What a UI needs after each step of a turn."""
+
+    message_id: int
+    text: str
+    finished: Finished | None = None
+    error: InferenceError | None = None
+
+
+def openai_messages(conversation_id: int, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The active history as OpenAI chat messages; failed empty answers are left out."""
+    out: list[dict[str, str]] = []
+    if system_prompt and system_prompt.strip():
+        out.append({"role": "system", "content": system_prompt.strip()})
+    for m in chats.active_messages(conversation_id):
+        if m.role == "assistant" and not m.content:
+            continue
+        out.append({"role": m.role, "content": m.content})
+    return out
+
+
+async def answer(
+    servers: ServerManager,
+    conversation_id: int,
+    model: str,
+    params: ChatParams,
+    *,
+    system_prompt: str | None = None,
+    timeout: float = 120.0,
+) -> AsyncIterator[TurnUpdate]:
+    """Stream the assistant's reply to the conversation's active history, writing it as it grows."""
+    history = openai_messages(conversation_id, system_prompt)
+    chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
+    row = chats.add_message(
+        conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
+    )
+    text, last_flush, outcome = "", time.monotonic(), "stopped"
+    try:
+        endpoint = servers.endpoint_for(model)
+        if endpoint is None:
+            known = {r.name for r in servers.served_models()}
+            if model in known:
+                raise ServerUnavailable(f"The server for {model} is not ready yet.")
+            raise UnknownModel(f"No running server serves {model!r}. Pick another model or start its server.")
+        async for event in stream_chat(endpoint, history, params, timeout=timeout):
+            if isinstance(event, Delta):
+                text += event.text
+                if time.monotonic() - last_flush >= FLUSH_EVERY_S:
+                    chats.update_message(row.id, content=text)
+                    last_flush = time.monotonic()
+                yield TurnUpdate(row.id, text)
+            else:
+                outcome = "done"
+                chats.update_message(
+                    row.id, content=text, finish_reason=event.finish_reason, ttft_ms=event.ttft_ms,
+                    prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
+                    tok_per_s=event.tok_per_s, duration_ms=event.duration_ms,
+                )
+                yield TurnUpdate(row.id, text, finished=event)
+    except InferenceError as exc:
+        outcome = "error"
+        chats.update_message(row.id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
+        log.warning("chat.error", conversation_id=conversation_id, model=model, kind=exc.kind, partial_chars=len(text))
+        yield TurnUpdate(row.id, text, error=exc)
+    finally:
+        if outcome == "stopped":  # cancelled by the user (stop button) or the consumer went away
+            chats.update_message(row.id, content=text, finish_reason="stopped")
+            log.info("chat.stopped", conversation_id=conversation_id, model=model, partial_chars=len(text))
+
+
+def start_conversation(conversation_id: int | None, *, model: str | None = None, system_prompt: str | None = None) -> int:
+    """The given conversation if it exists, else a new one."""
+    if conversation_id and chats.get_conversation(int(conversation_id)):
+        return int(conversation_id)
+    return chats.create_conversation(model=model, system_prompt=system_prompt).id
+
+
+def add_user_message(conversation_id: int, text: str) -> Message:
+    text = text.strip()
+    if not text:
+        raise ValueError("The message is empty.")
+    return chats.add_message(conversation_id, "user", text)
+
+
+def last_user_message(conversation_id: int) -> Message | None:
+    users = [m for m in chats.active_messages(conversation_id) if m.role == "user"]
+    return users[-1] if users else None
+
+
+def retire_last_answer(conversation_id: int) -> bool:
+    """Before a regenerate: keep the old answer(s) after the last user message, but inactive."""
+    last = last_user_message(conversation_id)
+    if last is None:
+        return False
+    after = [m for m in chats.active_messages(conversation_id) if m.id > last.id]
+    if after:
+        chats.retire_from(conversation_id, after[0].id)
+    return True
+
+
+def replace_user_message(conversation_id: int, message_id: int, new_text: str) -> Message:
+    """Edit = keep the old message and its answers inactive, then add the new text as a fresh message."""
+    chats.retire_from(conversation_id, message_id)
+    return add_user_message(conversation_id, new_text)
+
+
+def conversation_markdown(export: dict[str, Any]) -> str:
+    """A readable Markdown transcript of `storage.chats.conversation_export(...)`."""
+    lines = [f"# {export['title']}", ""]
+    if export.get("model"):
+        lines += [f"*Model:* `{export['model']}`  ", f"*Created:* {export['created_at']}", ""]
+    if export.get("system_prompt"):
+        lines += ["> **System:** " + export["system_prompt"].replace("\n", "\n> "), ""]
+    for m in export["messages"]:
+        who = "User" if m["role"] == "user" else f"Assistant ({m.get('model') or '?'})"
+        lines += [f"### {who}", "", m["content"] or "*(no text)*", ""]
+        if m["role"] == "assistant" and m.get("ttft_ms") is not None:
+            tps = f"{m['tok_per_s']:.1f} tok/s" if m.get("tok_per_s") else "—"
+            lines += [f"<sub>TTFT {m['ttft_ms']:.0f} ms · {tps} · {m.get('completion_tokens') or 0} tokens</sub>", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+async def _drain(gen: AsyncIterator[TurnUpdate]) -> TurnUpdate | None:
+    last = None
+    async for last in gen:
+        pass
+    return last
+
+
+def run_turn_sync(gen: AsyncIterator[TurnUpdate]) -> TurnUpdate | None:
+    """Run a turn to completion from synchronous code (scripts, tests)."""
+    return asyncio.run(_drain(gen))

@@ -1,0 +1,174 @@
+"""`stream_chat`: deltas as they arrive, then one `Finished` with finish reason, usage and timings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+
+import httpx
+import openai
+import structlog
+
+from engines.serving.manager import Endpoint
+
+log = structlog.get_logger(__name__)
+
+
+class InferenceError(RuntimeError):
+    """Base of every error a chat call can raise; `str()` is a sentence for the user."""
+
+    kind = "error"
+
+
+class ServerUnavailable(InferenceError):
+    kind = "server_down"
+
+
+class UnknownModel(InferenceError):
+    kind = "unknown_model"
+
+
+class ContextTooLong(InferenceError):
+    kind = "context_too_long"
+
+
+class RequestTimedOut(InferenceError):
+    kind = "timeout"
+
+
+class StreamInterrupted(InferenceError):
+    """The connection broke after the answer had started; the partial text is still valid."""
+
+    kind = "interrupted"
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = None
+
+    def as_request(self) -> dict:
+        req = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        if self.seed is not None:
+            req["seed"] = self.seed
+        return req
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    ttft_ms: float | None
+    duration_ms: float
+    tok_per_s: float | None  # decode speed: completion tokens after the first, over the time after it
+
+
+def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        max_retries=0,  # retrying a half-streamed answer would duplicate text
+    )
+
+
+def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
+    if isinstance(exc, openai.APITimeoutError):
+        return RequestTimedOut(f"{endpoint.model} did not answer in time.")
+    if isinstance(exc, openai.APIConnectionError):
+        return ServerUnavailable(f"The model server for {endpoint.model} is not reachable (it may be starting or restarting).")
+    if isinstance(exc, openai.NotFoundError):
+        return UnknownModel(f"The server does not serve a model named {endpoint.model!r}.")
+    if isinstance(exc, openai.BadRequestError):
+        msg = str(getattr(exc, "message", exc))
+        if "context length" in msg or "max_model_len" in msg or "too long" in msg:
+            return ContextTooLong(f"The conversation is too long for {endpoint.model}: {msg}")
+        return InferenceError(f"The server refused the request: {msg}")
+    if isinstance(exc, openai.APIStatusError):
+        return InferenceError(f"The server answered {exc.status_code}: {str(exc)[:300]}")
+    if isinstance(exc, (httpx.HTTPError, openai.APIError)):
+        return StreamInterrupted(f"The connection to {endpoint.model} broke during the answer ({exc.__class__.__name__}).")
+    return InferenceError(str(exc))
+
+
+async def stream_chat(
+    endpoint: Endpoint,
+    messages: list[dict],
+    params: ChatParams,
+    *,
+    timeout: float = 120.0,
+) -> AsyncIterator[Delta | Finished]:
+    """Stream one chat completion. Cancelling the consumer closes the HTTP stream (vLLM aborts the request)."""
+    client = _client(endpoint, timeout)
+    started = time.perf_counter()
+    first: float | None = None
+    finish_reason, usage = "stop", None
+    chunks = 0
+    try:
+        try:
+            stream = await client.chat.completions.create(
+                model=endpoint.model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **params.as_request(),
+            )
+        except Exception as exc:
+            raise _translate(exc, endpoint) from exc
+        try:
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices:
+                        text = choice.delta.content if choice.delta else None
+                        if text:
+                            if first is None:
+                                first = time.perf_counter()
+                            chunks += 1
+                            yield Delta(text)
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+        except InferenceError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, GeneratorExit):
+                raise
+            err = _translate(exc, endpoint)
+            if first is not None and isinstance(err, ServerUnavailable):
+                err = StreamInterrupted(f"The connection to {endpoint.model} broke during the answer.")
+            raise err from exc
+    finally:
+        await client.close()
+    ended = time.perf_counter()
+    completion = usage.completion_tokens if usage else chunks
+    ttft = (first - started) * 1000 if first is not None else None
+    decode_s = ended - first if first is not None else 0.0
+    tps = (completion - 1) / decode_s if completion and completion > 1 and decode_s > 0 else None
+    done = Finished(
+        finish_reason=finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=completion,
+        ttft_ms=ttft,
+        duration_ms=(ended - started) * 1000,
+        tok_per_s=tps,
+    )
+    # Numbers only: message text never goes to the info log.
+    log.info(
+        "model.call", model=endpoint.model, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+        ttft_ms=round(ttft, 1) if ttft else None, duration_ms=round(done.duration_ms, 1),
+        tok_per_s=round(tps, 1) if tps else None, finish_reason=finish_reason,
+    )
+    yield done

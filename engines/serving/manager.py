@@ -1,0 +1,440 @@
+"""Start, watch, reuse and stop local vLLM OpenAI-compatible servers, one per base model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import structlog
+
+from engines.models.registry import ModelRecord, Registry
+from engines.settings import Settings, environment_for_children
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["starting", "ready", "crashed", "failed", "stopped"]
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 600.0
+
+
+class ServerError(RuntimeError):
+    """A model server did not start or is not usable; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send OpenAI requests for one model name."""
+
+    base_url: str  # ends with /v1
+    model: str
+    api_key: str = field(default="EMPTY", repr=False)
+
+
+@dataclass
+class ServerState:
+    name: str
+    source: str
+    port: int
+    gpu: str | None = None
+    status: Status = "starting"
+    pid: int | None = None
+    error: str | None = None
+    owned: bool = True  # started (or adopted from a dead owner) by this app: stopped at exit
+    wanted: bool = True  # False once stopped on request: the watcher does not restart it
+    restarts: list[float] = field(default_factory=list)
+    log_path: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def has_cuda_gpu() -> bool:
+    """True when an NVIDIA GPU is visible (checked without importing torch)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120]
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child still answers kill(0); treat it as dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def tail(path: Path | None, n: int = 40) -> str:
+    if not path or not path.is_file():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64_000))
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-n:])
+
+
+class ServerManager:
+    """One vLLM server subprocess per base model, plus external OpenAI-compatible endpoints."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or Registry()
+        self.gpu = has_cuda_gpu()
+        self._servers: dict[str, ServerState] = {}
+        self._lock = threading.RLock()
+        self._external: dict[str, str | None] = {}  # base URL -> api key
+        self._models_cache: tuple[float, list[ModelRecord]] = (0.0, [])
+        self._watcher: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        settings.servers_path.mkdir(parents=True, exist_ok=True)
+
+    # ---- command and environment -------------------------------------------------
+    def command(self, record: ModelRecord, port: int) -> list[str]:
+        """The exact argv for one server (a list: never a shell string)."""
+        s = self.settings
+        cmd = [
+            s.server_python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", record.source,
+            "--served-model-name", record.name,
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--max-model-len", str(s.vllm_max_model_len),
+            "--enable-lora",
+            "--max-lora-rank", str(s.vllm_max_lora_rank),
+            "--max-loras", str(s.vllm_max_loras),
+            "--disable-uvicorn-access-log",
+        ]
+        eager = s.vllm_enforce_eager if s.vllm_enforce_eager is not None else not self.gpu
+        if eager:
+            cmd.append("--enforce-eager")
+        if self.gpu:
+            cmd += ["--gpu-memory-utilization", str(s.vllm_gpu_memory_utilization)]
+        cmd += shlex.split(s.vllm_extra_args)
+        return cmd
+
+    def environment(self, gpu: str | None) -> dict[str, str]:
+        env = environment_for_children(self.settings)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_cpu_kvcache_space))
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        env.setdefault("DO_NOT_TRACK", "1")
+        if gpu is not None and gpu != "":
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        return env
+
+    # ---- state files: let a later app instance find a healthy server ------------
+    def _state_file(self, name: str) -> Path:
+        return self.settings.servers_path / f"{safe_name(name)}.json"
+
+    def _write_state(self, st: ServerState) -> None:
+        data = {"name": st.name, "source": st.source, "port": st.port, "pid": st.pid, "owner_pid": os.getpid()}
+        self._state_file(st.name).write_text(json.dumps(data))
+
+    def _adopt(self, record: ModelRecord) -> ServerState | None:
+        """Reuse a healthy server for this model left by this or an earlier app instance."""
+        path = self._state_file(record.name)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("source") != record.source or not pid_alive(data.get("pid")):
+            return None
+        st = ServerState(name=record.name, source=record.source, port=int(data["port"]), pid=data["pid"])
+        st.log_path = self.settings.servers_path / f"{safe_name(record.name)}.log"
+        if not self._healthy(st) or record.name not in self._model_ids(st):
+            return None
+        st.status = "ready"
+        st.owned = not pid_alive(data.get("owner_pid")) or data.get("owner_pid") == os.getpid()
+        if st.owned:
+            self._write_state(st)
+        log.info("server.reused", model=record.name, port=st.port, pid=st.pid, owned=st.owned)
+        return st
+
+    # ---- lifecycle ----------------------------------------------------------------
+    def ensure(
+        self, record: ModelRecord, *, gpu: str | None = None, port: int | None = None, timeout: float | None = None
+    ) -> Endpoint:
+        """Return a healthy endpoint for a base model, starting (or reusing) its server if needed."""
+        self.registry.add(record)
+        with self._lock:
+            st = self._servers.get(record.name)
+            if st and st.status == "ready" and self._alive(st) and self._healthy(st):
+                return self.endpoint_of(st)
+            if not st or not self._alive(st):
+                st = self._adopt(record)
+                if st is None:
+                    st = ServerState(name=record.name, source=record.source, port=port or free_port(), gpu=gpu)
+                    self._servers[record.name] = st
+                    self._spawn(st)
+                else:
+                    self._servers[record.name] = st
+            st.wanted = True
+        self._wait_healthy(st, timeout or self.settings.vllm_start_timeout)
+        self._ensure_watcher()
+        return self.endpoint_of(st)
+
+    def start_in_background(self, resolve: callable, *, gpu: str | None = None, port: int | None = None) -> threading.Thread:
+        """Resolve a model (may convert or download) and start its server without blocking the UI."""
+
+        def run() -> None:
+            try:
+                self.ensure(resolve(), gpu=gpu, port=port)
+            except Exception as exc:  # shown in the status badge; the app keeps running
+                log.error("server.background_start_failed", error=str(exc)[:2000])
+                with self._lock:
+                    self._pending_error = str(exc)
+
+        self._pending_error: str | None = None
+        t = threading.Thread(target=run, name="server-start", daemon=True)
+        t.start()
+        return t
+
+    def _spawn(self, st: ServerState) -> None:
+        record = self.registry.get(st.name) or ModelRecord(name=st.name, kind="base", source=st.source)
+        st.log_path = self.settings.servers_path / f"{safe_name(st.name)}.log"
+        cmd = self.command(record, st.port)
+        with open(st.log_path, "ab") as fh:
+            fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} port {st.port}\n".encode())
+            fh.flush()
+            st.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=self.environment(st.gpu),
+                start_new_session=True,  # its own process group: we stop the whole tree
+                cwd=self.settings.servers_path,
+            )
+        st.pid, st.status, st.error, st.owned = st.proc.pid, "starting", None, True
+        self._write_state(st)
+        log.info("server.start", model=st.name, port=st.port, pid=st.pid, gpu=st.gpu)
+
+    def _alive(self, st: ServerState) -> bool:
+        if st.proc is not None:
+            return st.proc.poll() is None
+        return pid_alive(st.pid)
+
+    def _healthy(self, st: ServerState) -> bool:
+        try:
+            return httpx.get(f"{st.root_url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _model_ids(self, st: ServerState) -> list[str]:
+        try:
+            data = httpx.get(f"{st.root_url}/v1/models", timeout=3.0).json()
+            return [m["id"] for m in data.get("data", [])]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return []
+
+    def _wait_healthy(self, st: ServerState, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._alive(st):
+                code = st.proc.poll() if st.proc else None
+                st.status, st.error = "failed", f"exited with code {code}"
+                raise ServerError(f"Model server for {st.name} exited (code {code}). Log tail:\n{tail(st.log_path)}")
+            if self._healthy(st):
+                st.status = "ready"
+                log.info("server.ready", model=st.name, port=st.port)
+                return
+            time.sleep(0.5)
+        self._terminate(st)
+        st.status, st.error = "failed", f"not healthy after {timeout:.0f}s"
+        raise ServerError(f"Model server for {st.name} was not healthy after {timeout:.0f}s. Log tail:\n{tail(st.log_path)}")
+
+    def _terminate(self, st: ServerState, grace: float = 15.0) -> None:
+        if not st.pid or not self._alive(st):
+            return
+        try:
+            os.killpg(st.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self._alive(st):
+            time.sleep(0.2)
+        if self._alive(st):
+            try:
+                os.killpg(st.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if st.proc is not None:
+            st.proc.wait(timeout=5)
+
+    def stop(self, name: str) -> None:
+        with self._lock:
+            st = self._servers.get(name)
+        if not st:
+            return
+        st.wanted = False
+        self._terminate(st)
+        st.status = "stopped"
+        self._state_file(name).unlink(missing_ok=True)
+        log.info("server.stopped", model=name)
+
+    def stop_all(self) -> None:
+        """Stop every server this app owns (called at exit and on Ctrl-C)."""
+        self._stop_event.set()
+        with self._lock:
+            owned = [st.name for st in self._servers.values() if st.owned]
+        for name in owned:
+            self.stop(name)
+
+    # ---- crash watching ----------------------------------------------------------
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None or not self._watcher.is_alive():
+            self._stop_event.clear()
+            self._watcher = threading.Thread(target=self._watch, name="server-watch", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop_event.wait(1.0):
+            with self._lock:
+                states = list(self._servers.values())
+            for st in states:
+                if st.wanted and st.status == "ready" and not self._alive(st):
+                    self._restart(st)
+
+    def _restart(self, st: ServerState) -> None:
+        now = time.monotonic()
+        st.restarts = [t for t in st.restarts if now - t < RESTART_WINDOW_S]
+        code = st.proc.poll() if st.proc else None
+        log.warning("server.crashed", model=st.name, exit_code=code, restarts=len(st.restarts))
+        if len(st.restarts) >= MAX_RESTARTS or not st.owned:
+            st.status, st.error = "crashed", f"exited with code {code}; not restarted"
+            return
+        st.restarts.append(now)
+        st.status = "crashed"
+        with self._lock:
+            self._spawn(st)
+        try:
+            self._wait_healthy(st, self.settings.vllm_start_timeout)
+        except ServerError as exc:
+            log.error("server.restart_failed", model=st.name, error=str(exc)[:500])
+
+    # ---- what is served ----------------------------------------------------------
+    def add_external(self, base_url: str, api_key: str | None = None) -> None:
+        """Use an OpenAI-compatible server run elsewhere (VLLM_BASE_URL); its models join the pickers."""
+        self._external[base_url.rstrip("/")] = api_key
+
+    def endpoint_of(self, st: ServerState) -> Endpoint:
+        return Endpoint(base_url=f"{st.root_url}/v1", model=st.name)
+
+    def endpoint_for(self, model: str) -> Endpoint | None:
+        """Endpoint for a model name: a base, an adapter of a running base, or an external model."""
+        rec = self.registry.get(model)
+        if rec and rec.kind == "external":
+            return Endpoint(base_url=rec.source, model=model, api_key=rec.api_key or "EMPTY")
+        base = rec.parent if rec and rec.kind == "adapter" else model
+        with self._lock:
+            st = self._servers.get(base or "")
+        if st:
+            return Endpoint(base_url=f"{st.root_url}/v1", model=model)
+        return None
+
+    def status(self) -> dict[str, ServerState]:
+        with self._lock:
+            return dict(self._servers)
+
+    def pending_error(self) -> str | None:
+        return getattr(self, "_pending_error", None)
+
+    def logs(self, name: str, lines: int = 200) -> str:
+        with self._lock:
+            st = self._servers.get(name)
+        return tail(st.log_path if st else self.settings.servers_path / f"{safe_name(name)}.log", lines)
+
+    def served_models(self, max_age: float = 2.0) -> list[ModelRecord]:
+        """Base models and adapters the running servers report, plus external endpoints' models."""
+        stamp, cached = self._models_cache
+        if time.monotonic() - stamp < max_age:
+            return cached
+        found: list[ModelRecord] = []
+        with self._lock:
+            states = [st for st in self._servers.values() if st.status == "ready"]
+        for st in states:
+            try:
+                data = httpx.get(f"{st.root_url}/v1/models", timeout=3.0).json().get("data", [])
+            except (httpx.HTTPError, ValueError):
+                continue
+            for m in data:
+                parent = m.get("parent")
+                rec = ModelRecord(
+                    name=m["id"], kind="adapter" if parent and parent != m["id"] else "base",
+                    source=m.get("root") or st.source, parent=parent if parent != m["id"] else None,
+                )
+                found.append(rec)
+                if rec.kind == "adapter":
+                    self.registry.add(rec)
+        for url, key in self._external.items():
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            try:
+                data = httpx.get(f"{url}/models", headers=headers, timeout=3.0).json().get("data", [])
+            except (httpx.HTTPError, ValueError):
+                continue
+            for m in data:
+                found.append(self.registry.add(ModelRecord(name=m["id"], kind="external", source=url, api_key=key)))
+        found += [r for r in self.registry.all() if r.kind == "external" and r.name not in {f.name for f in found}]
+        self._models_cache = (time.monotonic(), found)
+        return found
+
+    # ---- LoRA adapters -----------------------------------------------------------
+    def load_adapter(self, base: str, name: str, path: str | Path) -> ModelRecord:
+        """Load a PEFT adapter into the running server of its base model (no restart)."""
+        with self._lock:
+            st = self._servers.get(base)
+        if not st or st.status != "ready":
+            raise ServerError(f"No running server for {base}; start it before loading {name}.")
+        r = httpx.post(
+            f"{st.root_url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}, timeout=120.0
+        )
+        if r.status_code != 200:
+            raise ServerError(f"Loading adapter {name} into {base} failed: {r.text[:500]}")
+        self._models_cache = (0.0, [])
+        log.info("server.adapter_loaded", base=base, adapter=name)
+        return self.registry.add(ModelRecord(name=name, kind="adapter", source=str(path), parent=base))
+
+    def unload_adapter(self, base: str, name: str) -> None:
+        with self._lock:
+            st = self._servers.get(base)
+        if st:
+            httpx.post(f"{st.root_url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=30.0)
+        self.registry.remove(name)
+        self._models_cache = (0.0, [])

@@ -1,0 +1,179 @@
+"""Studio settings, read from the environment and `.env` (every name is documented in .env.example)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct"
+
+
+class SettingsError(ValueError):
+    """One clear line naming the variable that is wrong."""
+
+
+class ModelSlot(BaseSettings):
+    """MODEL_1_* / MODEL_2_*: a base model pinned to one GPU and port."""
+
+    enabled: bool = False
+    path: str = ""
+    gpu: str = ""
+    port: int | None = Field(default=None, ge=1024, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    debug: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    auth: SecretStr | None = None
+    ui_language: Literal["en", "ko"] = "en"
+
+    data_dir: Path = Path("data")
+    log_dir: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    database_url: str | None = None
+    model_cache_dir: Path | None = None
+
+    default_model: str = BUNDLED_MODEL
+    vllm_base_url: str | None = None
+    vllm_api_key: SecretStr | None = None
+    huggingface_token: SecretStr | None = None
+    offline_mode: bool = False
+
+    default_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    default_top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    default_max_tokens: int = Field(default=512, ge=1, le=131072)
+    request_timeout: float = Field(default=120.0, gt=0)
+
+    server_python: str = sys.executable
+    vllm_max_model_len: int = Field(default=2048, ge=128)
+    vllm_max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = 64
+    vllm_max_loras: int = Field(default=4, ge=1)
+    vllm_cpu_kvcache_space: int = Field(default=1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    vllm_start_timeout: float = Field(default=300.0, gt=0)
+    vllm_enforce_eager: bool | None = None
+    vllm_extra_args: str = ""
+
+    mlflow_tracking_uri: str | None = None
+
+    model_1_enabled: bool = False
+    model_1_path: str = ""
+    model_1_gpu: str = "0"
+    model_1_port: int | None = Field(default=None, ge=1024, le=65535)
+    model_2_enabled: bool = False
+    model_2_path: str = ""
+    model_2_gpu: str = "1"
+    model_2_port: int | None = Field(default=None, ge=1024, le=65535)
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_is_user_colon_password(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and v.get_secret_value():
+            user, sep, pw = v.get_secret_value().partition(":")
+            if not sep or not user or not pw:
+                raise ValueError("must be user:password")
+        return v or None
+
+    @field_validator("vllm_base_url")
+    @classmethod
+    def _url_has_scheme(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str | None) -> str | None:
+        if v and not v.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgres", "postgresql"):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return v or None
+
+    @model_validator(mode="after")
+    def _slots_have_paths(self) -> Settings:
+        for n in (1, 2):
+            if getattr(self, f"model_{n}_enabled") and not getattr(self, f"model_{n}_path"):
+                raise ValueError(f"MODEL_{n}_PATH is required when MODEL_{n}_ENABLED is true")
+        return self
+
+    # Derived locations: everything the studio writes lives under data_dir unless overridden.
+    @cached_property
+    def logs_path(self) -> Path:
+        return (self.log_dir or self.data_dir / "logs").resolve()
+
+    @cached_property
+    def models_path(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "models").resolve()
+
+    @cached_property
+    def servers_path(self) -> Path:
+        return (self.data_dir / "servers").resolve()
+
+    @cached_property
+    def exports_path(self) -> Path:
+        return (self.data_dir / "exports").resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def auth_pair(self) -> tuple[str, str] | None:
+        if not self.auth:
+            return None
+        user, _, pw = self.auth.get_secret_value().partition(":")
+        return user, pw
+
+    def model_slots(self) -> list[ModelSlot]:
+        """The enabled MODEL_n_* slots, in order."""
+        slots = []
+        for n in (1, 2):
+            if getattr(self, f"model_{n}_enabled"):
+                slots.append(
+                    ModelSlot(
+                        enabled=True,
+                        path=getattr(self, f"model_{n}_path"),
+                        gpu=getattr(self, f"model_{n}_gpu"),
+                        port=getattr(self, f"model_{n}_port"),
+                    )
+                )
+        return slots
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from env/.env; raises SettingsError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "_".join(str(p) for p in err.get("loc", ())).upper()
+        name = loc or "SETTINGS"
+        raw = err.get("input")
+        shown = "" if name in ("AUTH", "HUGGINGFACE_TOKEN", "VLLM_API_KEY") or isinstance(raw, dict) else f"={raw!r}"
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        raise SettingsError(f"Invalid setting {name}{shown}: {msg}") from None
+
+
+def environment_for_children(settings: Settings) -> dict[str, str]:
+    """Environment for server/worker subprocesses: the app's, plus hub credentials and offline flags."""
+    env = dict(os.environ)
+    if settings.huggingface_token:
+        env["HF_TOKEN"] = settings.huggingface_token.get_secret_value()
+    if settings.offline_mode:
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+    return env

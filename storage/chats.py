@@ -1,0 +1,121 @@
+"""Conversations and messages: every read and write the Chat and History tabs need."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from peewee import fn
+
+from storage.db import database
+from storage.models import Conversation, Message, utcnow
+
+TITLE_CHARS = 60
+
+
+def create_conversation(*, title: str = "New chat", model: str | None = None, system_prompt: str | None = None) -> Conversation:
+    return Conversation.create(title=title, model=model, system_prompt=system_prompt)
+
+
+def get_conversation(conversation_id: int) -> Conversation | None:
+    return Conversation.get_or_none(Conversation.id == conversation_id)
+
+
+def list_conversations(search: str = "", limit: int = 200) -> list[Conversation]:
+    """Newest first; `search` matches titles and message text (case-insensitive)."""
+    q = Conversation.select().order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    term = search.strip()
+    if term:
+        like = f"%{term.lower()}%"
+        hits = Message.select(Message.conversation).where(fn.LOWER(Message.content) ** like)
+        q = q.where((fn.LOWER(Conversation.title) ** like) | (Conversation.id.in_(hits)))
+    return list(q.limit(limit))
+
+
+def rename_conversation(conversation_id: int, title: str) -> None:
+    title = " ".join(title.split())[:200]
+    if not title:
+        raise ValueError("A title cannot be empty.")
+    Conversation.update(title=title, updated_at=utcnow()).where(Conversation.id == conversation_id).execute()
+
+
+def delete_conversation(conversation_id: int) -> None:
+    with database.atomic():
+        Message.delete().where(Message.conversation == conversation_id).execute()
+        Conversation.delete().where(Conversation.id == conversation_id).execute()
+
+
+def touch(conversation_id: int, **fields: Any) -> None:
+    Conversation.update(updated_at=utcnow(), **fields).where(Conversation.id == conversation_id).execute()
+
+
+def active_messages(conversation_id: int) -> list[Message]:
+    return list(
+        Message.select()
+        .where((Message.conversation == conversation_id) & (Message.active == True))  # noqa: E712
+        .order_by(Message.id)
+    )
+
+
+def add_message(conversation_id: int, role: str, content: str, **fields: Any) -> Message:
+    """Insert a message and bump the conversation; the first user message becomes the title."""
+    with database.atomic():
+        msg = Message.create(conversation=conversation_id, role=role, content=content, **fields)
+        conv = Conversation.get_by_id(conversation_id)
+        updates: dict[str, Any] = {"updated_at": utcnow()}
+        if role == "user" and conv.title == "New chat":
+            updates["title"] = " ".join(content.split())[:TITLE_CHARS] or "New chat"
+        Conversation.update(**updates).where(Conversation.id == conversation_id).execute()
+    return msg
+
+
+def get_message(message_id: int) -> Message | None:
+    return Message.get_or_none(Message.id == message_id)
+
+
+def update_message(message_id: int, **fields: Any) -> None:
+    Message.update(**fields).where(Message.id == message_id).execute()
+
+
+def set_feedback(message_id: int, value: int) -> None:
+    if value not in (-1, 0, 1):
+        raise ValueError("feedback is -1, 0 or 1")
+    Message.update(feedback=value).where(Message.id == message_id).execute()
+
+
+def retire_from(conversation_id: int, message_id: int) -> int:
+    """Mark a message and everything after it inactive (regenerate / edit keep the old text)."""
+    return (
+        Message.update(active=False)
+        .where((Message.conversation == conversation_id) & (Message.id >= message_id) & (Message.active == True))  # noqa: E712
+        .execute()
+    )
+
+
+def conversation_export(conversation_id: int) -> dict[str, Any]:
+    """A conversation with its active messages and their numbers, ready for JSON."""
+    conv = Conversation.get_by_id(conversation_id)
+    return {
+        "id": conv.id,
+        "title": conv.title,
+        "model": conv.model,
+        "system_prompt": conv.system_prompt,
+        "created_at": conv.created_at.isoformat(),
+        "updated_at": conv.updated_at.isoformat(),
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "model": m.model,
+                "params": json.loads(m.params) if m.params else None,
+                "ttft_ms": m.ttft_ms,
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "tok_per_s": m.tok_per_s,
+                "finish_reason": m.finish_reason,
+                "feedback": m.feedback,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in active_messages(conversation_id)
+        ],
+    }

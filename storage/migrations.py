@@ -1,0 +1,103 @@
+"""Numbered, idempotent schema migrations, recorded in `schema_migrations`.
+
+Each step checks before it changes, so running it twice (or on a half-migrated copy) is safe.
+Add a new step at the end of MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from peewee import BooleanField, Database, FloatField, PostgresqlDatabase, TextField
+from playhouse.migrate import SchemaMigrator, migrate
+
+from storage.models import utcnow
+
+
+def _types(db: Database) -> dict[str, str]:
+    if isinstance(db, PostgresqlDatabase):
+        return {"pk": "SERIAL PRIMARY KEY", "float": "DOUBLE PRECISION", "ts": "TIMESTAMP"}
+    return {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "REAL", "ts": "DATETIME"}
+
+
+def m001_conversations_and_messages(db: Database) -> None:
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS conversations (
+            id {t['pk']},
+            title VARCHAR(200) NOT NULL,
+            model VARCHAR(300),
+            system_prompt TEXT,
+            created_at {t['ts']} NOT NULL,
+            updated_at {t['ts']} NOT NULL)"""
+    )
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS messages (
+            id {t['pk']},
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role VARCHAR(16) NOT NULL,
+            content TEXT NOT NULL,
+            model VARCHAR(300),
+            params TEXT,
+            ttft_ms {t['float']},
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            tok_per_s {t['float']},
+            finish_reason VARCHAR(32),
+            feedback INTEGER NOT NULL DEFAULT 0,
+            created_at {t['ts']} NOT NULL)"""
+    )
+
+
+def m002_message_history_and_indexes(db: Database) -> None:
+    """Keep regenerated/edited messages (active flag), record errors and durations, index the hot queries."""
+    migrator = SchemaMigrator.from_database(db)
+    have = {c.name for c in db.get_columns("messages")}
+    ops = []
+    if "active" not in have:
+        ops.append(migrator.add_column("messages", "active", BooleanField(default=True)))
+    if "error" not in have:
+        ops.append(migrator.add_column("messages", "error", TextField(null=True)))
+    if "duration_ms" not in have:
+        ops.append(migrator.add_column("messages", "duration_ms", FloatField(null=True)))
+    if ops:
+        migrate(*ops)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS messages_conversation_id ON messages (conversation_id, id)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at)")
+
+
+MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
+    (1, m001_conversations_and_messages),
+    (2, m002_message_history_and_indexes),
+]
+
+
+def applied_migrations(db: Database) -> set[int]:
+    if not db.table_exists("schema_migrations"):
+        return set()
+    return {row[0] for row in db.execute_sql("SELECT id FROM schema_migrations").fetchall()}
+
+
+def apply_migrations(db: Database, *, upto: int | None = None) -> list[str]:
+    """Apply pending migrations in order (optionally stopping after `upto`); returns the names applied."""
+    t = _types(db)
+    db.execute_sql(
+        f"CREATE TABLE IF NOT EXISTS schema_migrations (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, applied_at {t['ts']} NOT NULL)"
+    )
+    done = applied_migrations(db)
+    applied = []
+    for number, step in MIGRATIONS:
+        if upto is not None and number > upto:
+            break
+        if number in done:
+            continue
+        with db.atomic():
+            step(db)
+            db.execute_sql(
+                "INSERT INTO schema_migrations (id, name, applied_at) VALUES (%s, %s, %s)"
+                if isinstance(db, PostgresqlDatabase)
+                else "INSERT INTO schema_migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                (number, step.__name__, utcnow()),
+            )
+        applied.append(step.__name__)
+    return applied

@@ -1,0 +1,73 @@
+"""Build the Gradio app: a header with the language switch, then one tab per area."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
+from studio.coming_soon_tab import build_coming_soon_tab
+from studio.i18n import LANGUAGES, Translatable, t
+from studio.services import Services
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
+THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
+LATER_TABS = ("datasets", "finetune", "compare", "history", "models")
+
+
+def _title(lang: str) -> str:
+    return f"## 💬 {t(lang, 'app.title')}"
+
+
+def build_app(services: Services) -> gr.Blocks:
+    settings = services.settings
+    lang0 = settings.ui_language
+    tr = Translatable()
+    with gr.Blocks(title="Chat Studio") as demo:
+        lang_state = gr.BrowserState(lang0, storage_key="chat-studio-language")
+        with gr.Row(elem_id="app-header", equal_height=True):
+            with gr.Column(scale=4, min_width=300):
+                title = gr.Markdown(_title(lang0), elem_id="app-title")
+                tr.add(gr.Markdown(t(lang0, "app.subtitle"), elem_id="app-subtitle"), value="app.subtitle")
+            language = tr.add(
+                gr.Radio(
+                    choices=[(label, code) for code, label in LANGUAGES.items()], value=lang0,
+                    label=t(lang0, "app.language"), elem_id="language-switch", scale=1, min_width=200,
+                ),
+                label="app.language",
+            )
+        with gr.Tabs(elem_id="tabs"):
+            with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
+                chat = build_chat_tab(services, tr, lang_state)
+            for name in LATER_TABS:
+                with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
+                    build_coming_soon_tab(name, tr, lang0)
+
+        def relabel_updates(lang: str) -> tuple[list, list]:
+            fallback = [(settings.default_model, settings.default_model)]
+            return tr.updates(
+                lang,
+                extra={
+                    title: {"value": _title(lang)},
+                    language: {"value": lang},
+                    chat.status: {"value": status_html(services, lang)},
+                    chat.model: {"choices": model_choices(services) or fallback},
+                },
+            )
+
+        components, _ = relabel_updates(lang0)
+
+        def relabel(lang: str):
+            """Switch every label to `lang` (and remember it in this browser)."""
+            lang = lang if lang in LANGUAGES else lang0
+            return [lang, *relabel_updates(lang)[1]]
+
+        def on_load(lang: str):
+            """A fresh page: the language this browser chose last, the conversation list, the servers."""
+            return [*relabel(lang), gr.update(choices=conversation_choices(), value=None)]
+
+        language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list], api_name="load", api_visibility="private", show_progress="hidden")
+    return demo

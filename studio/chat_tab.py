@@ -1,0 +1,355 @@
+"""The Chat tab: conversations on the left, a streaming chat with the picked model on the right."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engines import conversations as turns
+from engines.inference import ChatParams
+from storage import chats
+from studio.i18n import Translatable, t
+from studio.messages import display_assistant, rows_to_chatbot
+from studio.services import Services
+
+STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
+
+
+@dataclass
+class ChatTab:
+    chatbot: gr.Chatbot
+    conversation_id: gr.Textbox
+    conversation_list: gr.Radio
+    model: gr.Dropdown
+    status: gr.HTML
+    message: gr.Textbox
+    refresh_outputs: list[Any]
+    refresh: Any  # callable(lang) -> list of updates for refresh_outputs
+
+
+def _conv_id(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _params(temperature: float, top_p: float, max_tokens: float, seed: float | None) -> ChatParams:
+    seed_i = int(seed) if seed is not None and seed != "" and int(seed) >= 0 else None
+    return ChatParams(temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens), seed=seed_i)
+
+
+def conversation_choices(search: str = "") -> list[tuple[str, str]]:
+    return [(c.title, str(c.id)) for c in chats.list_conversations(search)]
+
+
+def status_html(services: Services, lang: str) -> str:
+    """The model-server badge: one pill per server (and per external endpoint)."""
+    pills = []
+    for st in services.servers.status().values():
+        label = t(lang, f"status.{st.status}")
+        title = html.escape(st.error or f"127.0.0.1:{st.port}")
+        pills.append(
+            f"<span class='server-pill {st.status}' title='{title}'><span class='dot'></span>"
+            f"{html.escape(st.name)} · {label}</span>"
+        )
+    for url in services.servers._external:  # noqa: SLF001 - read-only view of configured endpoints
+        pills.append(
+            f"<span class='server-pill ready' title='{html.escape(url)}'><span class='dot'></span>{t(lang, 'status.external')} · {html.escape(url)}</span>"
+        )
+    err = services.servers.pending_error()
+    if err:
+        pills.append(f"<span class='server-pill failed' title='{html.escape(err[-1500:])}'><span class='dot'></span>{html.escape(err.splitlines()[0][:160])}</span>")
+    if not pills:
+        pills.append(f"<span class='server-pill stopped'>{t(lang, 'status.no_server_mode' if services.no_serve else 'status.none')}</span>")
+    return f"<div class='server-status' data-testid='server-status'>{''.join(pills)}</div>"
+
+
+def model_choices(services: Services) -> list[tuple[str, str]]:
+    out = []
+    for rec in services.servers.served_models():
+        label = f"{rec.name}  ← {rec.parent}" if rec.kind == "adapter" else rec.name
+        out.append((label, rec.name))
+    return out
+
+
+def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> ChatTab:
+    settings = services.settings
+    lang0 = settings.ui_language
+
+    conversation_id = gr.Textbox(value="", visible=False, elem_id="conversation-id")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=240, elem_id="chat-sidebar"):
+            new_btn = tr.add(gr.Button(t(lang0, "chat.new"), variant="primary", size="sm", elem_id="new-chat"), value="chat.new")
+            search = tr.add(
+                gr.Textbox(label=t(lang0, "chat.search"), placeholder=t(lang0, "chat.search_placeholder"), elem_id="chat-search"),
+                label="chat.search", placeholder="chat.search_placeholder",
+            )
+            conversation_list = tr.add(
+                gr.Radio(choices=[], label=t(lang0, "chat.conversations"), elem_id="conversation-list", container=True),
+                label="chat.conversations",
+            )
+            with tr.add(gr.Accordion(t(lang0, "chat.manage"), open=False, elem_id="chat-manage"), label="chat.manage"):
+                rename_box = tr.add(gr.Textbox(label=t(lang0, "chat.rename"), elem_id="rename-box"), label="chat.rename")
+                rename_btn = tr.add(gr.Button(t(lang0, "chat.rename_button"), size="sm", elem_id="rename-btn"), value="chat.rename_button")
+                export_btn = tr.add(gr.Button(t(lang0, "chat.export_button"), size="sm", elem_id="export-btn"), value="chat.export_button")
+                export_files = tr.add(gr.File(label=t(lang0, "chat.export_files"), file_count="multiple", interactive=False, elem_id="export-files"), label="chat.export_files")
+                delete_btn = tr.add(gr.Button(t(lang0, "chat.delete_button"), variant="stop", size="sm", elem_id="delete-btn"), value="chat.delete_button")
+
+        with gr.Column(scale=4):
+            with gr.Row(equal_height=True):
+                model = tr.add(
+                    gr.Dropdown(
+                        choices=[(settings.default_model, settings.default_model)], value=settings.default_model,
+                        label=t(lang0, "chat.model"), allow_custom_value=True, scale=3, elem_id="model-picker",
+                    ),
+                    label="chat.model",
+                )
+                refresh_btn = gr.Button("↻", scale=0, min_width=44, elem_id="refresh-models")
+                status = gr.HTML(status_html(services, lang0), elem_id="server-status-box", padding=False)
+            chatbot = tr.add(
+                gr.Chatbot(
+                    label=t(lang0, "chat.chatbot"), elem_id="chatbot", height=520, editable="user",
+                    placeholder=t(lang0, "chat.placeholder"), buttons=["copy", "copy_all"],
+                    feedback_options=("Like", "Dislike"), layout="bubble", autoscroll=True,
+                ),
+                label="chat.chatbot", placeholder="chat.placeholder",
+            )
+            with gr.Row(equal_height=True):
+                message = tr.add(
+                    gr.Textbox(
+                        label=t(lang0, "chat.input"), placeholder=t(lang0, "chat.input_placeholder"), lines=2, max_lines=10,
+                        scale=8, show_label=False, elem_id="message-box", submit_btn=False, autofocus=True,
+                    ),
+                    placeholder="chat.input_placeholder", label="chat.input",
+                )
+                with gr.Column(scale=1, min_width=120):
+                    send_btn = tr.add(gr.Button(t(lang0, "chat.send"), variant="primary", elem_id="send-btn"), value="chat.send")
+                    stop_btn = tr.add(gr.Button(t(lang0, "chat.stop"), variant="stop", elem_id="stop-btn"), value="chat.stop")
+            with gr.Row():
+                regen_btn = tr.add(gr.Button(t(lang0, "chat.regenerate"), size="sm", elem_id="regenerate-btn"), value="chat.regenerate")
+                edit_btn = tr.add(gr.Button(t(lang0, "chat.edit_last"), size="sm", elem_id="edit-last-btn"), value="chat.edit_last")
+            with tr.add(gr.Accordion(t(lang0, "chat.params"), open=False, elem_id="chat-params"), label="chat.params"):
+                system = tr.add(
+                    gr.Textbox(label=t(lang0, "chat.system_prompt"), placeholder=t(lang0, "chat.system_placeholder"), lines=2, elem_id="system-prompt"),
+                    label="chat.system_prompt", placeholder="chat.system_placeholder",
+                )
+                with gr.Row():
+                    temperature = tr.add(gr.Slider(0.0, 2.0, value=settings.default_temperature, step=0.05, label=t(lang0, "chat.temperature"), elem_id="temperature"), label="chat.temperature")
+                    top_p = tr.add(gr.Slider(0.05, 1.0, value=settings.default_top_p, step=0.05, label=t(lang0, "chat.top_p"), elem_id="top-p"), label="chat.top_p")
+                    max_tokens = tr.add(gr.Slider(16, settings.vllm_max_model_len, value=min(settings.default_max_tokens, settings.vllm_max_model_len), step=16, label=t(lang0, "chat.max_tokens"), elem_id="max-tokens"), label="chat.max_tokens")
+                    seed = tr.add(gr.Number(value=-1, precision=0, label=t(lang0, "chat.seed"), elem_id="seed"), label="chat.seed")
+
+    gen_inputs = [conversation_id, model, system, temperature, top_p, max_tokens, seed]
+
+    # ---- the streaming core shared by send / regenerate / edit ----------------------
+    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
+        rows = chats.active_messages(cid)
+        display = rows_to_chatbot(rows, lang)
+        display.append({"role": "assistant", "content": ""})
+        yield display
+        async for upd in turns.answer(
+            services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout
+        ):
+            if upd.error is not None:
+                display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, error=f"x: {upd.error}")}
+                gr.Warning(str(upd.error))
+            elif upd.finished is not None:
+                row = chats.get_message(upd.message_id)
+                display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, row)}
+            else:
+                display[-1] = {"role": "assistant", "content": upd.text}
+            yield display
+
+    def _model_or_error(model_name: str | None, lang: str) -> str:
+        if not model_name:
+            raise gr.Error(t(lang, "chat.no_model"))
+        return model_name
+
+    async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+        """Store the user's message, then stream the answer (outputs: chatbot, conversation id, input box, list)."""
+        lang = lang or lang0
+        if not (message_text or "").strip():
+            gr.Warning(t(lang, "chat.empty_message"))
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        model_name = _model_or_error(model_name, lang)
+        cid = turns.start_conversation(_conv_id(cid_value), model=model_name, system_prompt=system_prompt)
+        turns.add_user_message(cid, message_text)  # stored before the model is called
+        first = True
+        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
+            if first:
+                first = False
+                yield display, str(cid), "", gr.update(choices=conversation_choices(), value=str(cid))
+            else:
+                yield display, gr.skip(), gr.skip(), gr.skip()
+
+    async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+        """Keep the last answer (inactive) and stream a new one for the same user message."""
+        lang = lang or lang0
+        cid = _conv_id(cid_value)
+        if cid is None or not turns.retire_last_answer(cid):
+            gr.Warning(t(lang, "chat.nothing_to_regenerate"))
+            yield gr.skip()
+            return
+        async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
+            yield display
+
+    async def edit_last(new_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+        """Replace the last user message with `new_text` (the old one is kept inactive) and answer again."""
+        lang = lang or lang0
+        cid = _conv_id(cid_value)
+        last = turns.last_user_message(cid) if cid else None
+        if last is None:
+            gr.Warning(t(lang, "chat.no_conversation"))
+            yield gr.skip(), gr.skip()
+            return
+        if not (new_text or "").strip():
+            gr.Warning(t(lang, "chat.empty_message"))
+            yield gr.skip(), gr.skip()
+            return
+        turns.replace_user_message(cid, last.id, new_text)
+        async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
+            yield display, ""
+
+    async def on_retry(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+        async for display in regenerate(cid_value, model_name, system_prompt, temp, tp, mt, sd, lang):
+            yield display
+
+    async def on_edit(edit: gr.EditData, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+        """The chatbot's own edit icon: any user message may be edited; what followed it is kept inactive."""
+        lang = lang or lang0
+        cid = _conv_id(cid_value)
+        rows = chats.active_messages(cid) if cid else []
+        index = edit.index if isinstance(edit.index, int) else edit.index[0]
+        if not rows or index >= len(rows) or rows[index].role != "user":
+            yield rows_to_chatbot(rows, lang)
+            return
+        from studio.messages import flatten_content
+
+        turns.replace_user_message(cid, rows[index].id, flatten_content(edit.value))
+        async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
+            yield display
+
+    def on_like(like: gr.LikeData, cid_value: str) -> None:
+        cid = _conv_id(cid_value)
+        if cid is None:
+            return
+        index = like.index if isinstance(like.index, int) else like.index[0]
+        value = 1 if like.liked is True or like.liked == "Like" else -1 if like.liked is False or like.liked == "Dislike" else 0
+        set_feedback(cid, index, value)
+
+    def set_feedback(conversation_id: int, message_index: int, value: int) -> str:
+        """Thumbs up (1), down (-1) or clear (0) on the message at `message_index` of the conversation."""
+        rows = chats.active_messages(int(conversation_id))
+        if not 0 <= int(message_index) < len(rows):
+            raise gr.Error("No message at that index.")
+        chats.set_feedback(rows[int(message_index)].id, int(value))
+        return "ok"
+
+    def edit_last_text(cid_value: str, lang: str):
+        """Put the last user message back into the input box for editing."""
+        cid = _conv_id(cid_value)
+        last = turns.last_user_message(cid) if cid else None
+        if last is None:
+            gr.Warning(t(lang or lang0, "chat.no_conversation"))
+            return gr.skip()
+        return last.content
+
+    # ---- conversation list ---------------------------------------------------------
+    def new_chat():
+        """Start an empty conversation (stored when its first message is sent)."""
+        return [], "", "", gr.update(value=None), ""
+
+    def open_chat(cid_value: str, lang: str):
+        """Load a conversation into the chat (outputs: chatbot, id, system prompt, rename box, model)."""
+        cid = _conv_id(cid_value)
+        conv = chats.get_conversation(cid) if cid else None
+        if conv is None:
+            return [], "", gr.skip(), "", gr.skip()
+        model_update = conv.model if conv.model else gr.skip()
+        return rows_to_chatbot(chats.active_messages(cid), lang or lang0), str(cid), conv.system_prompt or "", conv.title, model_update
+
+    def search_chats(term: str):
+        return gr.update(choices=conversation_choices(term or ""))
+
+    def rename_chat(cid_value: str, title: str, lang: str):
+        cid = _conv_id(cid_value)
+        if cid is None:
+            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
+        try:
+            chats.rename_conversation(cid, title or "")
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(t(lang or lang0, "chat.renamed"))
+        return gr.update(choices=conversation_choices(), value=str(cid))
+
+    def delete_chat(cid_value: str, lang: str):
+        cid = _conv_id(cid_value)
+        if cid is None:
+            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
+        chats.delete_conversation(cid)
+        gr.Info(t(lang or lang0, "chat.deleted"))
+        return [], "", gr.update(choices=conversation_choices(), value=None), ""
+
+    def export_chat(cid_value: str, lang: str) -> list[str]:
+        """Write the conversation as JSON and Markdown under the studio's exports folder; returns both paths."""
+        cid = _conv_id(cid_value)
+        if cid is None or chats.get_conversation(cid) is None:
+            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
+        data = chats.conversation_export(cid)
+        folder = settings.exports_path
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path = folder / f"conversation-{cid}.json"
+        md_path = folder / f"conversation-{cid}.md"
+        json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        md_path.write_text(turns.conversation_markdown(data), encoding="utf-8")
+        return [str(json_path), str(md_path)]
+
+    def refresh(lang: str):
+        """Server badge + model choices (+ the conversation list) for the current language."""
+        html_now = status_html(services, lang or lang0)
+        return html_now, gr.update(choices=model_choices(services) or [(settings.default_model, settings.default_model)])
+
+    def list_models() -> list[str]:
+        """Names of every model a chat can use now (base models, adapters, external)."""
+        return [r.name for r in services.servers.served_models()]
+
+    # ---- wiring (every event has a stable api_name; see README) -----------------------
+    send_outputs = [chatbot, conversation_id, message, conversation_list]
+    send_inputs = [message, *gen_inputs, lang_state]
+    ev_submit = message.submit(send, send_inputs, send_outputs, api_name="send", **STREAMING)
+    ev_send = send_btn.click(send, send_inputs, send_outputs, api_name="send_click", api_visibility="undocumented", **STREAMING)
+    ev_regen = regen_btn.click(regenerate, [*gen_inputs, lang_state], [chatbot], api_name="regenerate", **STREAMING)
+    ev_retry = chatbot.retry(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry", api_visibility="private", **STREAMING)
+    ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot], api_name="edit", api_visibility="private", **STREAMING)
+    edit_btn.click(edit_last_text, [conversation_id, lang_state], [message], api_name="edit_last_text")
+    edit_last_btn_hidden = gr.Button(visible=False, elem_id="edit-last-submit")
+    ev_edit_api = edit_last_btn_hidden.click(edit_last, [message, *gen_inputs, lang_state], [chatbot, message], api_name="edit_last", **STREAMING)
+    stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop", api_visibility="private")
+    chatbot.like(on_like, [conversation_id], None, api_name="like", api_visibility="private")
+    gr.api(set_feedback, api_name="feedback")
+    gr.api(list_models, api_name="list_models")
+
+    new_btn.click(new_chat, None, [chatbot, conversation_id, rename_box, conversation_list, message], api_name="new_chat")
+    conversation_list.input(open_chat, [conversation_list, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat_from_list", api_visibility="private")
+    open_id = gr.Textbox(visible=False)
+    open_id.change(open_chat, [open_id, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat")
+    search.input(search_chats, [search], [conversation_list], api_name="search_chats", trigger_mode="always_last")
+    rename_btn.click(rename_chat, [conversation_id, rename_box, lang_state], [conversation_list], api_name="rename_chat")
+    delete_btn.click(delete_chat, [conversation_id, lang_state], [chatbot, conversation_id, conversation_list, rename_box], api_name="delete_chat")
+    export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
+    refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
+    timer = gr.Timer(3.0)
+    timer.tick(refresh, [lang_state], [status, model], api_name="poll_status", api_visibility="private", show_progress="hidden", concurrency_limit=None)
+
+    tab = ChatTab(
+        chatbot=chatbot, conversation_id=conversation_id, conversation_list=conversation_list, model=model,
+        status=status, message=message, refresh_outputs=[status, model], refresh=refresh,
+    )
+    return tab

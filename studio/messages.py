@@ -1,0 +1,83 @@
+"""Conversion between Gradio Chatbot messages, stored rows and OpenAI chat messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from studio.i18n import t
+
+
+def flatten_content(content: Any) -> str:
+    """Gradio 6 gives content as a string, a list of blocks (`{"type": "text", "text": …}`), or a file dict."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        if content.get("type") == "text":
+            return str(content.get("text", ""))
+        if "text" in content:
+            return str(content["text"])
+        if "file" in content or "path" in content:
+            return ""
+        return str(content.get("value", ""))
+    if isinstance(content, Iterable):
+        return "".join(flatten_content(part) for part in content)
+    return str(content)
+
+
+def chatbot_to_openai(history: list[dict], system_prompt: str | None = None) -> list[dict[str, str]]:
+    """Chatbot history → OpenAI messages (text only; thoughts/metadata messages are dropped)."""
+    out = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for msg in history or []:
+        role = msg.get("role") if isinstance(msg, dict) else getattr(msg, "role", None)
+        content = msg.get("content") if isinstance(msg, dict) else getattr(msg, "content", None)
+        metadata = msg.get("metadata") if isinstance(msg, dict) else getattr(msg, "metadata", None)
+        if role not in ("user", "assistant", "system") or (metadata and metadata.get("title")):
+            continue
+        out.append({"role": role, "content": strip_stats(flatten_content(content))})
+    return out
+
+
+STATS_MARK = "\n\n<sub class='msg-stats'>"
+
+
+def strip_stats(text: str) -> str:
+    """Remove the display-only stats line we append under answers."""
+    return text.split(STATS_MARK, 1)[0]
+
+
+def stats_line(lang: str, *, ttft_ms: float | None, tok_per_s: float | None, tokens: int | None) -> str:
+    return t(
+        lang, "chat.stats",
+        ttft=f"{ttft_ms:.0f}" if ttft_ms is not None else "—",
+        tps=f"{tok_per_s:.1f}" if tok_per_s else "—",
+        tokens=tokens if tokens is not None else "—",
+    )
+
+
+def display_assistant(lang: str, text: str, row: Any | None = None, *, error: str | None = None) -> str:
+    """The visible text of an answer: its content, then an error note or its numbers in small print."""
+    shown = text
+    finish = getattr(row, "finish_reason", None)
+    error = error or getattr(row, "error", None)
+    if error:
+        shown += f"\n\n⚠️ **{t(lang, 'chat.error')}:** {error.split(': ', 1)[-1]}"
+    elif row is not None and getattr(row, "ttft_ms", None) is not None:
+        line = stats_line(lang, ttft_ms=row.ttft_ms, tok_per_s=row.tok_per_s, tokens=row.completion_tokens)
+        shown += f"{STATS_MARK}{line}</sub>"
+    elif finish == "stopped":
+        shown += f"{STATS_MARK}{t(lang, 'chat.stopped')}</sub>"
+    return shown
+
+
+def rows_to_chatbot(rows: Iterable[Any], lang: str) -> list[dict[str, str]]:
+    """Stored messages → Chatbot value (system rows are not shown)."""
+    out = []
+    for r in rows:
+        if r.role == "user":
+            out.append({"role": "user", "content": r.content})
+        elif r.role == "assistant":
+            out.append({"role": "assistant", "content": display_assistant(lang, r.content, r)})
+    return out
