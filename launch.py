@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.share and not settings.auth_pair:
         print("error: refusing to --share without a password: add --auth user:password (or set AUTH).", file=sys.stderr)
         return 2
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.auth_pair:
+        print(f"error: refusing to listen on {settings.host} without a password: add --auth user:password (or set AUTH).",
+              file=sys.stderr)
+        return 2
 
     from engines.logs import configure_logging
 
@@ -81,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             allowed_paths=[str(settings.exports_path)],
             show_error=True,
             footer_links=["api", "gradio"],
+            prevent_thread_lock=True,
         )
+        import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
+
+        demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:

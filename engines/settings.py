@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct"
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class SettingsError(ValueError):
@@ -29,7 +30,7 @@ class ModelSlot(BaseSettings):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False, env_ignore_empty=True
     )
 
     debug: bool = False
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
 
     server_python: str = sys.executable
     vllm_max_model_len: int = Field(default=2048, ge=128)
-    vllm_max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = 64
+    vllm_max_lora_rank: int = 64
     vllm_max_loras: int = Field(default=4, ge=1)
     vllm_cpu_kvcache_space: int = Field(default=1, ge=1)
     vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -84,6 +85,13 @@ class Settings(BaseSettings):
             if not sep or not user or not pw:
                 raise ValueError("must be user:password")
         return v or None
+
+    @field_validator("vllm_max_lora_rank")
+    @classmethod
+    def _rank_vllm_accepts(cls, v: int) -> int:
+        if v not in LORA_RANKS:
+            raise ValueError(f"must be one of {', '.join(map(str, LORA_RANKS))} (what vLLM accepts)")
+        return v
 
     @field_validator("vllm_base_url")
     @classmethod

@@ -43,6 +43,7 @@ if [ "$dev" = 1 ]; then
   need=()
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   fc-list 2>/dev/null | grep -qi "noto sans cjk" || need+=(fonts-noto-cjk)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # DATABASE_URL=postgresql tests
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]} ..."
     sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"

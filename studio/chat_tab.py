@@ -58,7 +58,7 @@ def status_html(services: Services, lang: str) -> str:
             f"<span class='server-pill {st.status}' title='{title}'><span class='dot'></span>"
             f"{html.escape(st.name)} · {label}</span>"
         )
-    for url in services.servers._external:  # noqa: SLF001 - read-only view of configured endpoints
+    for url in services.servers.external_urls():
         pills.append(
             f"<span class='server-pill ready' title='{html.escape(url)}'><span class='dot'></span>{t(lang, 'status.external')} · {html.escape(url)}</span>"
         )

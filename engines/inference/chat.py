@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-import openai
 import structlog
 
 from engines.serving.manager import Endpoint
+
+if TYPE_CHECKING:
+    import openai
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +79,8 @@ class Finished:
 
 
 def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
+    import openai  # 1 s to import: deferred so the UI answers sooner (launch.py warms it up in the background)
+
     return openai.AsyncOpenAI(
         base_url=endpoint.base_url,
         api_key=endpoint.api_key,
@@ -85,6 +90,8 @@ def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
 
 
 def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return RequestTimedOut(f"{endpoint.model} did not answer in time.")
     if isinstance(exc, openai.APIConnectionError):

@@ -181,7 +181,7 @@ class ServerManager:
         if not self._healthy(st) or record.name not in self._model_ids(st):
             return None
         st.status = "ready"
-        st.owned = not pid_alive(data.get("owner_pid")) or data.get("owner_pid") == os.getpid()
+        st.owned = not pid_alive(data.get("owner_pid"))  # its app is gone: this one takes it over
         if st.owned:
             self._write_state(st)
         log.info("server.reused", model=record.name, port=st.port, pid=st.pid, owned=st.owned)
@@ -353,6 +353,9 @@ class ServerManager:
     def add_external(self, base_url: str, api_key: str | None = None) -> None:
         """Use an OpenAI-compatible server run elsewhere (VLLM_BASE_URL); its models join the pickers."""
         self._external[base_url.rstrip("/")] = api_key
+
+    def external_urls(self) -> list[str]:
+        return list(self._external)
 
     def endpoint_of(self, st: ServerState) -> Endpoint:
         return Endpoint(base_url=f"{st.root_url}/v1", model=st.name)

@@ -1,0 +1,125 @@
+"""Shared fixtures: a real SQLite file per test, and — once per session — the bundled model converted,
+a real CPU vLLM server on 127.0.0.1, the studio itself in a subprocess, and Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The converted bundled model is reused across runs (conversion takes ~40 s).
+MODELS_DIR = Path(os.environ.get("STUDIO_TEST_MODELS", ROOT / "data" / "models")).resolve()
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh real SQLite file with every migration applied, bound to the models."""
+    from storage import connect
+
+    database = connect(f"sqlite:///{tmp_path / 'studio.db'}")
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("studio")
+
+
+@pytest.fixture(scope="session")
+def settings(session_dir):
+    from engines.settings import load_settings
+
+    return load_settings(data_dir=session_dir, model_cache_dir=MODELS_DIR, vllm_start_timeout=400, request_timeout=60)
+
+
+@pytest.fixture(scope="session")
+def bundled_model(settings):
+    from engines.models import resolve_base_model
+
+    return resolve_base_model(settings, "SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def server_manager(settings):
+    from engines.serving import ServerManager
+
+    manager = ServerManager(settings)
+    yield manager
+    manager.stop_all()
+
+
+@pytest.fixture(scope="session")
+def endpoint(server_manager, bundled_model):
+    """The real CPU vLLM server on the bundled model (started once; restarted if a test killed it)."""
+    return server_manager.ensure(bundled_model)
+
+
+@pytest.fixture
+def live_endpoint(server_manager, bundled_model, endpoint):
+    """Like `endpoint`, but waits for a restart if an earlier test killed the server."""
+    return server_manager.ensure(bundled_model)
+
+
+def free_port() -> int:
+    from engines.serving.manager import free_port as _free_port
+
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def studio_url(session_dir, settings, endpoint):
+    """`python launch.py` in a subprocess on a free port, sharing the session's data dir (it reuses the server)."""
+    port = free_port()
+    env = {**os.environ, "DATA_DIR": str(session_dir), "MODEL_CACHE_DIR": str(MODELS_DIR), "PORT": str(port)}
+    log = open(session_dir / "studio-app.log", "wb")
+    proc = subprocess.Popen([sys.executable, "launch.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError((session_dir / "studio-app.log").read_text()[-3000:])
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        raise RuntimeError("studio did not answer within 90 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="en-US")
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    yield p
+    context.close()

@@ -1,0 +1,226 @@
+"""End-to-end: the real app (launch.py) in Debian's Chromium, chatting with the real CPU vLLM server.
+
+Waits are Playwright waits (auto-retrying `expect`, `wait_for_function`); the only clock used is in
+the browser, to tell "the answer stopped changing" apart from "the answer is still streaming".
+Timeouts are generous: the bundled model answers at ~30 tok/s on an idle 2-core machine and much
+slower when other test sessions share it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+TITLE_CHARS = 60  # storage.chats.TITLE_CHARS: the first user message, whitespace-collapsed, cut here
+
+SERVER_READY_MS = 420_000  # a cold vLLM start is ~60 s on an idle machine; much more under load
+ANSWER_MS = 300_000  # a whole (bounded) answer on a busy CPU
+FIRST_TEXT_MS = 180_000  # the first streamed characters of an answer
+
+STATS_RE = re.compile(r"TTFT \d+ ms · [\d.—]+ tok/s · \d+ tokens")
+
+# Records every distinct state of the newest assistant bubble, from DOM mutations (no polling gaps).
+RECORDER_JS = """
+() => {
+  const box = document.querySelector('#chatbot');
+  const rec = {states: [], lastChange: performance.now()};
+  window.__answer = rec;
+  const read = () => {
+    const bots = box.querySelectorAll('[data-testid="bot"] .message-content');
+    const last = bots[bots.length - 1];
+    const text = last ? last.innerText.trim() : '';
+    const done = !!(last && last.querySelector('.msg-stats'));
+    const prev = rec.states[rec.states.length - 1];
+    if (!prev || prev.text !== text || prev.done !== done) {
+      rec.states.push({bots: bots.length, text, done, len: text.length});
+      rec.lastChange = performance.now();
+    }
+  };
+  new MutationObserver(read).observe(box, {subtree: true, childList: true, characterData: true});
+  read();
+}
+"""
+
+
+def open_app(page: Page, url: str) -> None:
+    """Load the app and wait until the model server is ready and the page's load event has run."""
+    page.goto(url)
+    expect(page.locator("#server-status-box .server-pill.ready").first).to_be_visible(timeout=SERVER_READY_MS)
+    # The app's load event relabels the UI from the stored language and fills the conversation list;
+    # let it finish before the test clicks anything it could overwrite.
+    page.wait_for_load_state("networkidle")
+
+
+def start_recording(page: Page) -> None:
+    page.evaluate(RECORDER_JS)
+
+
+def bot_bubbles(page: Page):
+    return page.locator('#chatbot [data-testid="bot"]')
+
+
+def user_bubbles(page: Page):
+    return page.locator('#chatbot [data-testid="user"]')
+
+
+def answer_text(page: Page) -> str:
+    """The newest answer's text without its stats line."""
+    last = bot_bubbles(page).last.locator(".message-content")
+    return last.evaluate(
+        "e => { const c = e.cloneNode(true); c.querySelectorAll('.msg-stats').forEach(s => s.remove());"
+        " return c.innerText.trim(); }"
+    )
+
+
+def set_max_tokens(page: Page, n: int) -> None:
+    """Bound the answer's length through the Generation settings accordion (keeps the run time sane)."""
+    page.locator("#chat-params").get_by_text(re.compile("Generation settings|생성 설정")).first.click()
+    box = page.locator("#max-tokens input[type='number']")
+    box.fill(str(n))
+    box.press("Tab")
+    expect(page.locator("#max-tokens input[type='range']")).to_have_value(str(n))
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_answer_streams_and_conversation_reopens_after_reload(page: Page, studio_url: str) -> None:
+    token = uuid.uuid4().hex[:8]
+    message = f"[{token}] Describe the sea in three short sentences, please."
+    title = normalise(message)[:TITLE_CHARS]
+
+    open_app(page, studio_url)
+    set_max_tokens(page, 96)
+    start_recording(page)
+    box = page.locator("#message-box textarea")
+    box.fill(message)
+    box.press("Enter")  # the placeholder promises: Enter sends, Shift+Enter adds a line
+
+    expect(user_bubbles(page).last).to_contain_text(token, timeout=30_000)
+    expect(box).to_have_value("", timeout=30_000)  # the input is cleared once the message is taken
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE, timeout=ANSWER_MS)
+
+    states = page.evaluate("window.__answer.states")
+    before_done = sorted({s["len"] for s in states if not s["done"] and s["len"] > 0})
+    assert len(before_done) >= 2, f"the answer did not stream (lengths seen before the stats line: {before_done})"
+    assert all(s["bots"] == 1 for s in states if s["len"]), "a fresh page should show exactly one answer"
+    answer = answer_text(page)
+    assert answer, "the finished answer is empty"
+    assert len(answer) >= max(before_done), "the final answer is shorter than a streamed prefix of it"
+
+    # The conversation appears in the sidebar, titled by its first message.
+    conv = page.locator("#conversation-list label", has_text=title)
+    expect(conv).to_have_count(1)
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "chat.png"), full_page=True)
+
+    page.reload()
+    open_app(page, studio_url)
+    expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(0)  # a fresh page starts empty
+    conv = page.locator("#conversation-list label", has_text=title)
+    expect(conv).to_have_count(1)
+    conv.click()
+    expect(user_bubbles(page)).to_have_count(1)
+    expect(user_bubbles(page).first).to_contain_text(token)
+    expect(bot_bubbles(page)).to_have_count(1)
+    expect(bot_bubbles(page).first.locator(".msg-stats")).to_have_text(STATS_RE)
+    assert normalise(answer_text(page)) == normalise(answer)
+
+
+def test_korean_ui_persists_across_reload(page: Page, studio_url: str) -> None:
+    open_app(page, studio_url)
+    chat_tab = page.get_by_role("tab").first
+    send = page.locator("#send-btn")
+    expect(chat_tab).to_have_text("Chat")
+    expect(send).to_have_text("Send")
+
+    page.locator("#language-switch label", has_text="한국어").click()
+    expect(chat_tab).to_have_text("채팅")
+    expect(send).to_have_text("보내기")
+    expect(page.locator("#stop-btn")).to_have_text("중지")
+    expect(page.get_by_role("tab", name="파인튜닝")).to_be_visible()
+    expect(page.locator("#server-status-box .server-pill.ready").first).to_contain_text("준비됨")
+
+    page.reload()
+    open_app(page, studio_url)
+    expect(chat_tab).to_have_text("채팅")
+    expect(send).to_have_text("보내기")
+    expect(page.locator("#language-switch input[value='ko']")).to_be_checked()
+
+    # A chat exchange in Korean mode, for the screenshot.
+    set_max_tokens(page, 64)
+    token = uuid.uuid4().hex[:6]
+    page.locator("#message-box textarea").fill(f"Say hello to a new user in one sentence. ({token})")
+    send.click()
+    expect(user_bubbles(page).last).to_contain_text(token, timeout=30_000)
+    stats = bot_bubbles(page).last.locator(".msg-stats")
+    expect(stats).to_have_text(re.compile(r"첫 토큰 \d+ ms"), timeout=ANSWER_MS)
+    assert answer_text(page)
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "chat-ko.png"), full_page=True)
+
+    # Back to English (persisted too), so nothing after this sees Korean.
+    page.locator("#language-switch label", has_text="English").click()
+    expect(chat_tab).to_have_text("Chat")
+    expect(send).to_have_text("Send")
+    page.reload()
+    open_app(page, studio_url)
+    expect(chat_tab).to_have_text("Chat")
+    expect(page.locator("#language-switch input[value='en']")).to_be_checked()
+
+
+def test_stop_keeps_the_partial_answer(page: Page, studio_url: str) -> None:
+    token = uuid.uuid4().hex[:8]
+    message = (
+        f"[{token}] Write a very long story about a dragon who learns to bake bread. "
+        "Use at least 800 words, many chapters and lots of detail."
+    )
+    title = normalise(message)[:TITLE_CHARS]
+
+    open_app(page, studio_url)  # default max tokens (512): far longer than the test lets it run
+    start_recording(page)
+    page.locator("#message-box textarea").fill(message)
+    page.locator("#send-btn").click()
+    expect(user_bubbles(page).last).to_contain_text(token, timeout=30_000)
+
+    # Some text has streamed in, and the answer is not finished.
+    page.wait_for_function(
+        "() => { const s = window.__answer.states.at(-1); return s && s.len >= 40; }", timeout=FIRST_TEXT_MS
+    )
+    page.locator("#stop-btn").click()
+    at_click = page.evaluate("window.__answer.states.at(-1)")
+    assert not at_click["done"], "the answer finished before Stop could be tested: make it longer"
+
+    # It stops changing: no DOM change for 4 s (the model emits several tokens a second while streaming).
+    page.wait_for_function(
+        "() => performance.now() - window.__answer.lastChange > 4000", timeout=60_000, polling=250
+    )
+    final = page.evaluate("window.__answer.states.at(-1)")
+    assert final["len"] > 0, "Stop emptied the answer bubble"
+    assert final["len"] >= at_click["len"], "the partial answer shrank after Stop"
+    assert final["len"] - at_click["len"] < 400, "the answer kept streaming long after Stop"
+    assert not final["done"], "the answer ran to completion: Stop did not cancel it"
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_count(0)
+    partial = answer_text(page)
+    assert partial
+
+    # The partial answer was stored, marked as stopped, and is shown again after a reload.
+    page.reload()
+    open_app(page, studio_url)
+    conv = page.locator("#conversation-list label", has_text=title)
+    expect(conv).to_have_count(1)
+    conv.click()
+    expect(user_bubbles(page).first).to_contain_text(token)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(re.compile("stopped"))
+    stored = normalise(answer_text(page))
+    assert stored.startswith(normalise(partial)[:40]), (stored[:80], partial[:80])
+    assert len(stored) >= len(normalise(partial)) - 5

@@ -1,0 +1,59 @@
+import pytest
+
+from storage import chats
+
+
+def test_first_user_message_titles_the_conversation(db):
+    conv = chats.create_conversation()
+    chats.add_message(conv.id, "user", "  How do I fine-tune   an 8B model on Korean data? " + "x" * 80)
+    title = chats.get_conversation(conv.id).title
+    assert title.startswith("How do I fine-tune an 8B model") and len(title) == chats.TITLE_CHARS
+
+
+def test_search_matches_titles_and_message_text(db):
+    a = chats.create_conversation(title="Paris trip")
+    b = chats.create_conversation(title="Other")
+    chats.add_message(b.id, "assistant", "서울의 날씨는 맑음")
+    assert [c.id for c in chats.list_conversations("paris")] == [a.id]
+    assert [c.id for c in chats.list_conversations("날씨")] == [b.id]
+    assert {c.id for c in chats.list_conversations("")} == {a.id, b.id}
+
+
+def test_newest_conversation_first(db):
+    a = chats.create_conversation(title="a")
+    b = chats.create_conversation(title="b")
+    chats.add_message(a.id, "user", "bump")
+    assert [c.id for c in chats.list_conversations()][:2] == [a.id, b.id]
+
+
+def test_rename_delete_and_cascade(db):
+    conv = chats.create_conversation()
+    chats.add_message(conv.id, "user", "hi")
+    chats.rename_conversation(conv.id, "  Renamed  chat ")
+    assert chats.get_conversation(conv.id).title == "Renamed chat"
+    with pytest.raises(ValueError):
+        chats.rename_conversation(conv.id, "   ")
+    chats.delete_conversation(conv.id)
+    assert chats.get_conversation(conv.id) is None
+    assert chats.Message.select().count() == 0
+
+
+def test_retired_messages_are_kept_but_hidden(db):
+    conv = chats.create_conversation()
+    u = chats.add_message(conv.id, "user", "q")
+    a = chats.add_message(conv.id, "assistant", "old answer")
+    chats.retire_from(conv.id, a.id)
+    assert [m.id for m in chats.active_messages(conv.id)] == [u.id]
+    assert chats.get_message(a.id).content == "old answer"
+
+
+def test_feedback_and_export(db):
+    conv = chats.create_conversation()
+    chats.add_message(conv.id, "user", "q")
+    a = chats.add_message(conv.id, "assistant", "a", ttft_ms=12.5, completion_tokens=3, finish_reason="stop")
+    chats.set_feedback(a.id, -1)
+    with pytest.raises(ValueError):
+        chats.set_feedback(a.id, 7)
+    data = chats.conversation_export(conv.id)
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+    assert data["messages"][1]["feedback"] == -1 and data["messages"][1]["ttft_ms"] == 12.5

@@ -1,0 +1,45 @@
+from storage import connect
+from storage.migrations import MIGRATIONS, applied_migrations, apply_migrations
+
+FINAL_MESSAGE_COLUMNS = {
+    "id", "conversation_id", "role", "content", "model", "params", "ttft_ms", "prompt_tokens", "completion_tokens",
+    "tok_per_s", "duration_ms", "finish_reason", "error", "feedback", "active", "created_at",
+}
+
+
+def columns(db, table):
+    return {c.name for c in db.get_columns(table)}
+
+
+def test_fresh_database_has_the_final_schema(db):
+    assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
+    assert {"id", "title", "model", "system_prompt", "created_at", "updated_at"} == columns(db, "conversations")
+    assert applied_migrations(db) == {n for n, _ in MIGRATIONS}
+    assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_upgrade_from_every_older_schema_keeps_data(tmp_path):
+    for upto in range(1, len(MIGRATIONS)):
+        url = f"sqlite:///{tmp_path / f'old{upto}.db'}"
+        db = connect(url, migrate=False)
+        apply_migrations(db, upto=upto)
+        assert applied_migrations(db) == set(range(1, upto + 1))
+        db.execute_sql("INSERT INTO conversations (title, created_at, updated_at) VALUES ('kept', '2026-01-01', '2026-01-01')")
+        db.execute_sql(
+            "INSERT INTO messages (conversation_id, role, content, feedback, created_at) VALUES (1, 'user', '안녕', 0, '2026-01-01')"
+        )
+        db.close()
+        db = connect(url)  # the app's start: applies what is pending
+        assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
+        row = db.execute_sql("SELECT content, active FROM messages").fetchone()
+        assert row[0] == "안녕" and row[1] in (1, True)
+        db.close()
+
+
+def test_migrations_are_idempotent(db):
+    assert apply_migrations(db) == []
+    # even if the record table were lost, re-running the steps changes nothing
+    db.execute_sql("DELETE FROM schema_migrations")
+    assert len(apply_migrations(db)) == len(MIGRATIONS)
+    assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
