@@ -72,6 +72,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
+    if args.runs < 1:
+        raise BenchError("--runs must be at least 1")
     machine_line = machine()
     print(f"machine: {machine_line}")
     studio, baseline = [], []

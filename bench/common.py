@@ -32,12 +32,21 @@ class BenchError(RuntimeError):
     """Something the benchmark needs did not work; the message says what."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C so every `finally:` stops what it started."""
+
+
+def _on_sigterm(*_: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated
+
+
 def setup() -> None:
-    """Quiet the studio's structlog output and turn SIGTERM into SystemExit so `finally:` blocks clean up."""
+    """Quiet the studio's structlog output and turn SIGTERM into an exception so `finally:` blocks clean up."""
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def run_main(main: callable) -> None:
@@ -46,8 +55,11 @@ def run_main(main: callable) -> None:
     try:
         code = main()
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted (Ctrl-C); everything started was stopped", file=sys.stderr)
         code = 130
+    except Terminated:
+        print("error: terminated (SIGTERM); everything started was stopped", file=sys.stderr)
+        code = 143
     except Exception as exc:  # noqa: BLE001 - the whole point is a readable last line
         print(f"error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         code = 1
@@ -154,7 +166,7 @@ def median(xs: Sequence[float]) -> float:
 
 
 def machine() -> str:
-    """One line: CPU count, RAM, CPU model, Python, load average at the start of the measurement."""
+    """One line: CPU count, RAM, CPU model, Python, load average and vLLM servers already running."""
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     model = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
@@ -163,8 +175,20 @@ def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"nproc {os.cpu_count()}, RAM {mem_kib / 2**20:.1f} GiB, {model}, "
-        f"Python {platform.python_version()}, load avg {load}"
+        f"Python {platform.python_version()}, load avg {load}, other vLLM servers running: {vllm_servers_running()}"
     )
+
+
+def vllm_servers_running() -> int:
+    """vLLM API servers already running on this machine (other people's tests compete for the same cores)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"vllm.entrypoints.openai.api_server" in (entry / "cmdline").read_bytes():
+                count += 1
+        except OSError:
+            pass
+    return count
 
 
 def append_results(script: str, lines: Sequence[str], machine_line: str) -> Path:

@@ -153,14 +153,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=len(PROMPTS), help="measured requests per path")
     args = p.parse_args()
+    if args.requests < 1:
+        raise BenchError("--requests must be at least 1")
     machine_line = machine()
     print(f"machine: {machine_line}")
+
+    from gradio_client import Client
+    from tokenizers import Tokenizer
 
     from engines.models import resolve_base_model
     from engines.serving import ServerManager
     from engines.settings import load_settings
-    from gradio_client import Client
-    from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(MODEL_CACHE / MODEL / "tokenizer.json"))
     tmp = tempfile.TemporaryDirectory(prefix="bench-relay-")
@@ -221,7 +224,8 @@ def main() -> int:
     tps = {n: median([s.tok_per_s() for s in xs]) for n, xs in samples.items()}
     identical = {n: sum(s.text == d.text for s, d in zip(xs, samples["direct"], strict=True)) for n, xs in samples.items()}
     tokens = median([float(s.tokens or 0) for s in samples["direct"]])
-    lines = [f"requests per path: {args.requests} (interleaved), max_tokens {MAX_TOKENS}, temperature 0, seed {SEED}; "
+    lines = [f"VLLM_EXTRA_ARGS: {settings.vllm_extra_args or '(none)'}",
+             f"requests per path: {args.requests} (interleaved), max_tokens {MAX_TOKENS}, temperature 0, seed {SEED}; "
              f"median completion tokens {tokens:.0f}"]
     for n in names:
         lines.append(f"{n:<8} median TTFT {ttft[n] * 1000:7.1f} ms, median {tps[n]:6.1f} tok/s"

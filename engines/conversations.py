@@ -145,10 +145,46 @@ def conversation_markdown(export: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+class Prefetched:
+    """Runs an update stream in its own task from the moment it is created, so the model request is in
+    flight while the caller is still busy (e.g. Gradio rendering the user's message). `aclose()` (also
+    called when iteration ends or is cancelled) cancels the task and waits, so the partial answer is saved."""
+
+    _END = object()
+
+    def __init__(self, gen: AsyncIterator[TurnUpdate]) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._gen = gen
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for item in self._gen:
+                await self._queue.put(item)
+        except Exception as exc:  # re-raised on the consumer's side
+            await self._queue.put(exc)
+        finally:
+            await self._queue.put(self._END)
+
+    async def __aiter__(self) -> AsyncIterator[TurnUpdate]:
+        try:
+            while (item := await self._queue.get()) is not self._END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+
+
 async def _drain(gen: AsyncIterator[TurnUpdate]) -> TurnUpdate | None:
     last = None
-    async for last in gen:
-        pass
+    async for update in gen:
+        last = update
     return last
 
 

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, v: str | None) -> str | None:
-        if v and not v.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgres", "postgresql"):
+        if v and v.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgres", "postgresql"):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return v or None
 

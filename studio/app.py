@@ -18,7 +18,7 @@ LATER_TABS = ("datasets", "finetune", "compare", "history", "models")
 
 
 def _title(lang: str) -> str:
-    return f"## 💬 {t(lang, 'app.title')}"
+    return f"## {t(lang, 'app.title')}"
 
 
 def build_app(services: Services) -> gr.Blocks:

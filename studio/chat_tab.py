@@ -111,7 +111,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                     label="chat.model",
                 )
                 refresh_btn = gr.Button("↻", scale=0, min_width=44, elem_id="refresh-models")
-                status = gr.HTML(status_html(services, lang0), elem_id="server-status-box", padding=False)
+                status = gr.HTML(status_html(services, lang0), elem_id="server-status-box", padding=False, scale=2, min_width=280)
             chatbot = tr.add(
                 gr.Chatbot(
                     label=t(lang0, "chat.chatbot"), elem_id="chatbot", height=520, editable="user",
@@ -152,19 +152,24 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         rows = chats.active_messages(cid)
         display = rows_to_chatbot(rows, lang)
         display.append({"role": "assistant", "content": ""})
-        yield display
-        async for upd in turns.answer(
-            services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout
-        ):
-            if upd.error is not None:
-                display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, error=f"x: {upd.error}")}
-                gr.Warning(str(upd.error))
-            elif upd.finished is not None:
-                row = chats.get_message(upd.message_id)
-                display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, row)}
-            else:
-                display[-1] = {"role": "assistant", "content": upd.text}
+        # The request starts before the user's message is rendered, not after.
+        updates = turns.Prefetched(
+            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout)
+        )
+        try:
             yield display
+            async for upd in updates:
+                if upd.error is not None:
+                    display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, error=str(upd.error))}
+                    gr.Warning(str(upd.error))
+                elif upd.finished is not None:
+                    row = chats.get_message(upd.message_id)
+                    display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, row)}
+                else:
+                    display[-1] = {"role": "assistant", "content": upd.text}
+                yield display
+        finally:
+            await updates.aclose()  # a stop lands here: cancel the request, keep the partial answer
 
     def _model_or_error(model_name: str | None, lang: str) -> str:
         if not model_name:

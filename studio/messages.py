@@ -61,9 +61,10 @@ def display_assistant(lang: str, text: str, row: Any | None = None, *, error: st
     """The visible text of an answer: its content, then an error note or its numbers in small print."""
     shown = text
     finish = getattr(row, "finish_reason", None)
-    error = error or getattr(row, "error", None)
+    stored = getattr(row, "error", None)  # stored as "kind: sentence"
+    error = error or (stored.split(": ", 1)[-1] if stored else None)
     if error:
-        shown += f"\n\n⚠️ **{t(lang, 'chat.error')}:** {error.split(': ', 1)[-1]}"
+        shown += f"\n\n⚠️ **{t(lang, 'chat.error')}:** {error}"
     elif row is not None and getattr(row, "ttft_ms", None) is not None:
         line = stats_line(lang, ttft_ms=row.ttft_ms, tok_per_s=row.tok_per_s, tokens=row.completion_tokens)
         shown += f"{STATS_MARK}{line}</sub>"

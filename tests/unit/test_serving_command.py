@@ -22,6 +22,23 @@ def test_command_is_an_argv_list_bound_to_loopback_with_runtime_lora(tmp_path):
     assert "--enforce-eager" in cmd and "--gpu-memory-utilization" not in cmd
 
 
+def test_cpu_without_bf16_serves_in_float32_unless_told_otherwise(tmp_path, monkeypatch):
+    import engines.serving.manager as mgr
+
+    rec = ModelRecord(name="tiny", kind="base", source="/m")
+    monkeypatch.setattr(mgr, "cpu_has_bf16", lambda: False)
+    m = manager(tmp_path)
+    m.gpu = False
+    cmd = m.command(rec, 1)
+    assert cmd[cmd.index("--dtype") + 1] == "float32"
+    monkeypatch.setattr(mgr, "cpu_has_bf16", lambda: True)
+    assert "--dtype" not in m.command(rec, 1)
+    monkeypatch.setattr(mgr, "cpu_has_bf16", lambda: False)
+    m2 = manager(tmp_path, vllm_extra_args="--dtype bfloat16")
+    m2.gpu = False
+    assert m2.command(rec, 1).count("--dtype") == 1
+
+
 def test_gpu_command_and_environment(tmp_path):
     m = manager(tmp_path, vllm_extra_args="--dtype bfloat16", vllm_gpu_memory_utilization=0.8)
     m.gpu = True
