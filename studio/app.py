@@ -64,10 +64,13 @@ def build_app(services: Services) -> gr.Blocks:
             lang = lang if lang in LANGUAGES else lang0
             return [lang, *relabel_updates(lang)[1]]
 
+        # Set by the load event once every label and list is in place (tests and scripts wait for it).
+        ready = gr.HTML("", elem_id="app-ready-box", padding=False)
+
         def on_load(lang: str):
             """A fresh page: the language this browser chose last, the conversation list, the servers."""
-            return [*relabel(lang), gr.update(choices=conversation_choices(), value=None)]
+            return [*relabel(lang), gr.update(choices=conversation_choices(), value=None), "<span id='app-ready'></span>"]
 
         language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list], api_name="load", api_visibility="private", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, ready], api_name="load", api_visibility="private", show_progress="hidden")
     return demo

@@ -111,7 +111,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                     label="chat.model",
                 )
                 refresh_btn = gr.Button("↻", scale=0, min_width=44, elem_id="refresh-models")
-                status = gr.HTML(status_html(services, lang0), elem_id="server-status-box", padding=False, scale=2, min_width=280)
+                status = gr.HTML(status_html(services, lang0), elem_id="server-status-box", padding=False)
             chatbot = tr.add(
                 gr.Chatbot(
                     label=t(lang0, "chat.chatbot"), elem_id="chatbot", height=520, editable="user",
@@ -123,7 +123,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             with gr.Row(equal_height=True):
                 message = tr.add(
                     gr.Textbox(
-                        label=t(lang0, "chat.input"), placeholder=t(lang0, "chat.input_placeholder"), lines=2, max_lines=10,
+                        label=t(lang0, "chat.input"), placeholder=t(lang0, "chat.input_placeholder"), lines=1, max_lines=10,
                         scale=8, show_label=False, elem_id="message-box", submit_btn=False, autofocus=True,
                     ),
                     placeholder="chat.input_placeholder", label="chat.input",

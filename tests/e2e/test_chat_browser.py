@@ -58,14 +58,6 @@ def _patient_expect():
     expect.set_options(timeout=5_000)
 
 
-LOAD_DONE_JS = """
-() => {
-  const t = document.querySelector('#language-switch [data-testid="status-tracker"]');
-  return !!t && t.classList.contains('hidden') && t.innerText.trim() === '';
-}
-"""
-
-
 def open_app(page: Page, url: str) -> None:
     page.goto(url)
     wait_until_ready(page)
@@ -80,10 +72,8 @@ def wait_until_ready(page: Page) -> None:
     """Wait until the model server is ready and the page's load event has run."""
     expect(page.locator("#server-status-box .server-pill.ready").first).to_be_visible(timeout=SERVER_READY_MS)
     # The app's load event relabels every component from the stored language and fills the conversation
-    # list; a click or a typed value before it finishes can be overwritten. Only that event and the
-    # language switch itself touch #language-switch: its status tracker turns from the initial "full"
-    # variant to the event's "hidden" one when the event starts and shows a running timer until it ends.
-    page.wait_for_function(LOAD_DONE_JS, timeout=120_000)
+    # list; a click or a typed value before it finishes can be overwritten. It sets #app-ready last.
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
 
 
 def assert_status_pill_readable(page: Page) -> None:
