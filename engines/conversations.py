@@ -14,7 +14,7 @@ import structlog
 
 from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
 from engines.serving import ServerManager
-from storage import chats
+from storage import chats, database
 from storage.models import Message
 
 log = structlog.get_logger(__name__)
@@ -55,10 +55,11 @@ async def answer(
 ) -> AsyncIterator[TurnUpdate]:
     """Stream the assistant's reply to the conversation's active history, writing it as it grows."""
     history = openai_messages(conversation_id, system_prompt)
-    chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
-    row = chats.add_message(
-        conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
-    )
+    with database.atomic():  # one commit before the call, not two
+        chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
+        row = chats.add_message(
+            conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
+        )
     text, last_flush, outcome = "", time.monotonic(), "stopped"
     try:
         endpoint = servers.endpoint_for(model)
@@ -91,6 +92,14 @@ async def answer(
         if outcome == "stopped":  # cancelled by the user (stop button) or the consumer went away
             chats.update_message(row.id, content=text, finish_reason="stopped")
             log.info("chat.stopped", conversation_id=conversation_id, model=model, partial_chars=len(text))
+
+
+def store_user_turn(conversation_id: int | None, text: str, *, model: str | None = None, system_prompt: str | None = None) -> int:
+    """Create the conversation if needed and store the user's message, in one commit; returns its id."""
+    with database.atomic():
+        cid = start_conversation(conversation_id, model=model, system_prompt=system_prompt)
+        add_user_message(cid, text)
+    return cid
 
 
 def start_conversation(conversation_id: int | None, *, model: str | None = None, system_prompt: str | None = None) -> int:

@@ -184,8 +184,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         model_name = _model_or_error(model_name, lang)
-        cid = turns.start_conversation(_conv_id(cid_value), model=model_name, system_prompt=system_prompt)
-        turns.add_user_message(cid, message_text)  # stored before the model is called
+        cid = turns.store_user_turn(_conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
         first = True
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             if first:

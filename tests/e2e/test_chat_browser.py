@@ -116,9 +116,18 @@ def set_max_tokens(page: Page, n: int) -> None:
     header = page.locator("#chat-params").get_by_text(re.compile("Generation settings|생성 설정")).first
     header.click()
     box = page.locator("#max-tokens input[type='number']")
-    box.fill(str(n))
-    box.press("Tab")
-    expect(page.locator("#max-tokens input[type='range']")).to_have_value(str(n))
+    slider = page.locator("#max-tokens input[type='range']")
+    # A relabel that lands just after the page's load (the language switch re-renders the slider's label)
+    # can reset a value typed a moment before: type again until the slider holds it.
+    for _ in range(5):
+        box.fill(str(n))
+        box.press("Tab")
+        try:
+            expect(slider).to_have_value(str(n), timeout=5_000)
+            break
+        except AssertionError:
+            continue
+    expect(slider).to_have_value(str(n))
     header.click()  # fold it again: the screenshots show the chat, not the settings
     expect(box).to_be_hidden()
 

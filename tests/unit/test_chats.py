@@ -57,3 +57,14 @@ def test_feedback_and_export(db):
     data = chats.conversation_export(conv.id)
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
     assert data["messages"][1]["feedback"] == -1 and data["messages"][1]["ttft_ms"] == 12.5
+
+
+def test_user_turn_is_stored_in_one_go(db):
+    from engines.conversations import store_user_turn
+
+    cid = store_user_turn(None, "first question")
+    assert [m.content for m in chats.active_messages(cid)] == ["first question"]
+    assert store_user_turn(cid, "second") == cid
+    with pytest.raises(ValueError):
+        store_user_turn(None, "   ")
+    assert len(chats.list_conversations()) == 1  # the empty message created no conversation
