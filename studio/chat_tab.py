@@ -28,8 +28,6 @@ class ChatTab:
     model: gr.Dropdown
     status: gr.HTML
     message: gr.Textbox
-    refresh_outputs: list[Any]
-    refresh: Any  # callable(lang) -> list of updates for refresh_outputs
 
 
 def _conv_id(value: Any) -> int | None:
@@ -354,6 +352,6 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     tab = ChatTab(
         chatbot=chatbot, conversation_id=conversation_id, conversation_list=conversation_list, model=model,
-        status=status, message=message, refresh_outputs=[status, model], refresh=refresh,
+        status=status, message=message,
     )
     return tab

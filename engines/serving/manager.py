@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -132,6 +133,7 @@ class ServerManager:
         self._models_cache: tuple[float, list[ModelRecord]] = (0.0, [])
         self._watcher: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self._pending_error: str | None = None  # why a background start failed (shown in the badge)
         settings.servers_path.mkdir(parents=True, exist_ok=True)
 
     # ---- command and environment -------------------------------------------------
@@ -223,7 +225,9 @@ class ServerManager:
         self._ensure_watcher()
         return self.endpoint_of(st)
 
-    def start_in_background(self, resolve: callable, *, gpu: str | None = None, port: int | None = None) -> threading.Thread:
+    def start_in_background(
+        self, resolve: Callable[[], ModelRecord], *, gpu: str | None = None, port: int | None = None
+    ) -> threading.Thread:
         """Resolve a model (may convert or download) and start its server without blocking the UI."""
 
         def run() -> None:
@@ -234,7 +238,6 @@ class ServerManager:
                 with self._lock:
                     self._pending_error = str(exc)
 
-        self._pending_error: str | None = None
         t = threading.Thread(target=run, name="server-start", daemon=True)
         t.start()
         return t
@@ -390,7 +393,7 @@ class ServerManager:
             return dict(self._servers)
 
     def pending_error(self) -> str | None:
-        return getattr(self, "_pending_error", None)
+        return self._pending_error
 
     def logs(self, name: str, lines: int = 200) -> str:
         with self._lock:
