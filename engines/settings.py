@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     vllm_extra_args: str = ""
 
     mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: Path | None = None
+    mlflow_ui_port: int | None = Field(default=None, ge=1024, le=65535)
+    train_cancel_grace: float = Field(default=30.0, gt=0)
+    train_backend: Literal["auto", "unsloth", "transformers"] = "auto"
 
     model_1_enabled: bool = False
     model_1_path: str = ""
@@ -130,6 +134,18 @@ class Settings(BaseSettings):
     @cached_property
     def exports_path(self) -> Path:
         return (self.data_dir / "exports").resolve()
+
+    @cached_property
+    def runs_path(self) -> Path:
+        return (self.data_dir / "runs").resolve()
+
+    @cached_property
+    def datasets_path(self) -> Path:
+        return (self.data_dir / "datasets").resolve()
+
+    @cached_property
+    def mlflow_artifacts_path(self) -> Path:
+        return (self.mlflow_artifact_root or self.data_dir / "mlflow-artifacts").resolve()
 
     @property
     def db_url(self) -> str:

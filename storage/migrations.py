@@ -66,9 +66,56 @@ def m002_message_history_and_indexes(db: Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at)")
 
 
+def m003_training_runs_and_models(db: Database) -> None:
+    """Fine-tuning jobs and the model catalogue, with lineage: adapter model -> run -> base model, dataset."""
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS models (
+            id {t['pk']},
+            name VARCHAR(200) NOT NULL UNIQUE,
+            kind VARCHAR(16) NOT NULL,
+            path TEXT,
+            url TEXT,
+            parent VARCHAR(300),
+            run_id INTEGER,
+            created_at {t['ts']} NOT NULL)"""
+    )
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS training_runs (
+            id {t['pk']},
+            name VARCHAR(200) NOT NULL UNIQUE,
+            base_model VARCHAR(300) NOT NULL,
+            dataset TEXT NOT NULL,
+            dataset_version_id INTEGER,
+            method VARCHAR(16) NOT NULL,
+            spec TEXT NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            run_dir TEXT NOT NULL,
+            pid INTEGER,
+            pid_started VARCHAR(32),
+            heartbeat_at {t['ts']},
+            backend VARCHAR(32),
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            events_offset INTEGER NOT NULL DEFAULT 0,
+            mlflow_run_id VARCHAR(64),
+            metrics TEXT,
+            adapter_path TEXT,
+            model_id INTEGER REFERENCES models (id) ON DELETE SET NULL,
+            error TEXT,
+            cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at {t['ts']} NOT NULL,
+            started_at {t['ts']},
+            finished_at {t['ts']})"""
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS training_runs_status ON training_runs (status)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS models_parent ON models (parent)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
+    (3, m003_training_runs_and_models),
 ]
 
 

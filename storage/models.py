@@ -60,3 +60,52 @@ class Message(BaseModel):
 
     class Meta:
         table_name = "messages"
+
+
+class ModelEntry(BaseModel):
+    """A model users can pick: a base (folder or hub id), an adapter (folder + parent base) or an external endpoint."""
+
+    id = AutoField()
+    name = CharField(max_length=200, unique=True)
+    kind = CharField(max_length=16)  # base | adapter | external
+    path = TextField(null=True)
+    url = TextField(null=True)
+    parent = CharField(max_length=300, null=True, index=True)
+    run_id = IntegerField(null=True)  # the training run that made an adapter
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "models"
+
+
+class TrainingRun(BaseModel):
+    """One fine-tuning job; survives the browser and the app (pid + heartbeat + events offset)."""
+
+    id = AutoField()
+    name = CharField(max_length=200, unique=True)  # also the adapter's served name
+    base_model = CharField(max_length=300)
+    dataset = TextField()
+    dataset_version_id = IntegerField(null=True)
+    method = CharField(max_length=16)
+    spec = TextField()  # JSON of the TrainSpec
+    status = CharField(max_length=16, index=True)  # queued | running | completed | failed | cancelled | interrupted
+    run_dir = TextField()
+    pid = IntegerField(null=True)
+    pid_started = CharField(max_length=32, null=True)  # /proc start time: a reused pid is not our worker
+    heartbeat_at = DateTimeField(null=True)
+    backend = CharField(max_length=32, null=True)
+    step = IntegerField(default=0)
+    total_steps = IntegerField(null=True)
+    events_offset = IntegerField(default=0)
+    mlflow_run_id = CharField(max_length=64, null=True)
+    metrics = TextField(null=True)  # JSON summary: last loss, final metrics
+    adapter_path = TextField(null=True)
+    model = ForeignKeyField(ModelEntry, null=True, on_delete="SET NULL", column_name="model_id")
+    error = TextField(null=True)
+    cancel_requested = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "training_runs"

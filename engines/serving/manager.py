@@ -152,6 +152,9 @@ class ServerManager:
             "--max-loras", str(s.vllm_max_loras),
             "--disable-uvicorn-access-log",
         ]
+        adapters = self.saved_adapters(record.name)
+        if adapters:  # adapters trained earlier come back with their base server
+            cmd += ["--lora-modules", *(f"{a.name}={a.source}" for a in adapters)]
         eager = s.vllm_enforce_eager if s.vllm_enforce_eager is not None else not self.gpu
         if eager:
             cmd.append("--enforce-eager")
@@ -163,6 +166,21 @@ class ServerManager:
             cmd += ["--dtype", "float32"]
         cmd += extra
         return cmd
+
+    def saved_adapters(self, base: str) -> list[ModelRecord]:
+        """Registered adapters of a base whose folder still exists and whose rank this server accepts."""
+        out = []
+        for rec in self.registry.all():
+            if rec.kind != "adapter" or rec.parent != base:
+                continue
+            cfg = Path(rec.source) / "adapter_config.json"
+            try:
+                rank = int(json.loads(cfg.read_text()).get("r", 0))
+            except (OSError, ValueError):
+                continue
+            if 0 < rank <= self.settings.vllm_max_lora_rank and "=" not in rec.name:
+                out.append(rec)
+        return out
 
     def environment(self, gpu: str | None) -> dict[str, str]:
         env = environment_for_children(self.settings)

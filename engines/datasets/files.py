@@ -1,0 +1,104 @@
+"""Which dataset files may be trained on: the bundled samples and uploads under DATA_DIR; nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from engines.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "assets" / "datasets"
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+class DatasetFileError(ValueError):
+    """An upload or a path that cannot be used; the message names the line or the rule."""
+
+
+def _roots(settings: Settings) -> list[Path]:
+    return [SAMPLES.resolve(), settings.datasets_path, settings.data_dir.resolve()]
+
+
+def resolve_dataset(settings: Settings, value: str) -> Path:
+    """An existing .jsonl inside the allowed folders (relative paths are taken from the repo root)."""
+    raw = Path(value)
+    path = (raw if raw.is_absolute() else REPO / raw).resolve()
+    if not any(path.is_relative_to(root) for root in _roots(settings)):
+        raise DatasetFileError("Datasets must come from assets/datasets or the studio's data folder (pick one from the list).")
+    if path.suffix not in (".jsonl", ".json") or not path.is_file():
+        raise DatasetFileError(f"No dataset file {raw.name!r}; pick one from the list or upload it.")
+    return path
+
+
+def display_path(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
+    """(label, value) for every trainable file: samples first, then uploads, newest first."""
+    out = []
+    for p in sorted(SAMPLES.glob("*.jsonl")):
+        out.append((f"{p.stem} (sample, {_count_rows(p)} rows)", display_path(p)))
+    uploads = settings.datasets_path / "uploads"
+    for p in sorted(uploads.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
+        out.append((f"{p.stem} (upload, {_count_rows(p)} rows)", display_path(p)))
+    return out
+
+
+def _count_rows(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _check_chat_jsonl(path: Path) -> int:
+    problems, rows = [], 0
+    with open(path, encoding="utf-8-sig", errors="strict") as fh:
+        try:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"line {n}: not JSON ({exc.msg})")
+                    continue
+                msgs = obj.get("messages") if isinstance(obj, dict) else None
+                if not isinstance(msgs, list) or not all(
+                    isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+                    for m in msgs
+                ):
+                    problems.append(f"line {n}: expected {{\"messages\": [{{\"role\", \"content\"}}, ...]}}")
+                elif not any(m["role"] == "assistant" for m in msgs):
+                    problems.append(f"line {n}: no assistant reply")
+                else:
+                    rows += 1
+        except UnicodeDecodeError:
+            raise DatasetFileError("The file is not UTF-8 text.") from None
+    if problems:
+        more = f" … and {len(problems) - 8} more" if len(problems) > 8 else ""
+        raise DatasetFileError("; ".join(problems[:8]) + more)
+    if not rows:
+        raise DatasetFileError("The file has no rows.")
+    return rows
+
+
+def save_upload(settings: Settings, uploaded: str | Path) -> Path:
+    """Check an uploaded chat JSONL (every bad line reported) and copy it into DATA_DIR/datasets/uploads."""
+    src = Path(uploaded)
+    if src.stat().st_size > MAX_UPLOAD_BYTES:
+        raise DatasetFileError(f"The file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB.")
+    if src.suffix.lower() not in (".jsonl", ".json"):
+        raise DatasetFileError("Upload a .jsonl file of chat rows ({\"messages\": [...]} per line).")
+    _check_chat_jsonl(src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", src.stem).strip("-")[:60] or "dataset"
+    dest = settings.datasets_path / "uploads" / f"{stem}-{digest}.jsonl"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)  # all or nothing: a half-copied file never shows up in the list
+    return dest

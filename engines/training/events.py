@@ -1,0 +1,55 @@
+"""The events file a worker appends and the app reads by offset: one JSON object per line.
+
+Types: start, log, progress, metric, checkpoint, done, cancelled, error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+TERMINAL = ("done", "cancelled", "error")
+
+
+class EventWriter:
+    """Append-only, one flushed line per event, safe to call from the trainer's callbacks and signal handlers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115  # kept open for the worker's lifetime
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        line = json.dumps({"t": round(time.time(), 3), "type": type_, **fields}, ensure_ascii=False, default=str)
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno()) if type_ in TERMINAL or type_ == "checkpoint" else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete lines after `offset`, and the offset to ask from next time (a half-written line waits)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    events = []
+    for raw in data[: end + 1].splitlines():
+        try:
+            events.append(json.loads(raw))
+        except ValueError:
+            continue  # a torn line from a killed writer: skip it, keep reading
+    return events, offset + end + 1

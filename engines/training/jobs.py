@@ -1,0 +1,398 @@
+"""JobManager: queue, spawn, watch, cancel, resume and reconcile training workers (runs inside the app).
+
+A job is a row in training_runs plus a run dir (spec.json, job.json, events.jsonl, train.log,
+checkpoints/, adapter/). Workers run in their own process group with output to a file, so they
+outlive the browser and the app; a restarted app adopts a live worker or marks a dead one
+interrupted. Progress is read from the events file by offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from engines.datasets.files import DatasetFileError, resolve_dataset
+from engines.models.registry import BUNDLED_MODEL, ModelError, ModelRecord, resolve_base_model
+from engines.serving.manager import ServerManager, pid_alive, tail
+from engines.settings import Settings, environment_for_children
+from engines.training.events import read_events
+from engines.training.hardware import list_gpus
+from engines.training.spec import SpecError, TrainSpec, spec_to_yaml, validate_spec
+from storage import catalog, runs
+from storage.models import TrainingRun, utcnow
+
+log = structlog.get_logger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def process_start_time(pid: int | None) -> str | None:
+    """The kernel's start time of a pid (clock ticks since boot): tells our worker from a reused pid."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def worker_alive(run: TrainingRun) -> bool:
+    return bool(run.pid) and pid_alive(run.pid) and process_start_time(run.pid) == run.pid_started
+
+
+@dataclass
+class History:
+    """Curves and log lines of one run, read from its events file by offset (for plots and the log tail)."""
+
+    offset: int = 0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+
+
+class JobManager:
+    def __init__(self, settings: Settings, servers: ServerManager | None = None, *, poll_s: float = 1.0) -> None:
+        self.settings = settings
+        self.servers = servers
+        self.poll_s = poll_s
+        self.slots: list[str | None] = [str(g.index) for g in list_gpus()] or [None]  # one job per GPU; one on CPU
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._slot_of: dict[int, str | None] = {}
+        self._kill_at: dict[int, float] = {}
+        self._history: dict[int, History] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_change: Callable[[int], None] | None = None
+        settings.runs_path.mkdir(parents=True, exist_ok=True)
+
+    # ---- planning -------------------------------------------------------------------
+    def command(self, run_dir: Path) -> list[str]:
+        """The exact argv of a worker (a list: never a shell string)."""
+        return [self.settings.server_python, "-m", "engines.training.worker", str(run_dir)]
+
+    def command_preview(self, output_name: str) -> str:
+        return shlex.join(self.command(self.settings.runs_path / output_name))
+
+    def validate(self, data: dict[str, Any]) -> TrainSpec:
+        """A spec ready to queue, or SpecError with a message per field (name taken, file missing, rank too big…)."""
+        spec = validate_spec(data, max_lora_rank=self.settings.vllm_max_lora_rank)
+        problems: dict[str, str] = {}
+        if runs.run_by_name(spec.output_name) or catalog.get_model(spec.output_name):
+            problems["output_name"] = f"{spec.output_name!r} is taken by another run or model; choose a new name"
+        elif (self.settings.runs_path / spec.output_name).exists():
+            problems["output_name"] = f"a run folder named {spec.output_name!r} already exists"
+        try:
+            resolve_dataset(self.settings, spec.dataset)
+        except DatasetFileError as exc:
+            problems["dataset"] = str(exc)
+        base = Path(spec.base_model).expanduser()
+        if spec.base_model.startswith(("/", ".", "~")) and not (base / "config.json").is_file():
+            problems["base_model"] = f"{spec.base_model} is not a model folder (no config.json)"
+        if problems:
+            raise SpecError(problems)
+        return spec
+
+    # ---- submit / cancel / resume ---------------------------------------------------------
+    def submit(self, data: dict[str, Any] | TrainSpec, *, dataset_version_id: int | None = None) -> int:
+        spec = self.validate(data.model_dump() if isinstance(data, TrainSpec) else data)
+        run_dir = self.settings.runs_path / spec.output_name
+        run_dir.mkdir(parents=True, exist_ok=False)
+        (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
+        (run_dir / "spec.yaml").write_text(spec_to_yaml(spec), encoding="utf-8")
+        row = runs.create_run(
+            name=spec.output_name, base_model=spec.base_model, dataset=spec.dataset, method=spec.method,
+            spec=spec.model_dump(), run_dir=str(run_dir), dataset_version_id=dataset_version_id,
+        )
+        log.info("train.queued", run=row.id, name=spec.output_name, base=spec.base_model, method=spec.method)
+        self._wake.set()
+        return row.id
+
+    def cancel(self, run_id: int) -> str:
+        """Queued: cancelled at once. Running: SIGTERM (checkpoint, then exit), SIGKILL after the grace period."""
+        with self._lock:
+            run = runs.get_run(run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if run.status == "queued":
+                runs.finish_run(run_id, "cancelled")
+                return "cancelled"
+            if run.status != "running":
+                return run.status
+            runs.update_run(run_id, cancel_requested=True)
+            self._signal(run, signal.SIGTERM)
+            self._kill_at[run_id] = time.monotonic() + self.settings.train_cancel_grace
+            log.info("train.cancel", run=run_id)
+            self._wake.set()
+            return "cancelling"
+
+    def resume(self, run_id: int) -> None:
+        """Queue an interrupted, failed or cancelled run again; the worker continues from its last checkpoint."""
+        run = runs.get_run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        if run.status not in runs.RESUMABLE:
+            raise ValueError(f"Only {', '.join(runs.RESUMABLE)} runs can be resumed; this one is {run.status}.")
+        runs.update_run(run_id, status="queued", error=None, cancel_requested=False, finished_at=None)
+        self._wake.set()
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Reconcile rows left by an earlier app, register saved adapters, then watch in a thread."""
+        self.register_saved_adapters()
+        self.reconcile()
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="train-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (workers keep running: a later app adopts them)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001  # the watcher must survive a bad row or a DB hiccup
+                log.error("train.loop_error", error=f"{exc.__class__.__name__}: {exc}"[:500])
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        with self._lock:
+            for run in runs.list_runs(statuses=("running",)):
+                self._poll(run)
+            busy = {self._slot_of.get(r.id) for r in runs.list_runs(statuses=("running",))}
+            free = [s for s in self.slots if s not in busy]
+            while free:
+                nxt = runs.next_queued()
+                if nxt is None:
+                    break
+                self._launch(nxt, free.pop(0))
+
+    def reconcile(self) -> None:
+        """Rows marked running by an earlier app: adopt a live worker, read a dead one's last events."""
+        with self._lock:
+            for run in runs.list_runs(statuses=("running",)):
+                if worker_alive(run):
+                    log.info("train.adopted", run=run.id, pid=run.pid)
+                    continue
+                self._poll(run)
+
+    # ---- spawn and watch ------------------------------------------------------------------------
+    def _launch(self, run: TrainingRun, slot: str | None) -> None:
+        run_dir = Path(run.run_dir)
+        spec = TrainSpec(**json.loads(run.spec))
+        try:
+            model_path = resolve_base_model(self.settings, spec.base_model).source
+            dataset_path = str(resolve_dataset(self.settings, spec.dataset))
+        except (ModelError, DatasetFileError) as exc:
+            runs.finish_run(run.id, "failed", error=str(exc))
+            return
+        job = {
+            "model_path": model_path, "dataset_path": dataset_path, "tracking_uri": self.settings.mlflow_uri,
+            "artifact_root": str(self.settings.mlflow_artifacts_path), "backend": self.settings.train_backend,
+            "resume": (run_dir / "checkpoints").is_dir(), "mlflow_run_id": run.mlflow_run_id,
+        }
+        (run_dir / "job.json").write_text(json.dumps(job, indent=2))
+        env = environment_for_children(self.settings)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if slot is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot
+        with open(run_dir / "train.log", "ab") as fh:
+            fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(self.command(run_dir))}\n".encode())
+            fh.flush()
+            proc = subprocess.Popen(
+                self.command(run_dir), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                env=env, cwd=REPO, start_new_session=True,  # own process group: outlives the app, killed as a tree
+            )
+        self._procs[run.id] = proc
+        self._slot_of[run.id] = slot
+        runs.update_run(
+            run.id, status="running", pid=proc.pid, pid_started=process_start_time(proc.pid), started_at=utcnow(),
+            heartbeat_at=utcnow(), error=None,
+        )
+        log.info("train.start", run=run.id, pid=proc.pid, slot=slot, resume=job["resume"])
+        self._changed(run.id)
+
+    def _signal(self, run: TrainingRun, sig: int) -> None:
+        if run.pid and worker_alive(run):
+            try:
+                os.killpg(run.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _poll(self, run: TrainingRun) -> None:
+        run_dir = Path(run.run_dir)
+        events, offset = read_events(run_dir / "events.jsonl", run.events_offset)
+        fields: dict[str, Any] = {"events_offset": offset}
+        summary = runs.run_metrics(run)
+        terminal: dict[str, Any] | None = None
+        for ev in events:
+            kind = ev.get("type")
+            if kind == "start":
+                fields.update(backend=ev.get("backend"), mlflow_run_id=ev.get("mlflow_run_id") or run.mlflow_run_id)
+            elif kind == "progress":
+                fields["step"] = ev.get("step", 0)
+                fields["total_steps"] = ev.get("total_steps")
+            elif kind == "metric":
+                summary.update({k: v for k, v in ev.items() if k not in ("t", "type")})
+            elif kind in ("done", "cancelled", "error"):
+                terminal = ev
+        beat = run_dir / "heartbeat"
+        if beat.is_file():
+            fields["heartbeat_at"] = utcnow() - _age(beat)
+        fields["metrics"] = summary
+        if terminal is None:
+            proc = self._procs.get(run.id)
+            alive = proc.poll() is None if proc is not None else worker_alive(run)
+            if alive:
+                if run.id in self._kill_at and time.monotonic() > self._kill_at[run.id]:
+                    log.warning("train.kill", run=run.id)
+                    self._signal(run, signal.SIGKILL)
+                runs.update_run(run.id, **fields)
+                if events:
+                    self._changed(run.id)
+                return
+            code = proc.returncode if proc is not None else None
+            if run.cancel_requested:
+                terminal = {"type": "cancelled"}
+            else:
+                terminal = {"type": "interrupted", "message": f"the worker stopped without finishing (exit code {code}); "
+                            "resume continues from the last checkpoint"}
+        self._finish(run, terminal, fields)
+
+    def _finish(self, run: TrainingRun, ev: dict[str, Any], fields: dict[str, Any]) -> None:
+        kind = ev["type"]
+        self._procs.pop(run.id, None)
+        self._slot_of.pop(run.id, None)
+        self._kill_at.pop(run.id, None)
+        if kind == "done":
+            fields["metrics"] = {**fields.get("metrics", {}), **{k: v for k, v in ev.items() if k not in ("t", "type", "adapter")}}
+            fields["step"] = ev.get("step", fields.get("step", run.step))
+            runs.finish_run(run.id, "completed", adapter_path=ev.get("adapter"), **fields)
+            log.info("train.done", run=run.id, name=run.name)
+            self._register_adapter(runs.get_run(run.id))
+        elif kind == "cancelled":
+            runs.finish_run(run.id, "cancelled", **fields)
+            log.info("train.cancelled", run=run.id)
+        elif kind == "error":
+            runs.finish_run(run.id, "failed", error=ev.get("message", "failed"), **fields)
+            log.error("train.failed", run=run.id, error=str(ev.get("message"))[:300])
+        else:
+            runs.finish_run(run.id, "interrupted", error=ev.get("message"), **fields)
+            log.warning("train.interrupted", run=run.id)
+        self._changed(run.id)
+
+    def _changed(self, run_id: int) -> None:
+        if self.on_change:
+            self.on_change(run_id)
+
+    # ---- serving the result ---------------------------------------------------------------------
+    def register_saved_adapters(self) -> None:
+        """Adapters from earlier runs join the registry, so a base server starts with them (--lora-modules)."""
+        if self.servers is None:
+            return
+        for entry in catalog.list_models("adapter"):
+            if entry.path and Path(entry.path).is_dir():
+                self.servers.registry.add(ModelRecord(name=entry.name, kind="adapter", source=entry.path, parent=entry.parent))
+
+    def _register_adapter(self, run: TrainingRun | None) -> None:
+        if run is None or not run.adapter_path:
+            return
+        entry = catalog.upsert_model(run.name, "adapter", path=run.adapter_path, parent=run.base_model, run_id=run.id)
+        runs.update_run(run.id, model=entry.id)
+        if self.servers is not None:
+            threading.Thread(target=self._serve_adapter, args=(run.id,), name="serve-adapter", daemon=True).start()
+
+    def _serve_adapter(self, run_id: int) -> None:
+        """Load the adapter into its base model's server; start that server (with the adapter) if none runs."""
+        run = runs.get_run(run_id)
+        assert run is not None and self.servers is not None
+        record = ModelRecord(name=run.name, kind="adapter", source=run.adapter_path, parent=self._base_name(run.base_model))
+        self.servers.registry.add(record)
+        try:
+            base = resolve_base_model(self.settings, run.base_model)
+            self.servers.ensure(base)  # reuses the running server; a new one starts with --lora-modules
+            if run.name not in {m.name for m in self.servers.served_models(max_age=0)}:
+                self.servers.load_adapter(base.name, run.name, run.adapter_path)
+            summary = runs.run_metrics(run) | {"served": True}
+            runs.update_run(run_id, metrics=summary)
+            log.info("train.adapter_served", run=run_id, adapter=run.name, base=base.name)
+        except Exception as exc:  # noqa: BLE001  # the run succeeded; serving is retried at the next start
+            runs.update_run(run_id, metrics=runs.run_metrics(run) | {"served": False, "serve_error": str(exc)[:500]})
+            log.error("train.adapter_serve_failed", run=run_id, error=str(exc)[:500])
+        self._changed(run_id)
+
+    @staticmethod
+    def _base_name(base_model: str) -> str:
+        if base_model in ("", "bundled", "default"):
+            return BUNDLED_MODEL
+        path = Path(base_model).expanduser()
+        return path.name if path.is_dir() else base_model
+
+    # ---- reading --------------------------------------------------------------------------------
+    def events(self, run_id: int, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+        run = runs.get_run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        return read_events(Path(run.run_dir) / "events.jsonl", since)
+
+    def history(self, run_id: int) -> History:
+        """Metric points, the latest progress and log lines so far (incremental: only new lines are read)."""
+        with self._lock:
+            h = self._history.setdefault(run_id, History())
+            events, h.offset = self.events(run_id, h.offset)
+            for ev in events:
+                kind = ev.get("type")
+                if kind == "metric":
+                    h.metrics.append(ev)
+                elif kind == "progress":
+                    h.progress = ev
+                elif kind in ("log", "error", "start", "checkpoint", "done", "cancelled"):
+                    h.logs.append(_event_line(ev))
+            return h
+
+    def log_tail(self, run_id: int, lines: int = 60) -> str:
+        run = runs.get_run(run_id)
+        return tail(Path(run.run_dir) / "train.log", lines) if run else ""
+
+
+def _age(path: Path) -> Any:
+    import datetime as dt
+
+    return dt.timedelta(seconds=max(0.0, time.time() - path.stat().st_mtime))
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(ev.get("t", 0)))
+    kind = ev.get("type")
+    if kind == "log":
+        return f"{stamp} {ev.get('level', 'info')}: {ev.get('message', '')}"
+    if kind == "start":
+        return f"{stamp} started (backend {ev.get('backend')}, pid {ev.get('pid')}" + (
+            f", resuming from {ev['resume_from']})" if ev.get("resume_from") else ")")
+    if kind == "checkpoint":
+        return f"{stamp} checkpoint at step {ev.get('step')}"
+    if kind == "done":
+        return f"{stamp} done: step {ev.get('step')}, loss {ev.get('train_loss')}"
+    if kind == "error":
+        return f"{stamp} error: {ev.get('message')}"
+    return f"{stamp} {kind}"

@@ -1,0 +1,137 @@
+"""Training worker: `python -m engines.training.worker RUN_DIR`.
+
+Reads RUN_DIR/spec.json (the TrainSpec) and RUN_DIR/job.json (paths and tracking settings the app
+resolved), trains, and writes RUN_DIR/events.jsonl, checkpoints/, adapter/ and an MLflow run.
+SIGTERM = cancel: save a checkpoint at the next step and exit. Runs in its own process group,
+started by the app's JobManager (or by hand, for debugging).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.training.events import EventWriter
+from engines.training.spec import TrainSpec
+from engines.training.tracking import Tracker
+
+HEARTBEAT_S = 5.0
+
+
+@dataclass
+class Job:
+    """What the app resolved for this run (job.json)."""
+
+    model_path: str
+    dataset_path: str
+    tracking_uri: str
+    artifact_root: str
+    backend: str = "auto"  # auto | unsloth | transformers
+    resume: bool = False
+    mlflow_run_id: str | None = None
+
+
+@dataclass
+class Context:
+    run_dir: Path
+    spec: TrainSpec
+    job: Job
+    events: EventWriter
+    tracker: Tracker
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.run_dir / "adapter"
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def choose_backend(requested: str) -> str:
+    """unsloth on CUDA when installed, else transformers (+PEFT, +bitsandbytes for qlora)."""
+    import torch
+
+    if requested != "auto":
+        if requested == "unsloth" and not torch.cuda.is_available():
+            raise RuntimeError("The unsloth backend needs a CUDA GPU; none is visible.")
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    return "transformers"
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    while not stop.is_set():
+        path.write_text(str(time.time()))
+        stop.wait(HEARTBEAT_S)
+
+
+def run(run_dir: Path) -> int:
+    from engines.training.callbacks import StopFlag
+
+    spec = TrainSpec(**json.loads((run_dir / "spec.json").read_text()))
+    job = Job(**json.loads((run_dir / "job.json").read_text()))
+    events = EventWriter(run_dir / "events.jsonl")
+    tracker = Tracker(events, job.tracking_uri, Path(job.artifact_root))
+    ctx = Context(run_dir, spec, job, events, tracker)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(StopFlag, "requested", True))
+    beat_stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(run_dir / "heartbeat", beat_stop), daemon=True).start()
+    try:
+        backend = choose_backend(job.backend)
+        resume_from = last_checkpoint(ctx.checkpoints) if job.resume else None
+        run_id = tracker.start(
+            spec.output_name, job.mlflow_run_id if job.resume else None, spec.mlflow_params(),
+            {"backend": backend, "base_model": spec.base_model, "dataset": spec.dataset},
+        )
+        events.emit("start", pid=os.getpid(), backend=backend, mlflow_run_id=run_id,
+                    resume_from=resume_from.name if resume_from else None)
+        if backend == "unsloth":
+            from engines.training.backend_unsloth import train
+        else:
+            from engines.training.backend_hf import train
+        summary = train(ctx, resume_from)
+        if StopFlag.requested:
+            tracker.end("KILLED")
+            events.emit("cancelled", step=summary.get("step"))
+            return 0
+        tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)}, step=summary.get("step", 0))
+        (run_dir / "spec.yaml").exists() and tracker.log_artifacts(run_dir / "spec.yaml")
+        tracker.log_artifacts(ctx.adapter_dir, "adapter")
+        tracker.end("FINISHED")
+        events.emit("done", adapter=str(ctx.adapter_dir), **summary)
+        return 0
+    except BaseException as exc:  # noqa: BLE001  # every failure becomes an event with its traceback
+        tracker.end("FAILED")
+        events.emit("error", message=f"{exc.__class__.__name__}: {exc}"[:2000], traceback=traceback.format_exc()[-8000:])
+        traceback.print_exc()
+        return 1
+    finally:
+        beat_stop.set()
+        events.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not (Path(args[0]) / "spec.json").is_file():
+        print("usage: python -m engines.training.worker RUN_DIR   (RUN_DIR holds spec.json and job.json)", file=sys.stderr)
+        return 2
+    return run(Path(args[0]).resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
