@@ -48,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     log = structlog.get_logger("launch")
 
     from engines.models import resolve_base_model
-    from engines.serving import ServerManager
+    from engines.serving import MlflowUI, ServerManager
+    from engines.training import JobManager
     from storage import connect
 
     connect(settings.db_url)
     servers = ServerManager(settings)
+    jobs = JobManager(settings, servers)
+    jobs.start()  # adopts workers an earlier app left running; saved adapters join their base servers
+    mlflow_ui = MlflowUI(settings)
 
     def shutdown(*_: object) -> None:
+        jobs.stop()  # training workers keep running: the next start adopts them
+        mlflow_ui.stop()
         servers.stop_all()
 
     atexit.register(shutdown)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from studio.app import CSS, THEME, build_app
     from studio.services import Services
 
-    demo = build_app(Services(settings=settings, servers=servers, no_serve=args.no_serve))
+    demo = build_app(Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui, no_serve=args.no_serve))
     demo.queue(default_concurrency_limit=8)
     log.info("app.start", host=settings.host, port=settings.port, share=args.share, seconds=round(time.perf_counter() - STARTED, 2))
     try:

@@ -6,15 +6,24 @@ from pathlib import Path
 
 import gradio as gr
 
+from engines.datasets import dataset_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.coming_soon_tab import build_coming_soon_tab
+from studio.finetune_tab import base_model_choices, build_finetune_tab
+from studio.finetune_view import runs_frame
 from studio.i18n import LANGUAGES, Translatable, t
 from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-LATER_TABS = ("datasets", "finetune", "compare", "history", "models")
+LATER_TABS = ("datasets", "compare", "history", "models")
+
+
+def _recent_runs() -> list:
+    from storage import runs
+
+    return runs.list_runs(50)
 
 
 def _title(lang: str) -> str:
@@ -38,12 +47,43 @@ def build_app(services: Services) -> gr.Blocks:
                 ),
                 label="app.language",
             )
-        with gr.Tabs(elem_id="tabs"):
+        placeholders = {}
+        with gr.Tabs(elem_id="tabs") as tabs:
             with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
                 chat = build_chat_tab(services, tr, lang_state)
-            for name in LATER_TABS:
+            with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets"):
+                placeholders["datasets"] = build_coming_soon_tab("datasets", tr, lang0)
+            with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune"):
+                finetune = build_finetune_tab(services, tr, lang_state)
+            for name in LATER_TABS[1:]:
                 with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
-                    build_coming_soon_tab(name, tr, lang0)
+                    placeholders[name] = build_coming_soon_tab(name, tr, lang0)
+
+        def chat_with_run(rid: str):
+            """Open Chat with the run's adapter picked."""
+            from storage import runs
+
+            run = runs.get_run(int(rid)) if str(rid).isdigit() else None
+            if run is None:
+                return gr.skip(), gr.skip()
+            choices = model_choices(services)
+            if run.name not in {v for _, v in choices}:
+                choices.append((f"{run.name}  ← {run.base_model}", run.name))
+            return gr.Tabs(selected="chat"), gr.update(choices=choices, value=run.name)
+
+        def compare_with_base(rid: str, lang: str):
+            """Open Compare with the adapter and its base (the Compare tab itself is the next milestone)."""
+            from storage import runs
+
+            run = runs.get_run(int(rid)) if str(rid).isdigit() else None
+            if run is None:
+                return gr.skip(), gr.skip()
+            note = t(lang, "soon.compare_pending", adapter=run.name, base=run.base_model)
+            return gr.Tabs(selected="compare"), f"{t(lang, 'soon.compare')}\n\n{note}"
+
+        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
+        finetune.compare_btn.click(compare_with_base, [finetune.run_id, lang_state], [tabs, placeholders["compare"]],
+                                   api_name="compare_with_base")
 
         def relabel_updates(lang: str) -> tuple[list, list]:
             fallback = [(settings.default_model, settings.default_model)]
@@ -54,6 +94,7 @@ def build_app(services: Services) -> gr.Blocks:
                     language: {"value": lang},
                     chat.status: {"value": status_html(services, lang)},
                     chat.model: {"choices": model_choices(services) or fallback},
+                    finetune.runs_table: {"value": runs_frame(lang, _recent_runs())},
                 },
             )
 
@@ -69,8 +110,12 @@ def build_app(services: Services) -> gr.Blocks:
 
         def on_load(lang: str):
             """A fresh page: the language this browser chose last, the conversation list, the servers."""
-            return [*relabel(lang), gr.update(choices=conversation_choices(), value=None), "<span id='app-ready'></span>"]
+            return [
+                *relabel(lang), gr.update(choices=conversation_choices(), value=None),
+                gr.update(choices=base_model_choices(services)), gr.update(choices=dataset_choices(settings)),
+                "<span id='app-ready'></span>",
+            ]
 
         language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
     return demo

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines.serving import ServerManager
+from engines.serving import MlflowUI, ServerManager
 from engines.settings import Settings
+from engines.training import JobManager
 
 
 @dataclass
 class Services:
     settings: Settings
     servers: ServerManager
+    jobs: JobManager | None = None
+    mlflow_ui: MlflowUI | None = None
     no_serve: bool = False  # the app manages no model servers (--no-serve)

@@ -123,3 +123,37 @@ def page(browser):
     p.set_default_timeout(30_000)
     yield p
     context.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(session_dir, bundled_model) -> Path:
+    """A random 2-layer Llama with the bundled tokenizer: trains a step in well under a second."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = session_dir / "tiny-llama"
+    tok = AutoTokenizer.from_pretrained(bundled_model.source)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(settings) -> Path:
+    """A few chat rows under the studio's data dir (where datasets may come from), English and Korean."""
+    import json
+
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                          {"role": "assistant", "content": f"{i} plus {i} is {2 * i}.\nTip: check the sum."}]} for i in range(10)]
+    rows.append({"messages": [{"role": "system", "content": "You are Studio Helper."}, {"role": "user", "content": "안녕하세요"},
+                              {"role": "assistant", "content": "안녕하세요! 무엇을 도와드릴까요?\n팁: 짧게 물어보세요."}]})
+    path = settings.datasets_path / "tiny.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -1,5 +1,6 @@
-"""Local model servers (vLLM OpenAI-compatible) and external endpoints."""
+"""Local model servers (vLLM OpenAI-compatible), external endpoints, and the on-demand MLflow UI."""
 
 from engines.serving.manager import Endpoint, ServerError, ServerManager, ServerState, has_cuda_gpu
+from engines.serving.mlflow_ui import MlflowUI
 
-__all__ = ["Endpoint", "ServerError", "ServerManager", "ServerState", "has_cuda_gpu"]
+__all__ = ["Endpoint", "MlflowUI", "ServerError", "ServerManager", "ServerState", "has_cuda_gpu"]

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from engines.training.callbacks import StopFlag, StudioCallback, TokenCounter
-from engines.training.data import build_examples
+from engines.training.data import build_examples, data_message
 
 
 def compute_dtype() -> torch.dtype:
@@ -94,7 +94,7 @@ def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     model, tokenizer = load_model(spec, ctx.job.model_path)
     train_set, eval_set, fmt, counts = build_examples(spec, tokenizer, Path(ctx.job.dataset_path))
     trainable, total = model.get_nb_trainable_parameters()
-    ctx.events.emit("log", level="info", message=f"data: {counts}; trainable {trainable:,} of {total:,} parameters",
+    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total),
                     trainable_params=trainable, total_params=total, **counts)
     counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     callbacks = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag)]

@@ -17,7 +17,7 @@ from unsloth import FastLanguageModel  # noqa: I001  # must be imported before t
 
 from engines.training.backend_hf import training_arguments
 from engines.training.callbacks import StopFlag, StudioCallback, TokenCounter
-from engines.training.data import build_examples
+from engines.training.data import build_examples, data_message
 
 
 def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     # Our marked template gives labels = -100 outside the assistant replies: responses-only training.
     train_set, eval_set, fmt, counts = build_examples(spec, tokenizer, Path(ctx.job.dataset_path))
     trainable, total = model.get_nb_trainable_parameters()
-    ctx.events.emit("log", level="info", message=f"data: {counts}; trainable {trainable:,} of {total:,} parameters",
+    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total),
                     trainable_params=trainable, total_params=total, **counts)
     base = training_arguments(spec, ctx.checkpoints, bool(eval_set)).to_dict()
     base.pop("gradient_checkpointing", None)  # Unsloth's own checkpointing is already on the model

@@ -178,3 +178,13 @@ def build_examples(spec: Any, tokenizer: Any, dataset_path: Path) -> tuple[list[
         "train_tokens": sum(len(e["input_ids"]) for e in train), "template": fmt.family,
     }
     return train, evals, fmt, counts
+
+
+def data_message(counts: dict, trainable: int, total: int) -> str:
+    """One log line a person can read: rows, tokens, template, trainable share."""
+    dropped = f", {counts['dropped_rows']} dropped (too long)" if counts.get("dropped_rows") else ""
+    return (
+        f"{counts['rows']} rows ({counts['train_rows']} train, {counts['eval_rows']} eval{dropped}), "
+        f"{counts['train_tokens']:,} train tokens, {counts['template']} template; "
+        f"training {trainable / 1e6:.2f}M of {total / 1e6:.1f}M parameters ({100 * trainable / max(total, 1):.2f}%)"
+    )

@@ -260,9 +260,16 @@ class JobManager:
         if beat.is_file():
             fields["heartbeat_at"] = utcnow() - _age(beat)
         fields["metrics"] = summary
+        proc = self._procs.get(run.id)
+        alive = proc.poll() is None if proc is not None else worker_alive(run)
+        if terminal is not None and alive:
+            # The worker said its last word and is exiting (flushing MLflow): finish once the process is gone,
+            # re-reading these events then; kill it if it lingers past the grace period.
+            deadline = self._kill_at.setdefault(run.id, time.monotonic() + self.settings.train_cancel_grace)
+            if time.monotonic() > deadline:
+                self._signal(run, signal.SIGKILL)
+            return
         if terminal is None:
-            proc = self._procs.get(run.id)
-            alive = proc.poll() is None if proc is not None else worker_alive(run)
             if alive:
                 if run.id in self._kill_at and time.monotonic() > self._kill_at[run.id]:
                     log.warning("train.kill", run=run.id)

@@ -1,0 +1,71 @@
+"""What the form shows before Start: the model folder, dataset size in real tokens, and the estimate (no torch)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from engines.datasets.files import DatasetFileError, resolve_dataset
+from engines.models.registry import BUNDLED_MODEL
+from engines.settings import Settings
+from engines.training.estimate import Estimate, estimate, model_shape
+from engines.training.hardware import Hardware
+from engines.training.spec import TrainSpec
+from storage import catalog
+
+
+def model_folder(settings: Settings, base_model: str) -> Path | None:
+    """The local folder of a base model, if it is on disk (bundled, registered or a path)."""
+    if base_model in ("", "bundled", "default", BUNDLED_MODEL):
+        p = settings.models_path / BUNDLED_MODEL
+        return p if (p / "config.json").is_file() else None
+    entry = catalog.get_model(base_model)
+    if entry and entry.path and (Path(entry.path) / "config.json").is_file():
+        return Path(entry.path)
+    p = Path(base_model).expanduser()
+    return p if (p / "config.json").is_file() else None
+
+
+@lru_cache(maxsize=32)
+def _dataset_tokens(path: str, mtime: float, tokenizer_json: str) -> tuple[int, float]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(tokenizer_json)
+    rows, total = 0, 0
+    with open(path, encoding="utf-8-sig") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                msgs = json.loads(line).get("messages", [])
+            except (ValueError, AttributeError):
+                continue
+            texts = [m.get("content", "") for m in msgs if isinstance(m, dict)]
+            total += sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)) + 5 * len(texts)
+            rows += 1
+    return rows, total / rows if rows else 0.0
+
+
+def dataset_stats(settings: Settings, dataset: str, base_model: str) -> tuple[int, float]:
+    """Rows and mean tokens per row (chat formatting included), counted with the model's own tokenizer."""
+    path = resolve_dataset(settings, dataset)
+    folder = model_folder(settings, base_model)
+    tok = folder / "tokenizer.json" if folder else None
+    if tok is None or not tok.is_file():
+        with open(path, "rb") as fh:
+            rows = sum(1 for line in fh if line.strip())
+        return rows, 256.0
+    return _dataset_tokens(str(path), path.stat().st_mtime, str(tok))
+
+
+def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate | str:
+    """The estimate, or a sentence saying why there is none yet."""
+    folder = model_folder(settings, spec.base_model)
+    if folder is None:
+        return "The estimate appears once the base model is on disk (it is downloaded when the job starts)."
+    try:
+        rows, avg = dataset_stats(settings, spec.dataset, spec.base_model)
+    except DatasetFileError as exc:
+        return str(exc)
+    return estimate(spec, model_shape(folder), hw, rows=rows, avg_tokens=avg)

@@ -1,0 +1,320 @@
+"""The Fine-tune tab: a spec form with presets, validation and an estimate on the left; runs and live curves on the right."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engines.datasets import DatasetFileError, dataset_choices, save_upload
+from engines.training import PRESETS, SpecError, detect, preset, spec_from_yaml, spec_to_yaml, validate_spec
+from engines.training.planning import estimate_for
+from engines.training.spec import ALL_LINEAR
+from storage import runs
+from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
+from studio.i18n import Translatable, t
+from studio.services import Services
+
+FIELDS = (
+    "base_model", "dataset", "output_name", "method", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+    "learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len",
+    "packing", "train_on_responses_only", "seed", "eval_split", "save_steps", "eval_steps", "early_stop_patience",
+    "gradient_checkpointing", "chat_template",
+)
+POLL_S = 1.5
+
+
+@dataclass
+class FinetuneTab:
+    run_id: gr.Textbox
+    chat_btn: gr.Button
+    compare_btn: gr.Button
+    base_model: gr.Dropdown
+    dataset: gr.Dropdown
+    runs_table: gr.Dataframe
+
+
+def default_name(base_model: str, dataset: str) -> str:
+    stem = Path(dataset or "data").stem
+    base = Path(base_model or "model").name.split("-Instruct")[0]
+    raw = f"{base}-{stem}-{dt.datetime.now():%m%d-%H%M%S}".lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", raw)[:64].strip("-.")
+
+
+def base_model_choices(services: Services) -> list[str]:
+    names = [services.settings.default_model]
+    names += [r.name for r in services.servers.served_models() if r.kind == "base"]
+    from storage import catalog
+
+    names += [m.name for m in catalog.list_models("base")]
+    return list(dict.fromkeys(names))
+
+
+def form_data(values: tuple) -> dict[str, Any]:
+    return dict(zip(FIELDS, values, strict=True))
+
+
+def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) -> FinetuneTab:
+    settings = services.settings
+    jobs = services.jobs
+    lang0 = settings.ui_language
+    hw = detect()
+    start = preset("quick", hw)
+    samples = dataset_choices(settings)
+    first_dataset = samples[0][1] if samples else None
+
+    def label(field: str, comp: Any, info: bool = False) -> Any:
+        props = {"label": f"ft.field.{field}"}
+        if info:
+            props["info"] = f"ft.info.{field}"
+        return tr.add(comp, **props)
+
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=360, elem_id="ft-form"):
+            tr.add(gr.Markdown(f"### {t(lang0, 'ft.new_run')}"), value="ft.new_run_md")
+            gr.Markdown(f"<small>{hw.describe()}</small>", elem_id="ft-hardware")
+            base_model = label("base_model", gr.Dropdown(
+                choices=base_model_choices(services), value=settings.default_model, allow_custom_value=True,
+                label=t(lang0, "ft.field.base_model"), info=t(lang0, "ft.info.base_model"), elem_id="ft-base-model"), info=True)
+            with gr.Row(equal_height=True):
+                dataset = label("dataset", gr.Dropdown(
+                    choices=samples, value=first_dataset, label=t(lang0, "ft.field.dataset"), scale=4, elem_id="ft-dataset"))
+                upload = tr.add(gr.UploadButton(
+                    t(lang0, "ft.upload"), file_types=[".jsonl", ".json"], size="sm", scale=1, min_width=110,
+                    elem_id="ft-upload"), label="ft.upload")
+            upload_msg = gr.Markdown("", elem_id="ft-upload-msg")
+            preset_radio = tr.add(gr.Radio(
+                choices=[(t(lang0, f"ft.preset.{p}"), p) for p in PRESETS], value="quick", label=t(lang0, "ft.preset"),
+                elem_id="ft-preset"), label="ft.preset")
+            with gr.Row():
+                method = label("method", gr.Radio(
+                    choices=[("QLoRA (4-bit)", "qlora"), ("LoRA (16-bit)", "lora")], value=start["method"],
+                    label=t(lang0, "ft.field.method"), elem_id="ft-method"))
+                output_name = label("output_name", gr.Textbox(
+                    value=default_name(settings.default_model, first_dataset or ""), label=t(lang0, "ft.field.output_name"),
+                    info=t(lang0, "ft.info.output_name"), elem_id="ft-output-name"), info=True)
+            with tr.add(gr.Accordion(t(lang0, "ft.section.lora"), open=False, elem_id="ft-lora"), label="ft.section.lora"):
+                with gr.Row():
+                    lora_r = label("lora_r", gr.Number(start["lora_r"], precision=0, label=t(lang0, "ft.field.lora_r"), elem_id="ft-lora-r"))
+                    lora_alpha = label("lora_alpha", gr.Number(start["lora_alpha"], precision=0, label=t(lang0, "ft.field.lora_alpha")))
+                    lora_dropout = label("lora_dropout", gr.Number(start["lora_dropout"], label=t(lang0, "ft.field.lora_dropout"), step=0.01))
+                target_modules = label("target_modules", gr.CheckboxGroup(
+                    choices=ALL_LINEAR, value=list(ALL_LINEAR), label=t(lang0, "ft.field.target_modules")))
+            with tr.add(gr.Accordion(t(lang0, "ft.section.training"), open=True, elem_id="ft-training"), label="ft.section.training"):
+                with gr.Row():
+                    learning_rate = label("learning_rate", gr.Number(start["learning_rate"], label=t(lang0, "ft.field.learning_rate"), elem_id="ft-lr"))
+                    lr_scheduler = label("lr_scheduler", gr.Dropdown(
+                        ["linear", "cosine", "constant", "constant_with_warmup"], value=start["lr_scheduler"],
+                        label=t(lang0, "ft.field.lr_scheduler")))
+                    warmup_ratio = label("warmup_ratio", gr.Number(start["warmup_ratio"], label=t(lang0, "ft.field.warmup_ratio"), step=0.01))
+                with gr.Row():
+                    epochs = label("epochs", gr.Number(start["epochs"], label=t(lang0, "ft.field.epochs"), step=0.5))
+                    max_steps = label("max_steps", gr.Number(start["max_steps"], precision=0, label=t(lang0, "ft.field.max_steps"),
+                                                             info=t(lang0, "ft.info.max_steps"), elem_id="ft-max-steps"), info=True)
+                    seed = label("seed", gr.Number(start["seed"], precision=0, label=t(lang0, "ft.field.seed")))
+                with gr.Row():
+                    batch_size = label("batch_size", gr.Number(start["batch_size"], precision=0, label=t(lang0, "ft.field.batch_size"), elem_id="ft-batch"))
+                    grad_accum = label("grad_accum", gr.Number(start["grad_accum"], precision=0, label=t(lang0, "ft.field.grad_accum")))
+                    max_seq_len = label("max_seq_len", gr.Number(start["max_seq_len"], precision=0, label=t(lang0, "ft.field.max_seq_len")))
+                with gr.Row():
+                    packing = label("packing", gr.Checkbox(start["packing"], label=t(lang0, "ft.field.packing")))
+                    responses_only = label("train_on_responses_only", gr.Checkbox(True, label=t(lang0, "ft.field.train_on_responses_only")))
+                    grad_ckpt = label("gradient_checkpointing", gr.Checkbox(start["gradient_checkpointing"], label=t(lang0, "ft.field.gradient_checkpointing")))
+            with tr.add(gr.Accordion(t(lang0, "ft.section.eval"), open=False, elem_id="ft-eval"), label="ft.section.eval"):
+                with gr.Row():
+                    eval_split = label("eval_split", gr.Number(start["eval_split"], label=t(lang0, "ft.field.eval_split"), step=0.05))
+                    eval_steps = label("eval_steps", gr.Number(start["eval_steps"], precision=0, label=t(lang0, "ft.field.eval_steps")))
+                    save_steps = label("save_steps", gr.Number(start["save_steps"], precision=0, label=t(lang0, "ft.field.save_steps")))
+                    patience = label("early_stop_patience", gr.Number(start["early_stop_patience"], precision=0, label=t(lang0, "ft.field.early_stop_patience")))
+                chat_template = label("chat_template", gr.Dropdown(
+                    ["auto", "chatml", "llama3", "gemma"], value="auto", label=t(lang0, "ft.field.chat_template")))
+            errors = gr.Markdown("", elem_id="ft-errors-box")
+            estimate_md = gr.Markdown("", elem_id="ft-estimate")
+            with tr.add(gr.Accordion(t(lang0, "ft.section.spec"), open=False, elem_id="ft-spec"), label="ft.section.spec"):
+                command = tr.add(gr.Code(language="shell", label=t(lang0, "ft.command"), interactive=False, elem_id="ft-command"), label="ft.command")
+                spec_yaml = tr.add(gr.Code(language="yaml", label="spec.yaml", interactive=False, elem_id="ft-yaml", max_lines=20), label="ft.yaml")
+                with gr.Row():
+                    save_yaml_btn = tr.add(gr.Button(t(lang0, "ft.save_yaml"), size="sm", elem_id="ft-save-yaml"), value="ft.save_yaml")
+                    load_yaml_btn = tr.add(gr.UploadButton(t(lang0, "ft.load_yaml"), file_types=[".yaml", ".yml"], size="sm", elem_id="ft-load-yaml"), label="ft.load_yaml")
+                yaml_file = tr.add(gr.File(label=t(lang0, "ft.yaml_file"), interactive=False, elem_id="ft-yaml-file"), label="ft.yaml_file")
+            start_btn = tr.add(gr.Button(t(lang0, "ft.start"), variant="primary", elem_id="ft-start"), value="ft.start")
+
+        with gr.Column(scale=3, min_width=420, elem_id="ft-runs"):
+            tr.add(gr.Markdown(f"### {t(lang0, 'ft.runs')}"), value="ft.runs_md")
+            runs_table = gr.Dataframe(
+                value=runs_frame(lang0, runs.list_runs(50)), interactive=False, max_height=220, elem_id="ft-runs-table",
+                wrap=True, column_widths=["6%", "30%", "19%", "15%", "9%", "9%", "12%"],
+            )
+            run_id = gr.Textbox(value="", visible=False, elem_id="ft-run-id")
+            progress = gr.HTML(progress_html(lang0, None, None), elem_id="ft-progress-box", padding=False)
+            with gr.Row():
+                cancel_btn = tr.add(gr.Button(t(lang0, "ft.cancel"), variant="stop", size="sm", visible=False, elem_id="ft-cancel"), value="ft.cancel")
+                resume_btn = tr.add(gr.Button(t(lang0, "ft.resume"), size="sm", visible=False, elem_id="ft-resume"), value="ft.resume")
+                chat_btn = tr.add(gr.Button(t(lang0, "ft.chat_with"), variant="primary", size="sm", visible=False, elem_id="ft-chat-with"), value="ft.chat_with")
+                compare_btn = tr.add(gr.Button(t(lang0, "ft.compare"), size="sm", visible=False, elem_id="ft-compare"), value="ft.compare")
+                mlflow_btn = tr.add(gr.Button(t(lang0, "ft.mlflow"), size="sm", visible=False, elem_id="ft-mlflow"), value="ft.mlflow")
+            mlflow_link = gr.Markdown("", elem_id="ft-mlflow-link")
+            with gr.Row():
+                loss_plot = tr.add(gr.LinePlot(
+                    x="step", y="loss", color="series", label=t(lang0, "ft.loss_plot"), height=240, elem_id="ft-loss-plot",
+                    x_title=t(lang0, "ft.step"), y_title="loss"), label="ft.loss_plot")
+                lr_plot = tr.add(gr.LinePlot(
+                    x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), height=240, elem_id="ft-lr-plot",
+                    x_title=t(lang0, "ft.step"), y_title="lr"), label="ft.lr_plot")
+            log_box = tr.add(gr.Code(label=t(lang0, "ft.log"), language=None, interactive=False, max_lines=14, elem_id="ft-log"), label="ft.log")
+            timer = gr.Timer(POLL_S)
+
+    form = [base_model, dataset, output_name, method, lora_r, lora_alpha, lora_dropout, target_modules, learning_rate,
+            lr_scheduler, warmup_ratio, epochs, max_steps, batch_size, grad_accum, max_seq_len, packing, responses_only,
+            seed, eval_split, save_steps, eval_steps, patience, grad_ckpt, chat_template]
+
+    # ---- form: validation, estimate, command, YAML ------------------------------------------------
+    def check(lang: str, *values: Any):
+        """Validate as the user types: field messages, the estimate, the exact command and the spec as YAML."""
+        data = form_data(values)
+        try:
+            spec = jobs.validate(data) if jobs else validate_spec(data, max_lora_rank=settings.vllm_max_lora_rank)
+        except SpecError as exc:
+            return errors_markdown(lang, exc.fields), "", "", "", gr.update(interactive=False)
+        est = estimate_for(settings, spec, hw)
+        cmd = jobs.command_preview(spec.output_name) if jobs else ""
+        return "", estimate_markdown(lang, est, hw.describe()), cmd, spec_to_yaml(spec), gr.update(interactive=jobs is not None)
+
+    def apply_preset(name: str):
+        p = preset(name, hw)
+        order = ("method", "lora_r", "lora_alpha", "lora_dropout", "learning_rate", "lr_scheduler", "warmup_ratio", "epochs",
+                 "max_steps", "batch_size", "grad_accum", "max_seq_len", "packing", "seed", "eval_split", "save_steps",
+                 "eval_steps", "early_stop_patience", "gradient_checkpointing")
+        return [p[k] for k in order]
+
+    preset_targets = [method, lora_r, lora_alpha, lora_dropout, learning_rate, lr_scheduler, warmup_ratio, epochs, max_steps,
+                      batch_size, grad_accum, max_seq_len, packing, seed, eval_split, save_steps, eval_steps, patience, grad_ckpt]
+
+    def on_upload(file: Any, lang: str, current: str | None):
+        if file is None:
+            return gr.skip(), ""
+        try:
+            dest = save_upload(settings, file if isinstance(file, str) else file.name)
+        except (DatasetFileError, OSError) as exc:
+            return gr.update(value=current), f"<span class='ft-fit no'>✗ {t(lang, 'ft.upload_failed')}</span>: {exc}"
+        from engines.datasets.files import display_path
+
+        value = display_path(dest)
+        return gr.update(choices=dataset_choices(settings), value=value), f"<span class='ft-fit ok'>✓ {t(lang, 'ft.uploaded')}</span>: `{dest.name}`"
+
+    def save_yaml(*values: Any):
+        data = form_data(values)
+        try:
+            spec = validate_spec(data, max_lora_rank=settings.vllm_max_lora_rank)
+        except SpecError as exc:
+            raise gr.Error(str(exc)) from None
+        out = settings.exports_path / "specs" / f"{spec.output_name}.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(spec_to_yaml(spec), encoding="utf-8")
+        return str(out)
+
+    def load_yaml(file: Any, lang: str):
+        text = Path(file if isinstance(file, str) else file.name).read_text(encoding="utf-8", errors="replace")
+        try:
+            spec = spec_from_yaml(text, max_lora_rank=settings.vllm_max_lora_rank)
+        except SpecError as exc:
+            gr.Warning(f"{t(lang, 'ft.yaml_invalid')}: {exc}")
+            return [gr.skip()] * len(FIELDS)
+        data = spec.model_dump()
+        data["output_name"] = default_name(spec.base_model, spec.dataset) if runs.run_by_name(spec.output_name) else spec.output_name
+        return [data[f] for f in FIELDS]
+
+    # ---- runs --------------------------------------------------------------------------------------
+    def submit(lang: str, *values: Any):
+        if jobs is None:
+            raise gr.Error(t(lang, "ft.no_jobs"))
+        data = form_data(values)
+        try:
+            rid = jobs.submit(data)
+        except SpecError as exc:
+            return gr.skip(), errors_markdown(lang, exc.fields), gr.skip(), gr.skip()
+        gr.Info(t(lang, "ft.queued", name=data["output_name"]))
+        return str(rid), "", runs_frame(lang, runs.list_runs(50)), default_name(data["base_model"], data["dataset"])
+
+    def show_run(rid_value: str, lang: str):
+        """Everything the right column shows for one run (called on select and on every timer tick)."""
+        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
+        h = jobs.history(run.id) if (run and jobs) else None
+        loss, lr = curves(h)
+        flags = run_header(lang, run)
+        log_text = "\n".join(h.logs[-30:]) if h else ""
+        if run and run.status in ("failed", "interrupted") and jobs:
+            log_text += "\n--- train.log ---\n" + jobs.log_tail(run.id, 25)
+        return (
+            progress_html(lang, run, h), loss, lr, log_text,
+            gr.update(visible=flags["cancel"]), gr.update(visible=flags["resume"]), gr.update(visible=flags["chat"]),
+            gr.update(visible=flags["chat"]), gr.update(visible=flags["mlflow"]),
+        )
+
+    run_outputs = [progress, loss_plot, lr_plot, log_box, cancel_btn, resume_btn, chat_btn, compare_btn, mlflow_btn]
+
+    def poll(rid_value: str, lang: str, last: str):
+        table = runs_frame(lang, runs.list_runs(50))
+        sig = table.to_json()
+        return (table if sig != last else gr.skip(), sig, *show_run(rid_value, lang))
+
+    def select_run(evt: gr.SelectData, lang: str):
+        row = evt.row_value if evt.row_value else None
+        return str(row[0]) if row else gr.skip()
+
+    def cancel(rid_value: str, lang: str):
+        if jobs and str(rid_value).isdigit():
+            state = jobs.cancel(int(rid_value))
+            gr.Info(t(lang, f"ft.cancel_{'done' if state == 'cancelled' else 'sent'}"))
+        return show_run(rid_value, lang)
+
+    def resume(rid_value: str, lang: str):
+        if jobs and str(rid_value).isdigit():
+            try:
+                jobs.resume(int(rid_value))
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from None
+            gr.Info(t(lang, "ft.resumed"))
+        return show_run(rid_value, lang)
+
+    def open_mlflow(rid_value: str, lang: str):
+        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
+        if run is None or not run.mlflow_run_id or services.mlflow_ui is None:
+            return t(lang, "ft.no_mlflow")
+        try:
+            url = services.mlflow_ui.run_url(run.mlflow_run_id)
+        except RuntimeError as exc:
+            return f"<span class='ft-fit no'>✗</span> {exc}"
+        return f"<a href='{url}' target='_blank' rel='noopener' id='ft-mlflow-url'>{t(lang, 'ft.mlflow_open')} ↗</a> <small>({url})</small>"
+
+    def list_runs_api() -> list[dict[str, Any]]:
+        return [
+            {"id": r.id, "name": r.name, "status": r.status, "step": r.step, "total_steps": r.total_steps,
+             "base_model": r.base_model, "mlflow_run_id": r.mlflow_run_id, "metrics": runs.run_metrics(r)}
+            for r in runs.list_runs(200)
+        ]
+
+    # ---- wiring ------------------------------------------------------------------------------------------
+    gr.on(None, check, [lang_state, *form], [errors, estimate_md, command, spec_yaml, start_btn],
+          api_name="validate_spec", show_progress="hidden", trigger_mode="always_last")
+    preset_radio.input(apply_preset, [preset_radio], preset_targets, api_name="apply_preset", show_progress="hidden")
+    upload.upload(on_upload, [upload, lang_state, dataset], [dataset, upload_msg], api_name="upload_dataset")
+    save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
+    load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
+    start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name], api_name="start_training")
+    last_sig = gr.State("")
+    runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
+    run_id.change(show_run, [run_id, lang_state], run_outputs, api_name="show_run", show_progress="hidden")
+    timer.tick(poll, [run_id, lang_state, last_sig], [runs_table, last_sig, *run_outputs], api_name="poll_training",
+               api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    cancel_btn.click(cancel, [run_id, lang_state], run_outputs, api_name="cancel_training")
+    resume_btn.click(resume, [run_id, lang_state], run_outputs, api_name="resume_training")
+    mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
+    gr.api(list_runs_api, api_name="list_training_runs")
+    return FinetuneTab(run_id=run_id, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
+                       runs_table=runs_table)
+

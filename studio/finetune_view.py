@@ -1,0 +1,110 @@
+"""What the Fine-tune tab renders from engine data: the runs table, a run's progress bar, curves and estimate."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+
+from engines.training.estimate import Estimate, format_duration
+from engines.training.jobs import History
+from storage import runs
+from storage.models import TrainingRun
+from studio.i18n import t
+
+# Plain symbols every font has (no emoji: many Linux browsers have no colour-emoji font).
+STATUS_ICON = {"queued": "○", "running": "▶", "completed": "✓", "failed": "✗", "cancelled": "■", "interrupted": "!"}
+
+
+def runs_frame(lang: str, rows: list[TrainingRun]) -> pd.DataFrame:
+    cols = [t(lang, f"ft.col.{c}") for c in ("id", "name", "base", "status", "progress", "loss", "created")]
+    data = []
+    for r in rows:
+        m = runs.run_metrics(r)
+        loss = m.get("train_loss", m.get("loss"))
+        progress = f"{r.step}/{r.total_steps}" if r.total_steps else (str(r.step) if r.step else "")
+        data.append([
+            r.id, r.name, r.base_model, f"{STATUS_ICON.get(r.status, '')} {t(lang, f'ft.status.{r.status}')}", progress,
+            f"{loss:.4f}" if isinstance(loss, int | float) else "", r.created_at.strftime("%m-%d %H:%M"),
+        ])
+    return pd.DataFrame(data, columns=cols)
+
+
+def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
+    if run is None:
+        return f"<div class='ft-progress empty' data-testid='ft-progress'>{html.escape(t(lang, 'ft.no_run'))}</div>"
+    p = h.progress if h else {}
+    step = int(p.get("step", run.step) or 0)
+    total = int(p.get("total_steps") or run.total_steps or 0)
+    if run.status == "completed" and total:
+        step = total if step < total and run.step >= total else max(step, run.step)
+    pct = 100.0 * step / total if total else 0.0
+    bits = [f"{t(lang, 'ft.step')} {step}/{total or '?'}", f"{pct:.0f}%"]
+    if run.status == "running":
+        if p.get("eta_s") is not None:
+            bits.append(f"ETA {format_duration(p['eta_s'])}")
+        if p.get("tokens_per_s"):
+            bits.append(f"{p['tokens_per_s']:.0f} tok/s")
+        if p.get("steps_per_s"):
+            bits.append(f"{p['steps_per_s']:.2f} {t(lang, 'ft.steps_per_s')}")
+    state = html.escape(t(lang, f"ft.status.{run.status}"))
+    err = f"<div class='ft-error'>{html.escape(run.error or '')}</div>" if run.error else ""
+    return (
+        f"<div class='ft-progress {run.status}' data-testid='ft-progress' data-step='{step}' data-total='{total}' "
+        f"data-status='{run.status}'><div class='ft-progress-head'><b>{html.escape(run.name)}</b>"
+        f"<span class='ft-badge {run.status}'>{STATUS_ICON.get(run.status, '')} {state}</span></div>"
+        f"<div class='ft-bar'><div class='ft-bar-fill' style='width:{pct:.1f}%'></div></div>"
+        f"<div class='ft-progress-meta'>{html.escape(' · '.join(bits))}</div>{err}</div>"
+    )
+
+
+def curves(h: History | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(loss curve with train/eval series, learning-rate curve) from the metric events."""
+    loss_rows, lr_rows = [], []
+    for m in h.metrics if h else []:
+        if "loss" in m:
+            loss_rows.append({"step": m["step"], "loss": m["loss"], "series": "train"})
+        if "eval_loss" in m:
+            loss_rows.append({"step": m["step"], "loss": m["eval_loss"], "series": "eval"})
+        if "learning_rate" in m:
+            lr_rows.append({"step": m["step"], "learning_rate": m["learning_rate"]})
+    loss = pd.DataFrame(loss_rows or [], columns=["step", "loss", "series"])
+    lr = pd.DataFrame(lr_rows or [], columns=["step", "learning_rate"])
+    return loss, lr
+
+
+def estimate_markdown(lang: str, est: Estimate | str | None, hardware: str) -> str:
+    if est is None:
+        return ""
+    if isinstance(est, str):
+        return f"**{t(lang, 'ft.estimate')}** · {html.escape(est)}"
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in est.memory_parts.items())
+    head = (
+        f"**{t(lang, 'ft.estimate')}** ({html.escape(hardware)}) · {est.params / 1e6:,.0f}M {t(lang, 'ft.params')}, "
+        f"{est.trainable / 1e6:,.2f}M {t(lang, 'ft.trainable')} · ~{est.memory_gb:.1f} / {est.budget_gb:.0f} GiB · "
+        f"{est.steps} {t(lang, 'ft.steps')}, ~{format_duration(est.seconds)}"
+    )
+    fit = (
+        f"\n\n<span class='ft-fit ok'>✓ {t(lang, 'ft.fits')}</span>" if est.fits
+        else f"\n\n<span class='ft-fit no'>✗ {t(lang, 'ft.no_fit', need=f'{est.memory_gb:.1f}', have=f'{est.budget_gb:.0f}', device=est.device)}</span>"
+    )
+    return f"{head}{fit}\n\n<small>GiB: {parts}</small>"
+
+
+def errors_markdown(lang: str, fields: dict[str, str]) -> str:
+    if not fields:
+        return ""
+    lines = [f"- **{t(lang, f'ft.field.{k}') if k != 'spec' else t(lang, 'ft.spec')}**: {html.escape(v)}" for k, v in fields.items()]
+    return f"<div class='ft-errors' data-testid='ft-errors'>\n\n{t(lang, 'ft.fix_fields')}\n\n" + "\n".join(lines) + "\n\n</div>"
+
+
+def run_header(lang: str, run: TrainingRun | None) -> dict[str, Any]:
+    """Which run buttons apply to this run's status."""
+    status = run.status if run else ""
+    return {
+        "cancel": status in ("queued", "running"),
+        "resume": status in runs.RESUMABLE,
+        "chat": status == "completed",
+        "mlflow": bool(run and run.mlflow_run_id),
+    }
