@@ -10,10 +10,11 @@ import pandas as pd
 from engines.training.estimate import Estimate, format_duration
 from engines.training.jobs import History
 from storage import runs
-from storage.models import TrainingRun
+from storage.models import TrainingRun, utcnow
 from studio.i18n import t
 
 # Plain symbols every font has (no emoji: many Linux browsers have no colour-emoji font).
+STALE_S = 60  # the worker writes a heartbeat every 5 s
 STATUS_ICON = {"queued": "○", "running": "▶", "completed": "✓", "failed": "✗", "cancelled": "■", "interrupted": "!"}
 
 
@@ -50,9 +51,19 @@ def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
             bits.append(f"{p['steps_per_s']:.2f} {t(lang, 'ft.steps_per_s')}")
     state = html.escape(t(lang, f"ft.status.{run.status}"))
     err = f"<div class='ft-error'>{html.escape(run.error or '')}</div>" if run.error else ""
+    if run.status == "running" and run.heartbeat_at:
+        silent = (utcnow() - run.heartbeat_at).total_seconds()
+        if silent > STALE_S:
+            err += f"<div class='ft-error'>{html.escape(t(lang, 'ft.stale', seconds=int(silent)))}</div>"
+    m = runs.run_metrics(run)
+    served = m.get("served")
+    if served is True:
+        err += f"<div class='ft-served'>✓ {html.escape(t(lang, 'ft.served', name=run.name, base=run.base_model))}</div>"
+    elif served is False:
+        err += f"<div class='ft-error'>{html.escape(t(lang, 'ft.serve_failed'))}: {html.escape(str(m.get('serve_error', ''))[:300])}</div>"
     return (
         f"<div class='ft-progress {run.status}' data-testid='ft-progress' data-step='{step}' data-total='{total}' "
-        f"data-status='{run.status}'><div class='ft-progress-head'><b>{html.escape(run.name)}</b>"
+        f"data-status='{run.status}' data-served='{str(served is True).lower()}'><div class='ft-progress-head'><b>{html.escape(run.name)}</b>"
         f"<span class='ft-badge {run.status}'>{STATUS_ICON.get(run.status, '')} {state}</span></div>"
         f"<div class='ft-bar'><div class='ft-bar-fill' style='width:{pct:.1f}%'></div></div>"
         f"<div class='ft-progress-meta'>{html.escape(' · '.join(bits))}</div>{err}</div>"
@@ -69,8 +80,9 @@ def curves(h: History | None) -> tuple[pd.DataFrame, pd.DataFrame]:
             loss_rows.append({"step": m["step"], "loss": m["eval_loss"], "series": "eval"})
         if "learning_rate" in m:
             lr_rows.append({"step": m["step"], "learning_rate": m["learning_rate"]})
-    loss = pd.DataFrame(loss_rows or [], columns=["step", "loss", "series"])
-    lr = pd.DataFrame(lr_rows or [], columns=["step", "learning_rate"])
+    # Typed even when empty: the plot fixes its axis types on the first value it gets (object dtype = categories).
+    loss = pd.DataFrame(loss_rows, columns=["step", "loss", "series"]).astype({"step": "int64", "loss": "float64", "series": "str"})
+    lr = pd.DataFrame(lr_rows, columns=["step", "learning_rate"]).astype({"step": "int64", "learning_rate": "float64"})
     return loss, lr
 
 

@@ -12,8 +12,9 @@ from engines.training.hardware import Hardware
 from engines.training.spec import TrainSpec
 
 GIB = 1024**3
-# Effective training FLOP/s. CPU: measured here (bundled model, fp32 LoRA); GPU: a fraction of dense bf16 peak.
-CPU_FLOPS_PER_CORE = 12e9
+# Effective training FLOP/s. CPU: measured here (bundled model, fp32 LoRA, ~89 GFLOP/s on 2 cores, bench/train_overhead.py);
+# GPU: a fraction of dense bf16 peak.
+CPU_FLOPS_PER_CORE = 40e9
 GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40": 181, "L4": 121, "A10": 125, "4090": 165, "3090": 71, "T4": 65}
 GPU_MFU = 0.25
 

@@ -82,6 +82,20 @@ def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, settings, ti
     artifacts = {a.path for a in client.list_artifacts(run.mlflow_run_id, "adapter")}
     assert "adapter/adapter_config.json" in artifacts
 
+    # "Open in MLflow": the UI starts on demand on 127.0.0.1 and links straight to this run.
+    import httpx
+
+    from engines.serving import MlflowUI
+
+    ui = MlflowUI(settings)
+    try:
+        url = ui.run_url(run.mlflow_run_id)
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/runs/{run.mlflow_run_id}") and "/#/experiments/" in url
+        assert httpx.get(url.split("#")[0], timeout=10).status_code == 200
+    finally:
+        ui.stop()
+    assert ui.proc is None
+
 
 def test_invalid_spec_and_taken_name_are_refused_before_anything_starts(jobs, tiny_model, tiny_dataset):
     from engines.training import SpecError

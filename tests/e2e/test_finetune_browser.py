@@ -1,0 +1,78 @@
+"""End-to-end: start a quick fine-tune of the bundled model in the browser, watch it move, chat with the adapter."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.test_chat_browser import ANSWER_MS, open_app, screenshot
+
+pytestmark = pytest.mark.browser
+
+TRAIN_MS = 600_000  # load + 4 steps of the bundled model on a CPU the vLLM server shares
+
+# Records every distinct (status, step) the progress bar shows, and how many loss points the plot drew.
+PROGRESS_RECORDER_JS = """
+() => {
+  const rec = {states: []};
+  window.__ft = rec;
+  const read = () => {
+    const bar = document.querySelector('[data-testid="ft-progress"]');
+    if (!bar) return;
+    const s = {status: bar.dataset.status || '', step: Number(bar.dataset.step || 0), total: Number(bar.dataset.total || 0)};
+    const prev = rec.states[rec.states.length - 1];
+    if (!prev || prev.status !== s.status || prev.step !== s.step) rec.states.push(s);
+  };
+  new MutationObserver(read).observe(document.querySelector('#ft-progress-box'), {subtree: true, childList: true, attributes: true});
+  read();
+}
+"""
+
+
+def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_url: str) -> None:
+    open_app(page, studio_url)
+    page.locator("#tab-finetune-button").click()
+    name = f"e2e-helper-{uuid.uuid4().hex[:6]}"
+    page.locator("#ft-output-name textarea, #ft-output-name input").first.fill(name)
+    page.locator("#ft-max-steps input").fill("4")
+    page.locator("#ft-max-steps input").blur()
+    expect(page.locator("#ft-estimate")).to_contain_text("4 steps")
+    expect(page.locator("#ft-start")).to_be_enabled()
+
+    # An invalid value is caught before anything starts, with the field named.
+    page.locator("#ft-batch input").fill("0")
+    page.locator("#ft-batch input").blur()
+    expect(page.locator("#ft-errors-box")).to_contain_text("Batch size")
+    expect(page.locator("#ft-start")).to_be_disabled()
+    page.locator("#ft-batch input").fill("2")
+    page.locator("#ft-batch input").blur()
+    expect(page.locator("#ft-errors-box")).not_to_contain_text("Batch size")
+
+    page.evaluate(PROGRESS_RECORDER_JS)
+    page.locator("#ft-start").click()
+    expect(page.locator("[data-testid=ft-progress]")).to_contain_text(name)
+    page.wait_for_function("() => window.__ft.states.some(s => s.status === 'completed')", timeout=TRAIN_MS)
+    states = page.evaluate("window.__ft.states")
+    steps = [s["step"] for s in states if s["status"] in ("running", "completed")]
+    assert steps[-1] == 4 and len(set(steps)) >= 2, states  # the bar moved; it did not jump from nothing to done
+    # The loss curve: a line with one point per step.
+    plot = page.locator("#ft-loss-plot")
+    expect(plot.locator("[aria-roledescription='line mark']").first).to_be_visible()
+    expect(plot.locator("[aria-roledescription='point']")).to_have_count(4)
+    expect(page.locator("#ft-log")).to_contain_text("done: step 4")
+    screenshot(page, "finetune.png")
+
+    expect(page.locator("[data-testid=ft-progress][data-served=true]")).to_be_visible(timeout=120_000)
+    # "Chat with it": the Chat tab opens with the adapter picked, and it answers once the server has it.
+    page.locator("#ft-chat-with").click()
+    expect(page.locator("#tab-chat-button")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#model-picker input")).to_have_value(re.compile(re.escape(name)))
+    page.locator("#message-box textarea").fill("What is LoRA? Answer in one sentence.")
+    page.locator("#send-btn").click()
+    bot = page.locator("#chatbot [data-testid=bot] .message-content").last
+    expect(bot.locator(".msg-stats")).to_be_visible(timeout=ANSWER_MS)
+    assert "error" not in (bot.get_attribute("class") or "")
+    assert len(bot.inner_text().strip()) > 10

@@ -1,0 +1,66 @@
+"""What the Fine-tune tab renders: progress bar state, stale heartbeat, curves typed for the plot, estimate wording."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engines.training.estimate import Estimate
+from engines.training.jobs import History
+from storage import runs
+from storage.models import utcnow
+from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, runs_frame
+
+
+def _run(**fields):
+    r = runs.create_run(name="r1", base_model="SmolLM2-135M-Instruct", dataset="d.jsonl", method="lora", spec={}, run_dir="/tmp/r1")
+    runs.update_run(r.id, **fields)
+    return runs.get_run(r.id)
+
+
+def test_progress_bar_carries_step_total_and_eta(db):
+    run = _run(status="running", step=5, total_steps=20, heartbeat_at=utcnow())
+    h = History(progress={"step": 5, "total_steps": 20, "eta_s": 75, "tokens_per_s": 512.0, "steps_per_s": 0.5})
+    out = progress_html("en", run, h)
+    assert "data-step='5'" in out and "data-total='20'" in out and "width:25.0%" in out
+    assert "ETA 75s" in out and "512 tok/s" in out
+    assert "heartbeat" not in out
+
+
+def test_a_silent_worker_is_flagged(db):
+    run = _run(status="running", step=1, total_steps=20, heartbeat_at=utcnow() - dt.timedelta(seconds=300))
+    assert "No heartbeat from the worker for 300 s" in progress_html("en", run, History())
+    assert "하트비트" in progress_html("ko", run, History())
+
+
+def test_served_and_failed_serving_are_shown(db):
+    run = _run(status="completed", step=4, total_steps=4, metrics={"served": True})
+    assert "data-served='true'" in progress_html("en", run, None)
+    r2 = runs.create_run(name="r2", base_model="b", dataset="d.jsonl", method="lora", spec={}, run_dir="/tmp/r2")
+    runs.update_run(r2.id, status="completed", metrics={"served": False, "serve_error": "rank 128 > 64"})
+    out = progress_html("en", runs.get_run(r2.id), None)
+    assert "data-served='false'" in out and "rank 128 &gt; 64" in out
+
+
+def test_runs_table_is_translated(db):
+    _run(status="interrupted", step=3, total_steps=10, metrics={"loss": 1.23456})
+    en, ko = runs_frame("en", runs.list_runs()), runs_frame("ko", runs.list_runs())
+    assert list(en.columns)[:4] == ["#", "Name", "Base", "Status"] and list(ko.columns)[1] == "이름"
+    assert en.iloc[0]["Loss"] == "1.2346" and "interrupted" in en.iloc[0]["Status"] and en.iloc[0]["Steps"] == "3/10"
+
+
+def test_curves_are_numeric_even_when_empty():
+    loss, lr = curves(None)
+    assert str(loss["loss"].dtype) == "float64" and str(lr["step"].dtype) == "int64"
+    loss, lr = curves(History(metrics=[{"step": 1, "loss": 2.0, "learning_rate": 1e-4}, {"step": 2, "eval_loss": 1.5}]))
+    assert loss.to_dict("records") == [{"step": 1, "loss": 2.0, "series": "train"}, {"step": 2, "loss": 1.5, "series": "eval"}]
+    assert lr["learning_rate"].tolist() == [1e-4]
+
+
+def test_estimate_says_plainly_when_it_will_not_fit():
+    est = Estimate(params=8_000_000_000, trainable=40_000_000, memory_gb=30.5, memory_parts={"weights": 16.0}, budget_gb=22,
+                   fits=False, steps=100, seconds=3600, tokens_per_step=4096, device="NVIDIA L4")
+    out = estimate_markdown("en", est, "1× NVIDIA L4 (22 GiB)")
+    assert "Will not fit" in out and "30.5" in out and "NVIDIA L4" in out and "100 steps" in out
+    assert "failed" not in estimate_markdown("en", "The estimate appears once the base model is on disk.", "")
+    assert "Batch size" in errors_markdown("en", {"batch_size": "must be ≥ 1"})
+    assert "배치 크기" in errors_markdown("ko", {"batch_size": "must be ≥ 1"})
