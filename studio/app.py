@@ -9,7 +9,7 @@ import gradio as gr
 from engines.datasets import dataset_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.coming_soon_tab import build_coming_soon_tab
-from studio.finetune_tab import base_model_choices, build_finetune_tab
+from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
 from studio.finetune_view import runs_frame
 from studio.i18n import LANGUAGES, Translatable, t
 from studio.services import Services
@@ -24,6 +24,14 @@ def _recent_runs() -> list:
     from storage import runs
 
     return runs.list_runs(50)
+
+
+def _focus_run() -> str:
+    """A page opened (again) shows the job that is running, else the newest run: closing the browser loses nothing."""
+    from storage import runs
+
+    active = runs.list_runs(1, statuses=runs.ACTIVE) or runs.list_runs(1)
+    return str(active[0].id) if active else ""
 
 
 def _title(lang: str) -> str:
@@ -95,6 +103,7 @@ def build_app(services: Services) -> gr.Blocks:
                     chat.status: {"value": status_html(services, lang)},
                     chat.model: {"choices": model_choices(services) or fallback},
                     finetune.runs_table: {"value": runs_frame(lang, _recent_runs())},
+                    finetune.preset: {"choices": preset_choices(lang)},
                 },
             )
 
@@ -113,9 +122,10 @@ def build_app(services: Services) -> gr.Blocks:
             return [
                 *relabel(lang), gr.update(choices=conversation_choices(), value=None),
                 gr.update(choices=base_model_choices(services)), gr.update(choices=dataset_choices(settings)),
+                _focus_run(),
                 "<span id='app-ready'></span>",
             ]
 
         language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, ready], api_name="load", api_visibility="private", show_progress="hidden")
     return demo

@@ -31,6 +31,7 @@ POLL_S = 1.5
 @dataclass
 class FinetuneTab:
     run_id: gr.Textbox
+    preset: gr.Radio
     chat_btn: gr.Button
     compare_btn: gr.Button
     base_model: gr.Dropdown
@@ -52,6 +53,10 @@ def base_model_choices(services: Services) -> list[str]:
 
     names += [m.name for m in catalog.list_models("base")]
     return list(dict.fromkeys(names))
+
+
+def preset_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, f"ft.preset.{p}"), p) for p in PRESETS]
 
 
 def form_data(values: tuple) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     elem_id="ft-upload"), label="ft.upload")
             upload_msg = gr.Markdown("", elem_id="ft-upload-msg")
             preset_radio = tr.add(gr.Radio(
-                choices=[(t(lang0, f"ft.preset.{p}"), p) for p in PRESETS], value="quick", label=t(lang0, "ft.preset"),
+                choices=preset_choices(lang0), value="quick", label=t(lang0, "ft.preset"),
                 elem_id="ft-preset"), label="ft.preset")
             with gr.Row():
                 method = label("method", gr.Radio(
@@ -161,10 +166,11 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             with gr.Row():
                 loss_plot = tr.add(gr.LinePlot(
                     x="step", y="loss", color="series", label=t(lang0, "ft.loss_plot"), height=240, elem_id="ft-loss-plot",
-                    x_title=t(lang0, "ft.step"), y_title="loss"), label="ft.loss_plot")
+                    x_title=t(lang0, "ft.step"), y_title="loss", color_title=t(lang0, "ft.series")),
+                    label="ft.loss_plot", x_title="ft.step", color_title="ft.series")
                 lr_plot = tr.add(gr.LinePlot(
                     x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), height=240, elem_id="ft-lr-plot",
-                    x_title=t(lang0, "ft.step"), y_title="lr"), label="ft.lr_plot")
+                    x_title=t(lang0, "ft.step"), y_title="lr"), label="ft.lr_plot", x_title="ft.step")
             log_box = tr.add(gr.Code(label=t(lang0, "ft.log"), language=None, interactive=False, max_lines=14, elem_id="ft-log"), label="ft.log")
             timer = gr.Timer(POLL_S)
 
@@ -257,10 +263,16 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
     run_outputs = [progress, loss_plot, lr_plot, log_box, cancel_btn, resume_btn, chat_btn, compare_btn, mlflow_btn]
 
-    def poll(rid_value: str, lang: str, last: str):
+    def poll(rid_value: str, lang: str, last: str, last_curves: str):
+        """Timer tick: send only what changed (re-sending an unchanged plot makes it redraw and flicker)."""
         table = runs_frame(lang, runs.list_runs(50))
         sig = table.to_json()
-        return (table if sig != last else gr.skip(), sig, *show_run(rid_value, lang))
+        view = list(show_run(rid_value, lang))
+        n_points = len(jobs.history(int(rid_value)).metrics) if (jobs and str(rid_value).isdigit()) else 0
+        curve_sig = f"{rid_value}:{n_points}:{lang}"
+        if curve_sig == last_curves:
+            view[1] = view[2] = gr.skip()
+        return (table if sig != last else gr.skip(), sig, curve_sig, *view)
 
     def select_run(evt: gr.SelectData, lang: str):
         row = evt.row_value if evt.row_value else None
@@ -306,15 +318,15 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
     load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
     start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name], api_name="start_training")
-    last_sig = gr.State("")
+    last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
     run_id.change(show_run, [run_id, lang_state], run_outputs, api_name="show_run", show_progress="hidden")
-    timer.tick(poll, [run_id, lang_state, last_sig], [runs_table, last_sig, *run_outputs], api_name="poll_training",
+    timer.tick(poll, [run_id, lang_state, last_sig, last_curves], [runs_table, last_sig, last_curves, *run_outputs], api_name="poll_training",
                api_visibility="private", show_progress="hidden", concurrency_limit=None)
     cancel_btn.click(cancel, [run_id, lang_state], run_outputs, api_name="cancel_training")
     resume_btn.click(resume, [run_id, lang_state], run_outputs, api_name="resume_training")
     mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
     gr.api(list_runs_api, api_name="list_training_runs")
-    return FinetuneTab(run_id=run_id, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
+    return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
                        runs_table=runs_table)
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_chat_browser import ANSWER_MS, open_app, screenshot
+from tests.e2e.test_chat_browser import ANSWER_MS, open_app, reload_app, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -63,9 +63,16 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     expect(plot.locator("[aria-roledescription='line mark']").first).to_be_visible()
     expect(plot.locator("[aria-roledescription='point']")).to_have_count(4)
     expect(page.locator("#ft-log")).to_contain_text("done: step 4")
-    screenshot(page, "finetune.png")
 
+    # A reopened page shows the newest run again: closing the browser loses nothing.
+    reload_app(page)
+    page.locator("#tab-finetune-button").click()
+    expect(page.locator("[data-testid=ft-progress]")).to_contain_text(name)
     expect(page.locator("[data-testid=ft-progress][data-served=true]")).to_be_visible(timeout=120_000)
+    line = page.locator("#ft-loss-plot [aria-roledescription='line mark']").first
+    expect(line).to_have_attribute("d", re.compile(r"^M[^L]*(L[^L]+){3}$"))  # drawn through all 4 points
+    page.wait_for_timeout(800)  # let the plot's entry transition finish before the screenshot
+    screenshot(page, "finetune.png")
     # "Chat with it": the Chat tab opens with the adapter picked, and it answers once the server has it.
     page.locator("#ft-chat-with").click()
     expect(page.locator("#tab-chat-button")).to_have_attribute("aria-selected", "true")

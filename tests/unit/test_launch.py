@@ -39,10 +39,13 @@ from studio.app import build_app
 from studio.services import Services
 s = load_settings(data_dir=sys.argv[1])
 connect(s.db_url)
-build_app(Services(settings=s, servers=ServerManager(s), no_serve=True))
+from engines.serving import MlflowUI
+from engines.training import JobManager
+servers = ServerManager(s)
+build_app(Services(settings=s, servers=servers, jobs=JobManager(s, servers), mlflow_ui=MlflowUI(s), no_serve=True))
 from engines.inference.chat import _client, Endpoint
 _client(Endpoint(base_url="http://127.0.0.1:9/v1", model="m"), 5.0)   # the chat path too
-heavy = sorted(m for m in ("torch", "transformers", "vllm", "unsloth", "peft", "trl", "bitsandbytes") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "vllm", "unsloth", "peft", "trl", "bitsandbytes", "mlflow") if m in sys.modules)
 print("HEAVY", heavy)
 """
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -26,12 +26,15 @@ def test_upgrade_from_every_older_schema_keeps_data(tmp_path):
         apply_migrations(db, upto=upto)
         assert applied_migrations(db) == set(range(1, upto + 1))
         db.execute_sql("INSERT INTO conversations (title, created_at, updated_at) VALUES ('kept', '2026-01-01', '2026-01-01')")
+        extra = ", active" if "active" in columns(db, "messages") else ""  # NOT NULL from m002 on
         db.execute_sql(
-            "INSERT INTO messages (conversation_id, role, content, feedback, created_at) VALUES (1, 'user', '안녕', 0, '2026-01-01')"
+            f"INSERT INTO messages (conversation_id, role, content, feedback, created_at{extra}) "
+            f"VALUES (1, 'user', '안녕', 0, '2026-01-01'{', 1' if extra else ''})"
         )
         db.close()
         db = connect(url)  # the app's start: applies what is pending
         assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
+        assert db.table_exists("training_runs") and db.table_exists("models")
         row = db.execute_sql("SELECT content, active FROM messages").fetchone()
         assert row[0] == "안녕" and row[1] in (1, True)
         db.close()

@@ -43,3 +43,17 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     commands = re.findall(r"```(?:bash|sh)\n(.+?)\n```", readme, re.S)[:2]
     assert "launch.py" in commands[0] and "pytest" in commands[1]
     assert commands[1].strip() in (ROOT / ".ci/run").read_text()
+
+
+def test_the_training_worker_needs_none_of_the_apps_packages():
+    """The worker runs in the GPU environment (requirements-gpu.txt), which has no peewee, structlog or gradio."""
+    import subprocess
+    import sys
+
+    code = "import sys, engines.training.worker; print(sorted(m for m in ('peewee', 'storage', 'structlog', 'gradio', " \
+           "'pydantic_settings', 'httpx', 'engines.training.jobs', 'torch') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stdout.strip() == "[]"
+    gpu = (ROOT / "requirements-gpu.txt").read_text()
+    assert "mlflow" in gpu and "trl" in gpu
