@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     connect(settings.db_url)
     servers = ServerManager(settings)
-    jobs = JobManager(settings, servers)
+    jobs = JobManager(settings, servers, serve_adapters=not (args.no_serve or settings.vllm_base_url))
     jobs.start()  # adopts workers an earlier app left running; saved adapters join their base servers
     mlflow_ui = MlflowUI(settings)
 

@@ -94,8 +94,10 @@ def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     model, tokenizer = load_model(spec, ctx.job.model_path)
     train_set, eval_set, fmt, counts = build_examples(spec, tokenizer, Path(ctx.job.dataset_path))
     trainable, total = model.get_nb_trainable_parameters()
-    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total),
-                    trainable_params=trainable, total_params=total, **counts)
+    four_bit = bool(getattr(model.get_base_model(), "is_loaded_in_4bit", False))
+    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total) + ("; base weights in 4-bit nf4" if four_bit else ""),
+                    trainable_params=trainable, total_params=total, load_in_4bit=four_bit, device="cuda" if torch.cuda.is_available() else "cpu",
+                    **counts)
     counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     callbacks = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag)]
     if eval_set and spec.early_stop_patience:

@@ -62,9 +62,12 @@ class History:
 
 
 class JobManager:
-    def __init__(self, settings: Settings, servers: ServerManager | None = None, *, poll_s: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, servers: ServerManager | None = None, *, poll_s: float = 1.0, serve_adapters: bool = True
+    ) -> None:
         self.settings = settings
         self.servers = servers
+        self.serve_adapters = serve_adapters  # False with --no-serve: never start a model server
         self.poll_s = poll_s
         self.slots: list[str | None] = [str(g.index) for g in list_gpus()] or [None]  # one job per GPU; one on CPU
         self._procs: dict[int, subprocess.Popen] = {}
@@ -326,7 +329,10 @@ class JobManager:
             return
         entry = catalog.upsert_model(run.name, "adapter", path=run.adapter_path, parent=run.base_model, run_id=run.id)
         runs.update_run(run.id, model=entry.id)
-        if self.servers is not None:
+        if self.servers is not None and not self.serve_adapters:
+            runs.update_run(run.id, metrics=runs.run_metrics(run) | {
+                "served": False, "serve_error": "the app runs without model servers (--no-serve); restart it without to serve this adapter"})
+        elif self.servers is not None:
             threading.Thread(target=self._serve_adapter, args=(run.id,), name="serve-adapter", daemon=True).start()
 
     def _serve_adapter(self, run_id: int) -> None:

@@ -97,6 +97,15 @@ def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, settings, ti
     assert ui.proc is None
 
 
+def test_qlora_trains_on_cpu_through_bitsandbytes_4bit(jobs, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-qlora", method="qlora", max_steps=2))
+    wait_for(lambda: status(rid) in ("completed", "failed", "interrupted"))
+    assert status(rid) == "completed", runs.get_run(rid).error
+    info = next(e for e in jobs.events(rid)[0] if e["type"] == "log" and "load_in_4bit" in e)
+    assert info["load_in_4bit"] is True and info["device"] == "cpu"
+    assert (Path(runs.get_run(rid).adapter_path) / "adapter_model.safetensors").is_file()
+
+
 def test_invalid_spec_and_taken_name_are_refused_before_anything_starts(jobs, tiny_model, tiny_dataset):
     from engines.training import SpecError
 
