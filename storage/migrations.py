@@ -112,10 +112,59 @@ def m003_training_runs_and_models(db: Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS models_parent ON models (parent)")
 
 
+def m004_datasets_and_versions(db: Database) -> None:
+    """Datasets and their immutable versions (content hash, row count, format, parent version)."""
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS datasets (
+            id {t['pk']},
+            name VARCHAR(200) NOT NULL UNIQUE,
+            source_format VARCHAR(32),
+            note TEXT,
+            created_at {t['ts']} NOT NULL,
+            updated_at {t['ts']} NOT NULL)"""
+    )
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS dataset_versions (
+            id {t['pk']},
+            dataset_id INTEGER NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            content_hash VARCHAR(64) NOT NULL,
+            row_count INTEGER NOT NULL,
+            format VARCHAR(32) NOT NULL,
+            parent_id INTEGER REFERENCES dataset_versions (id) ON DELETE SET NULL,
+            note TEXT,
+            created_at {t['ts']} NOT NULL,
+            UNIQUE (dataset_id, version))"""
+    )
+    # The editable working copy of each dataset (paged and searched in SQL), and its undo log.
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS dataset_rows (
+            id {t['pk']},
+            dataset_id INTEGER NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+            messages TEXT NOT NULL,
+            category VARCHAR(100),
+            split VARCHAR(8),
+            search TEXT NOT NULL,
+            tokens INTEGER)"""
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS dataset_rows_dataset ON dataset_rows (dataset_id, id)")
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS dataset_edits (
+            id {t['pk']},
+            dataset_id INTEGER NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+            action VARCHAR(32) NOT NULL,
+            before TEXT NOT NULL,
+            created_at {t['ts']} NOT NULL)"""
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
     (3, m003_training_runs_and_models),
+    (4, m004_datasets_and_versions),
 ]
 
 

@@ -109,3 +109,61 @@ class TrainingRun(BaseModel):
 
     class Meta:
         table_name = "training_runs"
+
+
+class Dataset(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=200, unique=True)
+    source_format = CharField(max_length=32, null=True)  # the layout it was imported from
+    note = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "datasets"
+
+
+class DatasetVersion(BaseModel):
+    """An immutable saved state of a dataset: a JSONL file of OpenAI messages that fine-tunes reference."""
+
+    id = AutoField()
+    dataset = ForeignKeyField(Dataset, backref="versions", on_delete="CASCADE", column_name="dataset_id")
+    version = IntegerField()
+    path = TextField()
+    content_hash = CharField(max_length=64)
+    row_count = IntegerField()
+    format = CharField(max_length=32, default="openai")
+    parent = ForeignKeyField("self", null=True, on_delete="SET NULL", column_name="parent_id")
+    note = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dataset_versions"
+
+
+class DatasetRow(BaseModel):
+    """One row of a dataset's working copy; `search` is the lower-cased text for server-side search."""
+
+    id = AutoField()
+    dataset = ForeignKeyField(Dataset, backref="rows", on_delete="CASCADE", column_name="dataset_id")
+    messages = TextField()  # JSON list of {"role", "content"}
+    category = CharField(max_length=100, null=True)
+    split = CharField(max_length=8, null=True)  # train | eval | None (not split yet)
+    search = TextField(default="")
+    tokens = IntegerField(null=True)
+
+    class Meta:
+        table_name = "dataset_rows"
+
+
+class DatasetEdit(BaseModel):
+    """Undo log: the affected rows as they were before one change."""
+
+    id = AutoField()
+    dataset = ForeignKeyField(Dataset, on_delete="CASCADE", column_name="dataset_id")
+    action = CharField(max_length=32)
+    before = TextField()  # JSON: [{"id", "present", "messages", "category", "split", "tokens"}]
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "dataset_edits"

@@ -43,6 +43,13 @@ def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
     out = []
     for p in sorted(SAMPLES.glob("*.jsonl")):
         out.append((f"{p.stem} (sample, {_count_rows(p)} rows)", display_path(p)))
+    try:
+        from storage import datasets as store
+
+        for v in store.list_versions():
+            out.append((f"{v.dataset.name} · v{v.version} ({v.row_count} rows)", display_path(Path(v.path))))
+    except Exception:  # noqa: BLE001  # no database bound (a bare script): samples and uploads only
+        pass
     uploads = settings.datasets_path / "uploads"
     for p in sorted(uploads.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
         out.append((f"{p.stem} (upload, {_count_rows(p)} rows)", display_path(p)))

@@ -115,6 +115,11 @@ class JobManager:
         run_dir.mkdir(parents=True, exist_ok=False)
         (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
         (run_dir / "spec.yaml").write_text(spec_to_yaml(spec), encoding="utf-8")
+        if dataset_version_id is None:  # a saved dataset version picked by its file: keep the lineage
+            from storage import datasets as dstore
+
+            found = dstore.version_by_path(str(resolve_dataset(self.settings, spec.dataset)))
+            dataset_version_id = found.id if found else None
         row = runs.create_run(
             name=spec.output_name, base_model=spec.base_model, dataset=spec.dataset, method=spec.method,
             spec=spec.model_dump(), run_dir=str(run_dir), dataset_version_id=dataset_version_id,

@@ -1,0 +1,204 @@
+"""A dataset's working copy: rows in SQL (paged, filtered and searched server-side), every change undoable.
+
+Edits land here; "save version" freezes the working copy into an immutable file (versions.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import fn
+
+from engines.datasets.formats import Row
+from engines.datasets.validate import near_key, row_problems
+from storage.db import database
+from storage.models import DatasetEdit, DatasetRow
+
+PAGE_SIZE = 50
+
+
+@dataclass
+class Page:
+    rows: list[DatasetRow]
+    total: int  # rows matching the filter
+    page: int
+    pages: int
+
+
+def _search_text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(m["content"] for m in messages).casefold()
+
+
+def _snapshot(rows: list[DatasetRow], present: bool = True) -> list[dict[str, Any]]:
+    return [{"id": r.id, "present": present, "messages": r.messages, "category": r.category, "split": r.split,
+             "tokens": r.tokens} for r in rows]
+
+
+def _log(dataset_id: int, action: str, before: list[dict[str, Any]]) -> None:
+    DatasetEdit.create(dataset=dataset_id, action=action, before=json.dumps(before, ensure_ascii=False))
+
+
+def fill(dataset_id: int, rows: list[Row], *, replace: bool = True, action: str | None = None) -> int:
+    """Put rows into the working copy (replacing it, or appended); logged for undo when `action` is given."""
+    with database.atomic():
+        if replace:
+            if action:
+                _log(dataset_id, action, _snapshot(list(DatasetRow.select().where(DatasetRow.dataset == dataset_id))))
+            DatasetRow.delete().where(DatasetRow.dataset == dataset_id).execute()
+        payload = [
+            {"dataset": dataset_id, "messages": json.dumps(r.messages, ensure_ascii=False), "category": r.category,
+             "split": r.extra.get("split"), "search": _search_text(r.messages), "tokens": r.extra.get("tokens")}
+            for r in rows
+        ]
+        first_new = (DatasetRow.select(fn.MAX(DatasetRow.id)).scalar() or 0) + 1
+        for i in range(0, len(payload), 500):
+            DatasetRow.insert_many(payload[i:i + 500]).execute()
+        if action and not replace:
+            added = DatasetRow.select().where((DatasetRow.dataset == dataset_id) & (DatasetRow.id >= first_new))
+            _log(dataset_id, action, _snapshot(list(added), present=False))
+    return len(payload)
+
+
+def _query(dataset_id: int, search: str = "", category: str | None = None, split: str | None = None) -> Any:
+    q = DatasetRow.select().where(DatasetRow.dataset == dataset_id)
+    if search.strip():
+        q = q.where(DatasetRow.search.contains(search.strip().casefold()))
+    if category:
+        q = q.where(DatasetRow.category.is_null() if category == "(none)" else DatasetRow.category == category)
+    if split:
+        q = q.where(DatasetRow.split == split)
+    return q
+
+
+def page(dataset_id: int, number: int = 1, *, search: str = "", category: str | None = None, split: str | None = None,
+         size: int = PAGE_SIZE) -> Page:
+    q = _query(dataset_id, search, category, split)
+    total = q.count()
+    pages = max(1, -(-total // size))
+    number = min(max(1, number), pages)
+    rows = list(q.order_by(DatasetRow.id).paginate(number, size))
+    return Page(rows, total, number, pages)
+
+
+def all_rows(dataset_id: int) -> list[Row]:
+    out = []
+    for r in DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id).iterator():
+        out.append(Row(json.loads(r.messages), r.category, r.id, {"split": r.split, "tokens": r.tokens}))
+    return out
+
+
+def count(dataset_id: int) -> int:
+    return DatasetRow.select().where(DatasetRow.dataset == dataset_id).count()
+
+
+def get_row(row_id: int) -> DatasetRow | None:
+    return DatasetRow.get_or_none(DatasetRow.id == row_id)
+
+
+def categories(dataset_id: int) -> list[tuple[str, int]]:
+    q = (DatasetRow.select(DatasetRow.category, fn.COUNT(DatasetRow.id).alias("n"))
+         .where(DatasetRow.dataset == dataset_id).group_by(DatasetRow.category).order_by(fn.COUNT(DatasetRow.id).desc()))
+    return [(r.category or "(none)", r.n) for r in q]
+
+
+class EditError(ValueError):
+    """An edit that would leave an invalid row; the message says why."""
+
+
+def _checked(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    problems = [p for p in row_problems(Row(messages)) if p.severity == "error"]
+    if problems:
+        raise EditError("; ".join(p.message for p in problems))
+    return messages
+
+
+def update_row(row_id: int, messages: list[dict[str, str]], category: str | None) -> None:
+    row = get_row(row_id)
+    if row is None:
+        raise KeyError(row_id)
+    _checked(messages)
+    with database.atomic():
+        _log(row.dataset_id, "edit", _snapshot([row]))
+        DatasetRow.update(messages=json.dumps(messages, ensure_ascii=False), category=category or None,
+                          search=_search_text(messages), tokens=None).where(DatasetRow.id == row_id).execute()
+
+
+def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | None = None, *, action: str = "add") -> int:
+    _checked(messages)
+    with database.atomic():
+        row = DatasetRow.create(dataset=dataset_id, messages=json.dumps(messages, ensure_ascii=False),
+                                category=category or None, search=_search_text(messages))
+        _log(dataset_id, action, _snapshot([row], present=False))
+    return row.id
+
+
+def delete_rows(dataset_id: int, row_ids: list[int], action: str = "delete") -> int:
+    rows = list(DatasetRow.select().where((DatasetRow.dataset == dataset_id) & (DatasetRow.id.in_(row_ids))))
+    if not rows:
+        return 0
+    with database.atomic():
+        _log(dataset_id, action, _snapshot(rows))
+        DatasetRow.delete().where(DatasetRow.id.in_([r.id for r in rows])).execute()
+    return len(rows)
+
+
+def delete_matching(dataset_id: int, *, search: str = "", category: str | None = None, split: str | None = None) -> int:
+    """Bulk delete everything the current filter shows (undoable as one change)."""
+    if not (search.strip() or category or split):
+        raise EditError("Set a filter first: bulk delete removes the rows the filter shows.")
+    ids = [r.id for r in _query(dataset_id, search, category, split).select(DatasetRow.id)]
+    return delete_rows(dataset_id, ids, action="bulk_delete")
+
+
+def dedupe(dataset_id: int, *, near: bool = False) -> int:
+    """Remove exact (or near) duplicates, keeping the first of each; returns how many went."""
+    seen: set[str] = set()
+    drop = []
+    for r in DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id).iterator():
+        key = near_key(Row(json.loads(r.messages))) if near else r.messages
+        if key in seen:
+            drop.append(r.id)
+        seen.add(key)
+    return delete_rows(dataset_id, drop, action="dedupe") if drop else 0
+
+
+def assign_split(dataset_id: int, eval_fraction: float, seed: int) -> tuple[int, int]:
+    """Mark rows train/eval with a seeded shuffle (at least one eval row when asked); returns (train, eval)."""
+    if not 0 <= eval_fraction < 1:
+        raise EditError("The eval fraction must be between 0 and 1.")
+    rows = list(DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id))
+    ids = [r.id for r in rows]
+    random.Random(seed).shuffle(ids)
+    n_eval = min(len(ids) - 1, max(1, round(len(ids) * eval_fraction))) if eval_fraction > 0 and len(ids) > 1 else 0
+    eval_ids = set(ids[:n_eval])
+    with database.atomic():
+        _log(dataset_id, "split", _snapshot(rows))
+        DatasetRow.update(split="train").where((DatasetRow.dataset == dataset_id) & ~(DatasetRow.id.in_(eval_ids))).execute()
+        if eval_ids:
+            DatasetRow.update(split="eval").where(DatasetRow.id.in_(eval_ids)).execute()
+    return len(ids) - n_eval, n_eval
+
+
+def undo(dataset_id: int) -> str | None:
+    """Revert the last change; returns its action name, or None when there is nothing to undo."""
+    last = DatasetEdit.select().where(DatasetEdit.dataset == dataset_id).order_by(DatasetEdit.id.desc()).first()
+    if last is None:
+        return None
+    before = json.loads(last.before)
+    with database.atomic():
+        gone = [b["id"] for b in before if not b["present"]]
+        if gone:
+            DatasetRow.delete().where(DatasetRow.id.in_(gone)).execute()
+        back = [b for b in before if b["present"]]
+        if back:
+            DatasetRow.delete().where(DatasetRow.id.in_([b["id"] for b in back])).execute()
+            payload = [{"id": b["id"], "dataset": dataset_id, "messages": b["messages"], "category": b["category"],
+                        "split": b["split"], "tokens": b["tokens"], "search": _search_text(json.loads(b["messages"]))}
+                       for b in back]
+            for i in range(0, len(payload), 500):
+                DatasetRow.insert_many(payload[i:i + 500]).execute()
+        last.delete_instance()
+    return last.action

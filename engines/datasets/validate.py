@@ -1,0 +1,77 @@
+"""Check normalised rows: every finding carries its row number. Errors make a row invalid; warnings flag it."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable
+
+from engines.datasets.formats import Problem, Row
+
+ROLES = ("system", "user", "assistant")
+_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def near_key(row: Row) -> str:
+    """Case, spacing and punctuation folded away: 'Hello, world!' and 'hello world' collide."""
+    text = " ".join(m["content"] for m in row.messages if m["role"] != "system")
+    return _PUNCT.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def row_problems(row: Row) -> list[Problem]:
+    """Problems inside one row: roles, order, empty turns, no reply."""
+    out = []
+    msgs = row.messages
+    if not msgs:
+        return [Problem(row.source, "empty", "no messages")]
+    for i, m in enumerate(msgs, 1):
+        if m["role"] not in ROLES:
+            out.append(Problem(row.source, "role_order", f"turn {i} has role {m['role']!r} (system, user or assistant)"))
+        elif not m["content"].strip():
+            out.append(Problem(row.source, "empty_content", f"turn {i} ({m['role']}) is empty"))
+    body = msgs[1:] if msgs[0]["role"] == "system" else msgs
+    expected = "user"
+    for i, m in enumerate(body, 2 if body is not msgs else 1):
+        if m["role"] == "system":
+            out.append(Problem(row.source, "role_order", f"turn {i}: a system message may only come first"))
+            break
+        if m["role"] != expected and m["role"] in ROLES:
+            out.append(Problem(row.source, "role_order", f"turn {i} is {m['role']} where {expected} was expected"))
+            break
+        expected = "assistant" if expected == "user" else "user"
+    if not any(m["role"] == "assistant" for m in msgs):
+        out.append(Problem(row.source, "no_assistant", "no assistant reply to learn from"))
+    elif body and body[-1]["role"] != "assistant":
+        out.append(Problem(row.source, "trailing_user", "ends with a user turn (not trained on)", "warning"))
+    return out
+
+
+def check(rows: list[Row], *, count_tokens: Callable[[list[Row]], list[int]] | None = None,
+          max_tokens: int | None = None) -> list[Problem]:
+    """Row problems, exact duplicates (errors), near duplicates and over-long rows (warnings)."""
+    problems: list[Problem] = []
+    exact: dict[str, int] = {}
+    near: dict[str, int] = {}
+    for row in rows:
+        problems += row_problems(row)
+        key = json.dumps(row.messages, ensure_ascii=False, sort_keys=True)
+        if key in exact:
+            problems.append(Problem(row.source, "duplicate", f"same as row {exact[key]}"))
+            continue
+        exact[key] = row.source
+        nk = near_key(row)
+        if nk and nk in near:
+            problems.append(Problem(row.source, "near_duplicate", f"nearly the same as row {near[nk]}", "warning"))
+        else:
+            near.setdefault(nk, row.source)
+    if count_tokens is not None and max_tokens:
+        for row, n in zip(rows, count_tokens(rows), strict=True):
+            row.extra["tokens"] = n
+            if n > max_tokens:
+                problems.append(Problem(row.source, "too_long", f"{n} tokens, over the max sequence length {max_tokens} (it would be cut)", "warning"))
+    return sorted(problems, key=lambda p: (p.row, p.kind))
+
+
+def invalid_rows(problems: list[Problem]) -> set[int]:
+    return {p.row for p in problems if p.severity == "error"}

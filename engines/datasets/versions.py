@@ -1,0 +1,221 @@
+"""Import a file into a dataset (all or nothing, or valid rows only), save immutable versions, diff, export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.datasets import draft
+from engines.datasets.formats import FormatError, Problem, Row, detect, normalise, read_records, to_sharegpt
+from engines.datasets.validate import check, invalid_rows
+from engines.settings import Settings
+from storage import datasets as store
+from storage.db import database
+from storage.models import DatasetVersion
+
+NAME_RE = re.compile(r"^[A-Za-z0-9가-힣][A-Za-z0-9가-힣._ -]{0,79}$")
+
+
+class ImportRefused(ValueError):
+    """The file has invalid rows and the user asked for all or nothing: nothing was written."""
+
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        errors = [p for p in report.problems if p.severity == "error"]
+        super().__init__(f"{len(errors)} problem(s) in {len({p.row for p in errors})} row(s); nothing was imported. "
+                         "Fix them, or import the valid rows only.")
+
+
+@dataclass
+class ImportReport:
+    format: str | None
+    rows: list[Row]
+    problems: list[Problem]
+    skipped: list[int] = field(default_factory=list)
+    version: DatasetVersion | None = None
+    skipped_path: Path | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def inspect_file(path: Path, *, fmt: str | None = None, mapping: dict[str, str] | None = None,
+                 model_format: Any = None, max_tokens: int | None = None) -> ImportReport:
+    """Read, detect, normalise and check a file without writing anything."""
+    records, problems = read_records(path)
+    if not records and not problems:
+        raise FormatError("The file has no examples.")
+    if not records:  # every line is broken: report them all
+        return ImportReport(format=None, rows=[], problems=problems)
+    found = fmt or (None if mapping else detect(records))
+    rows, convert_problems = normalise(records, found, mapping)
+    counter = None
+    if model_format is not None:
+        def counter(rs: list[Row]) -> list[int]:
+            return model_format.count_tokens([model_format.text(r.messages) for r in rs])
+    problems = sorted(problems + convert_problems + check(rows, count_tokens=counter, max_tokens=max_tokens),
+                      key=lambda p: (p.row, p.kind))
+    return ImportReport(format=found or "mapped", rows=rows, problems=problems)
+
+
+def _rows_bytes(rows: list[Row]) -> bytes:
+    return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def import_file(settings: Settings, path: Path, name: str, *, valid_only: bool = False, fmt: str | None = None,
+                mapping: dict[str, str] | None = None, model_format: Any = None, max_tokens: int | None = None,
+                note: str | None = None) -> ImportReport:
+    """A new dataset with version 1 from a file. Refused (nothing written) if any row is invalid, unless valid_only."""
+    if not NAME_RE.match(name):
+        raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
+    if store.dataset_by_name(name):
+        raise ValueError(f"A dataset named {name!r} exists already; save a new version of it or pick another name.")
+    report = inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format, max_tokens=max_tokens)
+    bad = invalid_rows(report.problems)
+    if bad and not valid_only:
+        raise ImportRefused(report)
+    keep = [r for r in report.rows if r.source not in bad]
+    if not keep:
+        raise ImportRefused(report)
+    report.skipped = sorted(bad)
+    with database.atomic():
+        ds = store.create_dataset(name, source_format=report.format, note=note)
+        report.version = save_version(settings, ds.id, keep, note=note or f"imported from {path.name}")
+        draft.fill(ds.id, keep)
+    if bad:
+        report.skipped_path = write_skipped(settings, name, report)
+    return report
+
+
+def version_dir(settings: Settings, dataset_name: str) -> Path:
+    return settings.datasets_path / "versions" / re.sub(r"[^A-Za-z0-9가-힣._-]+", "_", dataset_name)
+
+
+def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: str | None = None,
+                 parent: DatasetVersion | None = None) -> DatasetVersion:
+    """Write rows as an immutable JSONL file named by its content hash and record it (atomic: file, then row)."""
+    ds = store.get_dataset(dataset_id)
+    if ds is None:
+        raise KeyError(dataset_id)
+    data = _rows_bytes(rows)
+    digest = hashlib.sha256(data).hexdigest()
+    last = store.latest_version(dataset_id)
+    number = (last.version + 1) if last else 1
+    path = version_dir(settings, ds.name) / f"v{number}-{digest[:10]}.jsonl"
+    _write_atomic(path, data)
+    try:
+        return store.add_version(ds, path=str(path), content_hash=digest, row_count=len(rows),
+                                 parent=parent or last, note=note)
+    except Exception:
+        path.unlink(missing_ok=True)  # the row failed: leave no orphan file behind
+        raise
+
+
+def load_version(version: DatasetVersion) -> list[Row]:
+    rows = []
+    with open(version.path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            obj = json.loads(line)
+            rows.append(Row(obj["messages"], obj.get("category"), n, {"split": obj["split"]} if obj.get("split") else {}))
+    return rows
+
+
+@dataclass
+class Diff:
+    added: list[Row]
+    removed: list[Row]
+    changed: list[tuple[Row, Row]]
+
+
+def diff_versions(old: DatasetVersion, new: DatasetVersion) -> Diff:
+    """Rows added, removed, and changed (same first user turn, different content) from `old` to `new`."""
+    def key(r: Row) -> str:
+        return json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True)
+
+    def first_user(r: Row) -> str:
+        return next((m["content"] for m in r.messages if m["role"] == "user"), "")
+
+    a, b = load_version(old), load_version(new)
+    a_keys, b_keys = {key(r) for r in a}, {key(r) for r in b}
+    only_a = [r for r in a if key(r) not in b_keys]
+    only_b = [r for r in b if key(r) not in a_keys]
+    by_prompt = {first_user(r): r for r in only_a}
+    changed = [(by_prompt[first_user(r)], r) for r in only_b if first_user(r) in by_prompt]
+    changed_old = {id(o) for o, _ in changed}
+    changed_new = {id(n) for _, n in changed}
+    return Diff(added=[r for r in only_b if id(r) not in changed_new], removed=[r for r in only_a if id(r) not in changed_old],
+                changed=changed)
+
+
+def export_version(settings: Settings, version: DatasetVersion, fmt: str = "openai") -> Path:
+    """JSONL (OpenAI messages or ShareGPT) or Parquet under DATA_DIR/exports."""
+    rows = load_version(version)
+    base = settings.exports_path / "datasets" / f"{Path(version.path).parent.name}-v{version.version}"
+    if fmt == "openai":
+        out = base.with_suffix(".jsonl")
+        _write_atomic(out, _rows_bytes(rows))
+    elif fmt == "sharegpt":
+        out = base.with_name(base.name + "-sharegpt.jsonl")
+        _write_atomic(out, "".join(json.dumps(to_sharegpt(r), ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+    elif fmt == "parquet":
+        import pandas as pd
+
+        out = base.with_suffix(".parquet")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame({"messages": [r.messages for r in rows], "category": [r.category for r in rows]})
+        tmp = out.with_name(out.name + ".part")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: openai, sharegpt or parquet")
+    return out
+
+
+def write_skipped(settings: Settings, name: str, report: ImportReport) -> Path:
+    """The rows left out of an import, each with its problems, as a downloadable JSONL."""
+    by_row: dict[int, list[str]] = {}
+    for p in report.problems:
+        if p.severity == "error":
+            by_row.setdefault(p.row, []).append(f"{p.kind}: {p.message}")
+    out = settings.exports_path / "datasets" / f"{re.sub(r'[^A-Za-z0-9가-힣._-]+', '_', name)}-skipped.jsonl"
+    _write_atomic(out, "".join(json.dumps({"row": r, "problems": ps}, ensure_ascii=False) + "\n" for r, ps in sorted(by_row.items())).encode())
+    return out
+
+
+def create_empty(name: str, note: str | None = None) -> int:
+    """A new dataset with no rows yet (to collect chat answers or generated examples into)."""
+    if not NAME_RE.match(name):
+        raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
+    if store.dataset_by_name(name):
+        raise ValueError(f"A dataset named {name!r} exists already.")
+    return store.create_dataset(name, source_format="studio", note=note).id
+
+
+def save_draft(settings: Settings, dataset_id: int, note: str | None = None) -> DatasetVersion:
+    """Freeze the working copy as the next version (refused when a row is invalid or the copy is empty)."""
+    rows = draft.all_rows(dataset_id)
+    if not rows:
+        raise ValueError("The dataset has no rows to save.")
+    bad = invalid_rows(check(rows))
+    if bad:
+        raise ValueError(f"{len(bad)} row(s) have problems (e.g. row id {min(bad)}); fix or delete them first.")
+    last = store.latest_version(dataset_id)
+    if last and last.content_hash == hashlib.sha256(_rows_bytes(rows)).hexdigest():
+        raise ValueError(f"Nothing changed since v{last.version}.")
+    return save_version(settings, dataset_id, rows, note=note)

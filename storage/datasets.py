@@ -1,0 +1,48 @@
+"""Datasets and their immutable versions (rows live in files; the tables hold names, hashes, lineage)."""
+
+from __future__ import annotations
+
+from storage.models import Dataset, DatasetVersion, utcnow
+
+
+def create_dataset(name: str, source_format: str | None = None, note: str | None = None) -> Dataset:
+    return Dataset.create(name=name, source_format=source_format, note=note)
+
+
+def get_dataset(dataset_id: int) -> Dataset | None:
+    return Dataset.get_or_none(Dataset.id == dataset_id)
+
+
+def dataset_by_name(name: str) -> Dataset | None:
+    return Dataset.get_or_none(Dataset.name == name)
+
+
+def list_datasets() -> list[Dataset]:
+    return list(Dataset.select().order_by(Dataset.updated_at.desc()))
+
+
+def add_version(dataset: Dataset, *, path: str, content_hash: str, row_count: int, fmt: str = "openai",
+                parent: DatasetVersion | None = None, note: str | None = None) -> DatasetVersion:
+    last = latest_version(dataset.id)
+    v = DatasetVersion.create(dataset=dataset, version=(last.version + 1) if last else 1, path=path, content_hash=content_hash,
+                              row_count=row_count, format=fmt, parent=parent, note=note)
+    Dataset.update(updated_at=utcnow()).where(Dataset.id == dataset.id).execute()
+    return v
+
+
+def latest_version(dataset_id: int) -> DatasetVersion | None:
+    return (DatasetVersion.select().where(DatasetVersion.dataset == dataset_id)
+            .order_by(DatasetVersion.version.desc()).first())
+
+
+def get_version(version_id: int) -> DatasetVersion | None:
+    return DatasetVersion.get_or_none(DatasetVersion.id == version_id)
+
+
+def version_by_path(path: str) -> DatasetVersion | None:
+    return DatasetVersion.get_or_none(DatasetVersion.path == path)
+
+
+def list_versions(dataset_id: int | None = None) -> list[DatasetVersion]:
+    q = DatasetVersion.select(DatasetVersion, Dataset).join(Dataset).order_by(Dataset.name, DatasetVersion.version.desc())
+    return list(q.where(DatasetVersion.dataset == dataset_id) if dataset_id else q)
