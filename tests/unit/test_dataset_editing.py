@@ -9,7 +9,8 @@ import pytest
 from engines.datasets import draft, from_chats
 from engines.datasets.formats import Row
 from engines.datasets.versions import create_empty, diff_versions, save_draft
-from storage import chats, datasets as store
+from storage import chats
+from storage import datasets as store
 
 
 def qa(i: int, cat: str | None = None) -> Row:

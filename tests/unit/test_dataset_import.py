@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from engines.datasets.formats import FormatError
-from engines.datasets.versions import ImportRefused, diff_versions, export_version, import_file, inspect_file, load_version, save_version
+from engines.datasets.versions import (
+    ImportRefused,
+    diff_versions,
+    export_version,
+    import_file,
+    inspect_file,
+    load_version,
+    save_version,
+)
 from storage import datasets as store
 
 KO_Q, KO_A = "LoRA가 뭐예요?", "저랭크 어댑터예요.\n팁: r=16부터 시작하세요."
