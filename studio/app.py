@@ -7,8 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from engines.datasets import dataset_choices
+from studio import datasets_view
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.coming_soon_tab import build_coming_soon_tab
+from studio.datasets_tab import build_datasets_tab
 from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
 from studio.finetune_view import runs_frame
 from studio.i18n import LANGUAGES, Translatable, t
@@ -17,7 +19,7 @@ from studio.services import Services
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-LATER_TABS = ("datasets", "compare", "history", "models")
+LATER_TABS = ("compare", "history", "models")
 
 
 def _recent_runs() -> list:
@@ -60,10 +62,10 @@ def build_app(services: Services) -> gr.Blocks:
             with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
                 chat = build_chat_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets"):
-                placeholders["datasets"] = build_coming_soon_tab("datasets", tr, lang0)
+                datasets = build_datasets_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune"):
                 finetune = build_finetune_tab(services, tr, lang_state)
-            for name in LATER_TABS[1:]:
+            for name in LATER_TABS:
                 with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
                     placeholders[name] = build_coming_soon_tab(name, tr, lang0)
 
@@ -89,6 +91,9 @@ def build_app(services: Services) -> gr.Blocks:
             note = t(lang, "soon.compare_pending", adapter=run.name, base=run.base_model)
             return gr.Tabs(selected="compare"), f"{t(lang, 'soon.compare')}\n\n{note}"
 
+        # A dataset created, imported or saved shows up in the Fine-tune picker at once.
+        datasets.dataset.change(lambda: gr.update(choices=dataset_choices(settings)), None, [finetune.dataset],
+                                api_name=False, show_progress="hidden")
         finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
         finetune.compare_btn.click(compare_with_base, [finetune.run_id, lang_state], [tabs, placeholders["compare"]],
                                    api_name="compare_with_base")
@@ -122,10 +127,10 @@ def build_app(services: Services) -> gr.Blocks:
             return [
                 *relabel(lang), gr.update(choices=conversation_choices(), value=None),
                 gr.update(choices=base_model_choices(services)), gr.update(choices=dataset_choices(settings)),
-                _focus_run(),
+                _focus_run(), gr.update(choices=datasets_view.dataset_choices()),
                 "<span id='app-ready'></span>",
             ]
 
         language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
     return demo

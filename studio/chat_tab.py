@@ -13,6 +13,7 @@ import gradio as gr
 from engines import conversations as turns
 from engines.inference import ChatParams
 from storage import chats
+from studio.datasets_view import dataset_choices
 from studio.i18n import Translatable, t
 from studio.messages import display_assistant, rows_to_chatbot
 from studio.services import Services
@@ -98,6 +99,10 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 export_btn = tr.add(gr.Button(t(lang0, "chat.export_button"), size="sm", elem_id="export-btn"), value="chat.export_button")
                 export_files = tr.add(gr.File(label=t(lang0, "chat.export_files"), file_count="multiple", interactive=False, elem_id="export-files"), label="chat.export_files")
                 delete_btn = tr.add(gr.Button(t(lang0, "chat.delete_button"), variant="stop", size="sm", elem_id="delete-btn"), value="chat.delete_button")
+                to_dataset = tr.add(gr.Dropdown(choices=dataset_choices(), value=None, label=t(lang0, "chat.add_to_dataset"),
+                                                elem_id="chat-to-dataset"), label="chat.add_to_dataset")
+                to_dataset_btn = tr.add(gr.Button(t(lang0, "chat.add_to_dataset_button"), size="sm", elem_id="chat-to-dataset-btn"),
+                                        value="chat.add_to_dataset_button")
 
         with gr.Column(scale=4):
             with gr.Row(equal_height=True):
@@ -322,6 +327,20 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """Names of every model a chat can use now (base models, adapters, external)."""
         return [r.name for r in services.servers.served_models()]
 
+    def add_to_dataset(cid_value: str, ds_value: str | None, lang: str) -> None:
+        """The conversation (system prompt and turns up to the last finished answer) becomes a dataset row."""
+        from engines.datasets import from_chats
+        from storage import datasets as dstore
+
+        cid, ds_id = _conv_id(cid_value), _conv_id(ds_value)
+        if cid is None or ds_id is None:
+            raise gr.Error(t(lang, "ds.pick_first"))
+        try:
+            row_id = from_chats.add_conversation(ds_id, cid)
+        except (ValueError, KeyError) as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(t(lang, "chat.added_to_dataset", name=dstore.get_dataset(ds_id).name, id=row_id))
+
     # ---- wiring (every event has a stable api_name; see README) -----------------------
     send_outputs = [chatbot, conversation_id, message, conversation_list]
     send_inputs = [message, *gen_inputs, lang_state]
@@ -345,6 +364,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     search.input(search_chats, [search], [conversation_list], api_name="search_chats", trigger_mode="always_last")
     rename_btn.click(rename_chat, [conversation_id, rename_box, lang_state], [conversation_list], api_name="rename_chat")
     delete_btn.click(delete_chat, [conversation_id, lang_state], [chatbot, conversation_id, conversation_list, rename_box], api_name="delete_chat")
+    to_dataset_btn.click(add_to_dataset, [conversation_id, to_dataset, lang_state], None, api_name="add_chat_to_dataset")
+    to_dataset.focus(lambda: gr.update(choices=dataset_choices()), None, [to_dataset], api_name=False, show_progress="hidden")
     export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
     refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
     timer = gr.Timer(3.0)

@@ -1,0 +1,413 @@
+"""The Datasets tab: import any common chat format, page/filter/edit rows, see what is trained on, save versions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from engines.datasets import draft, from_chats
+from engines.datasets.formats import FormatError, fields_found, read_records
+from engines.datasets.render import ModelFormat
+from engines.datasets.versions import (
+    ImportRefused,
+    create_empty,
+    diff_versions,
+    export_version,
+    import_file,
+    inspect_file,
+    save_draft,
+)
+from engines.training.planning import model_folder
+from engines.training.templates import TemplateError
+from storage import datasets as store
+from studio.datasets_view import (
+    categories_frame,
+    dataset_choices,
+    preview_html,
+    problems_frame,
+    rows_frame,
+    summary_markdown,
+    token_histogram,
+    turns_histogram,
+)
+from studio.i18n import Translatable, t
+from studio.services import Services
+
+ANY = "(all)"
+
+
+@dataclass
+class DatasetsTab:
+    dataset: gr.Dropdown
+    dataset_id: gr.Textbox
+
+
+def version_choices(dataset_id: int | None) -> list[tuple[str, str]]:
+    if not dataset_id:
+        return []
+    return [(f"v{v.version} · {v.row_count:,} rows · {v.created_at:%m-%d %H:%M}" + (f" · {v.note}" if v.note else ""), str(v.id))
+            for v in store.list_versions(dataset_id)]
+
+
+def _id(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) -> DatasetsTab:
+    settings = services.settings
+    lang0 = settings.ui_language
+    formats: dict[str, ModelFormat | None] = {}
+
+    def model_format(name: str | None) -> ModelFormat | None:
+        name = name or settings.default_model
+        if name not in formats:
+            folder = model_folder(settings, name)
+            try:
+                formats[name] = ModelFormat(folder) if folder else None
+            except TemplateError:
+                formats[name] = None
+        return formats[name]
+
+    dataset_id = gr.Textbox(value="", visible=False, elem_id="ds-id")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320, elem_id="ds-side"):
+            dataset = tr.add(gr.Dropdown(choices=dataset_choices(), value=None, label=t(lang0, "ds.dataset"), elem_id="ds-picker"),
+                             label="ds.dataset")
+            with tr.add(gr.Accordion(t(lang0, "ds.import"), open=True, elem_id="ds-import"), label="ds.import"):
+                upload = tr.add(gr.File(label=t(lang0, "ds.file"), file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"],
+                                        elem_id="ds-file", height=110), label="ds.file")
+                detected = gr.Markdown("", elem_id="ds-detected")
+                with gr.Row(visible=False, elem_id="ds-mapping") as mapping_row:
+                    map_user = tr.add(gr.Dropdown([], label=t(lang0, "ds.map_user"), min_width=90), label="ds.map_user")
+                    map_assistant = tr.add(gr.Dropdown([], label=t(lang0, "ds.map_assistant"), min_width=90), label="ds.map_assistant")
+                    map_system = tr.add(gr.Dropdown([], label=t(lang0, "ds.map_system"), min_width=90), label="ds.map_system")
+                    map_category = tr.add(gr.Dropdown([], label=t(lang0, "ds.map_category"), min_width=90), label="ds.map_category")
+                import_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-import-name"), label="ds.name")
+                valid_only = tr.add(gr.Checkbox(False, label=t(lang0, "ds.valid_only"), elem_id="ds-valid-only"), label="ds.valid_only")
+                import_btn = tr.add(gr.Button(t(lang0, "ds.import_button"), variant="primary", elem_id="ds-import-btn"), value="ds.import_button")
+                skipped_file = tr.add(gr.File(label=t(lang0, "ds.skipped"), visible=False, interactive=False, elem_id="ds-skipped"), label="ds.skipped")
+            with tr.add(gr.Accordion(t(lang0, "ds.new_empty"), open=False, elem_id="ds-new"), label="ds.new_empty"):
+                new_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-new-name"), label="ds.name")
+                new_btn = tr.add(gr.Button(t(lang0, "ds.create"), size="sm", elem_id="ds-create"), value="ds.create")
+                thumbs_btn = tr.add(gr.Button(t(lang0, "ds.thumbs_up"), size="sm", elem_id="ds-thumbs"), value="ds.thumbs_up")
+            with tr.add(gr.Accordion(t(lang0, "ds.versions"), open=True, elem_id="ds-versions"), label="ds.versions"):
+                note = tr.add(gr.Textbox(label=t(lang0, "ds.note"), elem_id="ds-note"), label="ds.note")
+                save_btn = tr.add(gr.Button(t(lang0, "ds.save_version"), variant="primary", elem_id="ds-save"), value="ds.save_version")
+                versions = tr.add(gr.Dropdown([], label=t(lang0, "ds.version_list"), elem_id="ds-version-list"), label="ds.version_list")
+                compare_to = tr.add(gr.Dropdown([], label=t(lang0, "ds.compare_to"), elem_id="ds-compare-to"), label="ds.compare_to")
+                diff_md = gr.Markdown("", elem_id="ds-diff")
+                with gr.Row():
+                    export_fmt = gr.Radio([("JSONL (OpenAI)", "openai"), ("JSONL (ShareGPT)", "sharegpt"), ("Parquet", "parquet")],
+                                          value="openai", show_label=False, elem_id="ds-export-format")
+                export_btn = tr.add(gr.Button(t(lang0, "ds.export"), size="sm", elem_id="ds-export"), value="ds.export")
+                export_file = tr.add(gr.File(label=t(lang0, "ds.export_file"), interactive=False, elem_id="ds-export-file", height=90),
+                                     label="ds.export_file")
+
+        with gr.Column(scale=3, min_width=480, elem_id="ds-main"):
+            with gr.Row(equal_height=True):
+                search = tr.add(gr.Textbox(label=t(lang0, "ds.search"), scale=3, elem_id="ds-search"), label="ds.search")
+                category = tr.add(gr.Dropdown([ANY], value=ANY, label=t(lang0, "ds.category"), scale=2, elem_id="ds-category"),
+                                  label="ds.category")
+                split_filter = tr.add(gr.Dropdown([ANY, "train", "eval"], value=ANY, label=t(lang0, "ds.split"), scale=1,
+                                                  min_width=100, elem_id="ds-split-filter"), label="ds.split")
+                page_no = tr.add(gr.Number(1, precision=0, minimum=1, label=t(lang0, "ds.page"), scale=1, min_width=90,
+                                           elem_id="ds-page"), label="ds.page")
+            page_info = gr.Markdown("", elem_id="ds-page-info")
+            table = gr.Dataframe(value=rows_frame(lang0, draft.Page([], 0, 1, 1)), interactive=False, max_height=420, wrap=True, elem_id="ds-table",
+                                 column_widths=["7%", "12%", "8%", "7%", "33%", "33%"])
+            with gr.Row():
+                prev_btn = gr.Button("←", size="sm", min_width=50, elem_id="ds-prev")
+                next_btn = gr.Button("→", size="sm", min_width=50, elem_id="ds-next")
+                undo_btn = tr.add(gr.Button(t(lang0, "ds.undo"), size="sm", elem_id="ds-undo"), value="ds.undo")
+                dedupe_btn = tr.add(gr.Button(t(lang0, "ds.dedupe"), size="sm", elem_id="ds-dedupe"), value="ds.dedupe")
+                dedupe_near_btn = tr.add(gr.Button(t(lang0, "ds.dedupe_near"), size="sm", elem_id="ds-dedupe-near"), value="ds.dedupe_near")
+                bulk_btn = tr.add(gr.Button(t(lang0, "ds.bulk_delete"), size="sm", variant="stop", elem_id="ds-bulk-delete"), value="ds.bulk_delete")
+            with gr.Row(equal_height=False):
+                eval_frac = tr.add(gr.Number(0.1, label=t(lang0, "ds.eval_fraction"), step=0.05, min_width=120), label="ds.eval_fraction")
+                split_seed = tr.add(gr.Number(42, precision=0, label=t(lang0, "ds.seed"), min_width=100), label="ds.seed")
+                split_btn = tr.add(gr.Button(t(lang0, "ds.split_button"), size="sm", elem_id="ds-split", scale=0, min_width=160),
+                                   value="ds.split_button")
+            status = gr.Markdown("", elem_id="ds-status")
+            with tr.add(gr.Accordion(t(lang0, "ds.editor"), open=True, elem_id="ds-editor"), label="ds.editor"):
+                with gr.Row(equal_height=True):
+                    row_id = tr.add(gr.Number(None, precision=0, minimum=0, label=t(lang0, "ds.row_id"), min_width=100, elem_id="ds-row-id"),
+                                    label="ds.row_id")
+                    row_category = tr.add(gr.Textbox(label=t(lang0, "ds.category"), elem_id="ds-row-category"), label="ds.category")
+                    template_of = tr.add(gr.Dropdown([settings.default_model], value=settings.default_model, allow_custom_value=True,
+                                                     label=t(lang0, "ds.template_of"), elem_id="ds-template-of"), label="ds.template_of")
+                turns = tr.add(gr.Dataframe(headers=["role", "content"], datatype=["str", "str"], interactive=True, wrap=True,
+                                            column_widths=["14%", "86%"], label=t(lang0, "ds.turns"), elem_id="ds-turns",
+                                            max_height=320), label="ds.turns")
+                with gr.Row():
+                    save_row_btn = tr.add(gr.Button(t(lang0, "ds.save_row"), size="sm", variant="primary", elem_id="ds-save-row"), value="ds.save_row")
+                    add_row_btn = tr.add(gr.Button(t(lang0, "ds.add_row"), size="sm", elem_id="ds-add-row"), value="ds.add_row")
+                    delete_row_btn = tr.add(gr.Button(t(lang0, "ds.delete_row"), size="sm", variant="stop", elem_id="ds-delete-row"), value="ds.delete_row")
+                preview = gr.HTML("", elem_id="ds-preview-box")
+            with tr.add(gr.Accordion(t(lang0, "ds.inspect"), open=False, elem_id="ds-inspect"), label="ds.inspect"):
+                stats_btn = tr.add(gr.Button(t(lang0, "ds.stats"), size="sm", elem_id="ds-stats-btn"), value="ds.stats")
+                stats_md = gr.Markdown("", elem_id="ds-stats")
+                with gr.Row():
+                    tok_plot = tr.add(gr.BarPlot(x="tokens", y="rows", color="role", label=t(lang0, "ds.token_plot"), height=260,
+                                                 elem_id="ds-token-plot", sort=None), label="ds.token_plot")
+                    turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"), height=260,
+                                                   elem_id="ds-turns-plot"), label="ds.turns_plot")
+                    cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"), height=260,
+                                                 elem_id="ds-category-plot"), label="ds.category_plot")
+            problems = tr.add(gr.Dataframe(interactive=False, max_height=260, wrap=True, label=t(lang0, "ds.problems"),
+                                           elem_id="ds-problems", visible=False), label="ds.problems")
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _filters(search_v: str, cat_v: str | None, split_v: str | None) -> dict[str, Any]:
+        return {"search": search_v or "", "category": None if cat_v in (None, ANY) else cat_v,
+                "split": None if split_v in (None, ANY) else split_v}
+
+    def show_page(ds_value: str, number: float, search_v: str, cat_v: str, split_v: str, lang: str):
+        """One page of rows (server-side filter and search), its counter, and the category choices."""
+        ds_id = _id(ds_value)
+        if ds_id is None:
+            return pd.DataFrame(), "", gr.update(choices=[ANY], value=ANY), 1
+        p = draft.page(ds_id, int(number or 1), **_filters(search_v, cat_v, split_v))
+        cats = [ANY] + [c for c, _ in draft.categories(ds_id)]
+        info = t(lang, "ds.page_info", page=p.page, pages=p.pages, total=f"{p.total:,}")
+        return rows_frame(lang, p), info, gr.update(choices=cats, value=cat_v if cat_v in cats else ANY), p.page
+
+    page_inputs = [dataset_id, page_no, search, category, split_filter, lang_state]
+    page_outputs = [table, page_info, category, page_no]
+
+    def open_dataset(choice: str | None, lang: str):
+        ds_id = _id(choice)
+        vs = version_choices(ds_id)
+        return (str(ds_id or ""), gr.update(choices=vs, value=vs[0][1] if vs else None),
+                gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None), 1, "", ANY, ANY)
+
+    def load_row(rid: float | None, template_model: str, lang: str):
+        row = draft.get_row(int(rid)) if rid else None
+        if row is None:
+            return pd.DataFrame(columns=["role", "content"]), "", ""
+        msgs = json.loads(row.messages)
+        return pd.DataFrame(msgs, columns=["role", "content"]), row.category or "", _preview(msgs, template_model, lang)
+
+    def _preview(msgs: list[dict[str, str]], template_model: str, lang: str) -> str:
+        fmt = model_format(template_model)
+        if fmt is None:
+            return f"<div class='ds-note'>{t(lang, 'ds.no_template')}</div>"
+        try:
+            return preview_html(lang, fmt.segments(msgs))
+        except Exception as exc:  # noqa: BLE001  # a template error is shown, not raised
+            return f"<div class='ds-note'>{exc}</div>"
+
+    def _turns(frame: Any) -> list[dict[str, str]]:
+        df = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame, columns=["role", "content"])
+        out = []
+        for role, content in df[["role", "content"]].itertuples(index=False):
+            if str(role or "").strip() or str(content or "").strip():
+                out.append({"role": str(role or "").strip().lower(), "content": str(content or "")})
+        return out
+
+    # ---- import --------------------------------------------------------------------------------------
+    def on_file(file: Any, template_model: str, lang: str):
+        if file is None:
+            return "", gr.update(visible=False), *[gr.update(choices=[], value=None)] * 4, gr.update(visible=False), ""
+        path = Path(file if isinstance(file, str) else file.name)
+        fmt = model_format(template_model)
+        try:
+            report = inspect_file(path, model_format=fmt, max_tokens=settings.vllm_max_model_len)
+        except FormatError as exc:
+            found = []
+            try:
+                found = fields_found(read_records(path)[0])
+            except FormatError:
+                pass
+            choices = [None, *found]
+            show = bool(found)
+            guess = {k: next((f for f in found if f.lower() in names), None) for k, names in {
+                "user": ("question", "input", "query", "user", "q"), "assistant": ("answer", "output", "reply", "assistant", "a"),
+                "system": ("system",), "category": ("category", "topic", "label")}.items()}
+            return (f"<span class='ds-bad'>✗</span> {exc}", gr.update(visible=show),
+                    gr.update(choices=choices, value=guess["user"]), gr.update(choices=choices, value=guess["assistant"]),
+                    gr.update(choices=choices, value=guess["system"]), gr.update(choices=choices, value=guess["category"]),
+                    gr.update(visible=False), path.stem)
+        return (summary_markdown(lang, report.format, len(report.rows), report.problems), gr.update(visible=False),
+                *[gr.update(choices=[], value=None)] * 4,
+                gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)), path.stem)
+
+    def do_import(file: Any, name: str, only_valid: bool, mu: str | None, ma: str | None, msys: str | None, mcat: str | None,
+                  template_model: str, lang: str):
+        if file is None:
+            raise gr.Error(t(lang, "ds.no_file"))
+        path = Path(file if isinstance(file, str) else file.name)
+        mapping = {k: v for k, v in {"user": mu, "assistant": ma, "system": msys, "category": mcat}.items() if v} or None
+        if mapping and not (mapping.get("user") and mapping.get("assistant")):
+            raise gr.Error(t(lang, "ds.map_needed"))
+        try:
+            report = import_file(settings, path, (name or path.stem).strip(), valid_only=bool(only_valid), mapping=mapping,
+                                 model_format=model_format(template_model), max_tokens=settings.vllm_max_model_len)
+        except ImportRefused as exc:
+            errs = exc.report.errors
+            return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
+                    gr.update(visible=True, value=problems_frame(lang, exc.report.problems)), gr.update(visible=False))
+        except (FormatError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        v = report.version
+        msg = t(lang, "ds.imported", rows=f"{v.row_count:,}", name=v.dataset.name, format=t(lang, f"ds.format.{report.format}"))
+        if report.skipped:
+            msg += " " + t(lang, "ds.skipped_n", n=len(report.skipped))
+        gr.Info(msg)
+        return (gr.update(choices=dataset_choices(), value=str(v.dataset_id)), f"<span class='ds-ok'>✓</span> {msg}",
+                gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)),
+                gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None))
+
+    def create(name: str, lang: str):
+        try:
+            ds_id = create_empty((name or "").strip())
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(choices=dataset_choices(), value=str(ds_id))
+
+    # ---- edits ------------------------------------------------------------------------------------------
+    def _need(ds_value: str, lang: str) -> int:
+        ds_id = _id(ds_value)
+        if ds_id is None:
+            raise gr.Error(t(lang, "ds.pick_first"))
+        return ds_id
+
+    def save_row(ds_value: str, rid: float | None, frame: Any, cat: str, template_model: str, lang: str):
+        _need(ds_value, lang)
+        if not rid:
+            raise gr.Error(t(lang, "ds.pick_row"))
+        msgs = _turns(frame)
+        try:
+            draft.update_row(int(rid), msgs, (cat or "").strip() or None)
+        except draft.EditError as exc:
+            raise gr.Error(str(exc)) from None
+        return t(lang, "ds.row_saved", id=int(rid)), _preview(msgs, template_model, lang)
+
+    def add_row(ds_value: str, frame: Any, cat: str, template_model: str, lang: str):
+        ds_id = _need(ds_value, lang)
+        msgs = _turns(frame)
+        try:
+            new_id = draft.add_row(ds_id, msgs, (cat or "").strip() or None)
+        except draft.EditError as exc:
+            raise gr.Error(str(exc)) from None
+        return t(lang, "ds.row_added", id=new_id), new_id
+
+    def delete_row(ds_value: str, rid: float | None, lang: str):
+        ds_id = _need(ds_value, lang)
+        n = draft.delete_rows(ds_id, [int(rid)]) if rid else 0
+        return t(lang, "ds.deleted", n=n), None
+
+    def bulk_delete(ds_value: str, search_v: str, cat_v: str, split_v: str, lang: str):
+        ds_id = _need(ds_value, lang)
+        try:
+            n = draft.delete_matching(ds_id, **_filters(search_v, cat_v, split_v))
+        except draft.EditError as exc:
+            raise gr.Error(str(exc)) from None
+        return t(lang, "ds.deleted", n=n)
+
+    def dedupe(ds_value: str, lang: str, near: bool = False):
+        return t(lang, "ds.deduped", n=draft.dedupe(_need(ds_value, lang), near=near))
+
+    def undo(ds_value: str, lang: str):
+        action = draft.undo(_need(ds_value, lang))
+        return t(lang, "ds.undone", action=action) if action else t(lang, "ds.nothing_to_undo")
+
+    def split(ds_value: str, frac: float, seed: float, lang: str):
+        try:
+            n_train, n_eval = draft.assign_split(_need(ds_value, lang), float(frac or 0), int(seed or 0))
+        except draft.EditError as exc:
+            raise gr.Error(str(exc)) from None
+        return t(lang, "ds.split_done", train=n_train, eval=n_eval)
+
+    def thumbs(ds_value: str, lang: str):
+        return t(lang, "ds.thumbs_added", n=from_chats.add_thumbs_up(_need(ds_value, lang)))
+
+    # ---- versions ---------------------------------------------------------------------------------------
+    def save_version(ds_value: str, note_v: str, lang: str):
+        ds_id = _need(ds_value, lang)
+        try:
+            v = save_draft(settings, ds_id, note=(note_v or "").strip() or None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(t(lang, "ds.version_saved", version=v.version, rows=f"{v.row_count:,}"))
+        vs = version_choices(ds_id)
+        return (gr.update(choices=vs, value=str(v.id)), gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None), "",
+                gr.update(choices=dataset_choices(), value=str(ds_id)))
+
+    def show_diff(new_v: str | None, old_v: str | None, lang: str):
+        a, b = store.get_version(_id(old_v) or 0), store.get_version(_id(new_v) or 0)
+        if not a or not b or a.id == b.id:
+            return ""
+        d = diff_versions(a, b)
+        return t(lang, "ds.diff", old=a.version, new=b.version, added=len(d.added), removed=len(d.removed), changed=len(d.changed))
+
+    def export(v_value: str | None, fmt: str, lang: str):
+        v = store.get_version(_id(v_value) or 0)
+        if v is None:
+            raise gr.Error(t(lang, "ds.pick_version"))
+        return str(export_version(settings, v, fmt))
+
+    def stats(ds_value: str, template_model: str, lang: str):
+        ds_id = _need(ds_value, lang)
+        rows = draft.all_rows(ds_id)
+        fmt = model_format(template_model)
+        per_role: dict[str, list[int]] = {"system": [], "user": [], "assistant": []}
+        flat = [(m["role"], m["content"]) for r in rows for m in r.messages]
+        counts = fmt.count_tokens([c for _, c in flat]) if fmt else [len(c) // 4 for _, c in flat]
+        for (role, _), n in zip(flat, counts, strict=True):
+            per_role.setdefault(role, []).append(n)
+        per_role = {k: v for k, v in per_role.items() if v}
+        turns_ = [len(r.messages) for r in rows]
+        md = t(lang, "ds.stats_md", rows=f"{len(rows):,}", turns=f"{sum(turns_) / max(len(rows), 1):.1f}",
+               tokens=f"{sum(counts):,}", model=template_model if fmt else "≈ chars/4")
+        return md, token_histogram(per_role), turns_histogram(turns_), categories_frame(draft.categories(ds_id))
+
+    # ---- wiring -----------------------------------------------------------------------------------------
+    refresh = {"fn": show_page, "inputs": page_inputs, "outputs": page_outputs, "show_progress": "hidden"}
+    dataset.change(open_dataset, [dataset, lang_state], [dataset_id, versions, compare_to, page_no, search, category, split_filter],
+                   api_name="open_dataset").then(**refresh)
+    search.submit(lambda: 1, None, [page_no], api_name=False).then(**refresh)
+    gr.on([category.input, split_filter.input], lambda: 1, None, [page_no], api_name=False).then(**refresh)
+    page_no.submit(api_name="page_rows", **refresh)
+    prev_btn.click(lambda n: max(1, int(n or 1) - 1), [page_no], [page_no], api_name=False).then(**refresh)
+    next_btn.click(lambda n: int(n or 1) + 1, [page_no], [page_no], api_name=False).then(**refresh)
+    def pick_row(evt: gr.SelectData):
+        return evt.row_value[0] if evt.row_value else gr.skip()
+
+    table.select(pick_row, None, [row_id], api_name=False)
+    row_id.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview], api_name="open_row", show_progress="hidden")
+    template_of.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview], api_name=False)
+
+    upload.upload(on_file, [upload, template_of, lang_state],
+                  [detected, mapping_row, map_user, map_assistant, map_system, map_category, problems, import_name], api_name="inspect_file")
+    import_btn.click(do_import, [upload, import_name, valid_only, map_user, map_assistant, map_system, map_category, template_of, lang_state],
+                     [dataset, detected, problems, skipped_file], api_name="import_dataset")
+    new_btn.click(create, [new_name, lang_state], [dataset], api_name="create_dataset")
+
+    save_row_btn.click(save_row, [dataset_id, row_id, turns, row_category, template_of, lang_state], [status, preview],
+                       api_name="save_row").then(**refresh)
+    add_row_btn.click(add_row, [dataset_id, turns, row_category, template_of, lang_state], [status, row_id],
+                      api_name="add_row").then(**refresh)
+    delete_row_btn.click(delete_row, [dataset_id, row_id, lang_state], [status, row_id], api_name="delete_row").then(**refresh)
+    bulk_btn.click(bulk_delete, [dataset_id, search, category, split_filter, lang_state], [status],
+                   api_name="bulk_delete").then(**refresh)
+    dedupe_btn.click(dedupe, [dataset_id, lang_state], [status], api_name="dedupe").then(**refresh)
+    dedupe_near_btn.click(lambda d, lang: dedupe(d, lang, near=True), [dataset_id, lang_state], [status],
+                          api_name="dedupe_near").then(**refresh)
+    undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh)
+    split_btn.click(split, [dataset_id, eval_frac, split_seed, lang_state], [status], api_name="split").then(**refresh)
+    thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh)
+
+    save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset], api_name="save_version")
+    gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name="diff_versions")
+    export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name="export_version")
+    stats_btn.click(stats, [dataset_id, template_of, lang_state], [stats_md, tok_plot, turns_plot, cat_plot], api_name="dataset_stats")
+    gr.api(lambda: [{"id": d.id, "name": d.name, "rows": draft.count(d.id)} for d in store.list_datasets()], api_name="list_datasets")
+    return DatasetsTab(dataset=dataset, dataset_id=dataset_id)
