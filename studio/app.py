@@ -61,9 +61,9 @@ def build_app(services: Services) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
                 chat = build_chat_tab(services, tr, lang_state)
-            with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets"):
+            with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets") as datasets_tab:
                 datasets = build_datasets_tab(services, tr, lang_state)
-            with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune"):
+            with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune") as finetune_tab:
                 finetune = build_finetune_tab(services, tr, lang_state)
             for name in LATER_TABS:
                 with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
@@ -91,9 +91,11 @@ def build_app(services: Services) -> gr.Blocks:
             note = t(lang, "soon.compare_pending", adapter=run.name, base=run.base_model)
             return gr.Tabs(selected="compare"), f"{t(lang, 'soon.compare')}\n\n{note}"
 
-        # A dataset created, imported or saved shows up in the Fine-tune picker at once.
-        datasets.dataset.change(lambda: gr.update(choices=dataset_choices(settings)), None, [finetune.dataset],
-                                api_name=False, show_progress="hidden")
+        # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
+        datasets_tab.select(api_name=False, **datasets.refresh)
+        # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.
+        finetune_tab.select(lambda: (gr.update(choices=dataset_choices(settings)), gr.update(choices=base_model_choices(services))),
+                            None, [finetune.dataset, finetune.base_model], api_name=False, show_progress="hidden")
         finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
         finetune.compare_btn.click(compare_with_base, [finetune.run_id, lang_state], [tabs, placeholders["compare"]],
                                    api_name="compare_with_base")

@@ -45,6 +45,7 @@ ANY = "(all)"
 class DatasetsTab:
     dataset: gr.Dropdown
     dataset_id: gr.Textbox
+    refresh: dict  # fn/inputs/outputs that re-read the current page (wired to the tab's select in app.py)
 
 
 def version_choices(dataset_id: int | None) -> list[tuple[str, str]]:
@@ -176,7 +177,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             return pd.DataFrame(), "", gr.update(choices=[ANY], value=ANY), 1
         p = draft.page(ds_id, int(number or 1), **_filters(search_v, cat_v, split_v))
         cats = [ANY] + [c for c, _ in draft.categories(ds_id)]
-        info = t(lang, "ds.page_info", page=p.page, pages=p.pages, total=f"{p.total:,}")
+        info = t(lang, "ds.page_info", page=f"{p.page:,}", pages=f"{p.pages:,}", total=f"{p.total:,}")
         return rows_frame(lang, p), info, gr.update(choices=cats, value=cat_v if cat_v in cats else ANY), p.page
 
     page_inputs = [dataset_id, page_no, search, category, split_filter, lang_state]
@@ -410,4 +411,4 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name="export_version")
     stats_btn.click(stats, [dataset_id, template_of, lang_state], [stats_md, tok_plot, turns_plot, cat_plot], api_name="dataset_stats")
     gr.api(lambda: [{"id": d.id, "name": d.name, "rows": draft.count(d.id)} for d in store.list_datasets()], api_name="list_datasets")
-    return DatasetsTab(dataset=dataset, dataset_id=dataset_id)
+    return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh)

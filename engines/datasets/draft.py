@@ -18,6 +18,7 @@ from storage.db import database
 from storage.models import DatasetEdit, DatasetRow
 
 PAGE_SIZE = 50
+BATCH = 2000  # rows per INSERT: 7 columns x 2000 stays under SQLite's 32766 bound parameters
 
 
 @dataclass
@@ -54,8 +55,8 @@ def fill(dataset_id: int, rows: list[Row], *, replace: bool = True, action: str 
             for r in rows
         ]
         first_new = (DatasetRow.select(fn.MAX(DatasetRow.id)).scalar() or 0) + 1
-        for i in range(0, len(payload), 500):
-            DatasetRow.insert_many(payload[i:i + 500]).execute()
+        for i in range(0, len(payload), BATCH):
+            DatasetRow.insert_many(payload[i:i + BATCH]).execute()
         if action and not replace:
             added = DatasetRow.select().where((DatasetRow.dataset == dataset_id) & (DatasetRow.id >= first_new))
             _log(dataset_id, action, _snapshot(list(added), present=False))

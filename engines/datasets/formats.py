@@ -225,14 +225,19 @@ def to_row(record: Any, fmt: str, source: int, mapping: dict[str, str] | None = 
         msgs = []
         if record.get("system"):
             msgs.append({"role": "system", "content": _text(record["system"], "system")})
-        for turn in raw:
+        for turn in raw:  # the hot loop of a 100k-row import: no work beyond the lookups
             if not isinstance(turn, dict):
                 raise RowError("a turn is not an object with from and value")
-            who = str(turn.get("from", turn.get("role", ""))).lower()
-            role = SHAREGPT_ROLES.get(who)
+            who = turn.get("from")
+            if who is None:
+                who = turn.get("role", "")
+            role = SHAREGPT_ROLES.get(who) or SHAREGPT_ROLES.get(str(who).lower())
             if role is None:
                 raise RowError(f"unknown speaker {who!r} (expected human/gpt/system)")
-            msgs.append({"role": role, "content": _text(turn.get("value", turn.get("content")), f"{who} value")})
+            value = turn.get("value")
+            if value is None:
+                value = turn.get("content")
+            msgs.append({"role": role, "content": value if isinstance(value, str) else _text(value, f"{who} value")})
         return Row(msgs, category, source)
     if fmt == "alpaca":
         instruction = _text(record.get("instruction"), "instruction")

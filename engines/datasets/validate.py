@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import re
-import unicodedata
+import string
 from collections.abc import Callable
 
 from engines.datasets.formats import Problem, Row
 
 ROLES = ("system", "user", "assistant")
-_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+# str.translate runs in C: 8x faster than a regex over 100k rows (bench/dataset_import.py).
+_FOLD = {ord(c): None for c in string.punctuation + string.whitespace + "。、！？「」『』…·～“”‘’"}
 
 
 def near_key(row: Row) -> str:
     """Case, spacing and punctuation folded away: 'Hello, world!' and 'hello world' collide."""
-    text = " ".join(m["content"] for m in row.messages if m["role"] != "system")
-    return _PUNCT.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    text = "".join(m["content"] for m in row.messages if m["role"] != "system")
+    return text.casefold().translate(_FOLD)
+
+
+TEMPLATE_BYTES_PER_MESSAGE = 64  # role headers and end markers of every shipped template, generously
+DEFAULT_SYSTEM_BYTES = 512  # room for a default system prompt a template adds
+
+
+def _byte_bound(row: Row) -> int:
+    return sum(len(m["content"].encode()) + TEMPLATE_BYTES_PER_MESSAGE for m in row.messages) + DEFAULT_SYSTEM_BYTES
 
 
 def row_problems(row: Row) -> list[Problem]:
@@ -51,11 +58,11 @@ def check(rows: list[Row], *, count_tokens: Callable[[list[Row]], list[int]] | N
           max_tokens: int | None = None) -> list[Problem]:
     """Row problems, exact duplicates (errors), near duplicates and over-long rows (warnings)."""
     problems: list[Problem] = []
-    exact: dict[str, int] = {}
+    exact: dict[tuple, int] = {}
     near: dict[str, int] = {}
     for row in rows:
         problems += row_problems(row)
-        key = json.dumps(row.messages, ensure_ascii=False, sort_keys=True)
+        key = tuple((m["role"], m["content"]) for m in row.messages)
         if key in exact:
             problems.append(Problem(row.source, "duplicate", f"same as row {exact[key]}"))
             continue
@@ -66,7 +73,10 @@ def check(rows: list[Row], *, count_tokens: Callable[[list[Row]], list[int]] | N
         else:
             near.setdefault(nk, row.source)
     if count_tokens is not None and max_tokens:
-        for row, n in zip(rows, count_tokens(rows), strict=True):
+        # A token covers at least one UTF-8 byte (byte-level BPE; byte fallback), so a row whose text plus template
+        # can not reach max_tokens bytes can not reach max_tokens tokens: only the others go through the tokenizer.
+        maybe_long = [r for r in rows if _byte_bound(r) > max_tokens]
+        for row, n in zip(maybe_long, count_tokens(maybe_long) if maybe_long else [], strict=True):
             row.extra["tokens"] = n
             if n > max_tokens:
                 problems.append(Problem(row.source, "too_long", f"{n} tokens, over the max sequence length {max_tokens} (it would be cut)", "warning"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,23 @@ class ImportReport:
 def inspect_file(path: Path, *, fmt: str | None = None, mapping: dict[str, str] | None = None,
                  model_format: Any = None, max_tokens: int | None = None) -> ImportReport:
     """Read, detect, normalise and check a file without writing anything."""
+    with _no_gc():
+        return _inspect(path, fmt, mapping, model_format, max_tokens)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Parsing allocates millions of small containers and no cycles: the cyclic GC only slows it (~25%)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _inspect(path: Path, fmt: str | None, mapping: dict[str, str] | None, model_format: Any, max_tokens: int | None) -> ImportReport:
     records, problems = read_records(path)
     if not records and not problems:
         raise FormatError("The file has no examples.")

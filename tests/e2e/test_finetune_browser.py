@@ -8,7 +8,13 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_chat_browser import ANSWER_MS, open_app, reload_app, screenshot
+from tests.e2e.test_chat_browser import (
+    ANSWER_MS,
+    _patient_expect,  # noqa: F401  # the same generous expect timeout
+    open_app,
+    reload_app,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
