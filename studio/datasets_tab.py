@@ -99,6 +99,20 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 new_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-new-name"), label="ds.name")
                 new_btn = tr.add(gr.Button(t(lang0, "ds.create"), size="sm", elem_id="ds-create"), value="ds.create")
                 thumbs_btn = tr.add(gr.Button(t(lang0, "ds.thumbs_up"), size="sm", elem_id="ds-thumbs"), value="ds.thumbs_up")
+            with tr.add(gr.Accordion(t(lang0, "ds.synth"), open=False, elem_id="ds-synth"), label="ds.synth"):
+                synth_model = tr.add(gr.Dropdown([settings.default_model], value=settings.default_model, allow_custom_value=True,
+                                                 label=t(lang0, "ds.synth_model"), elem_id="ds-synth-model"), label="ds.synth_model")
+                synth_topic = tr.add(gr.Textbox(label=t(lang0, "ds.synth_topic"), elem_id="ds-synth-topic"), label="ds.synth_topic")
+                synth_seeds = tr.add(gr.Textbox(lines=3, label=t(lang0, "ds.synth_seeds"), elem_id="ds-synth-seeds"), label="ds.synth_seeds")
+                synth_system = tr.add(gr.Textbox(label=t(lang0, "ds.synth_system"), elem_id="ds-synth-system"), label="ds.synth_system")
+                with gr.Row():
+                    synth_n = tr.add(gr.Number(8, precision=0, minimum=1, maximum=10000, label=t(lang0, "ds.synth_n"), elem_id="ds-synth-n"),
+                                     label="ds.synth_n")
+                    synth_conc = tr.add(gr.Number(8, precision=0, minimum=1, maximum=64, label=t(lang0, "ds.synth_concurrency")),
+                                        label="ds.synth_concurrency")
+                    synth_tokens = tr.add(gr.Number(192, precision=0, minimum=16, maximum=4096, label=t(lang0, "ds.synth_tokens")),
+                                          label="ds.synth_tokens")
+                synth_btn = tr.add(gr.Button(t(lang0, "ds.synth_button"), elem_id="ds-synth-btn"), value="ds.synth_button")
             with tr.add(gr.Accordion(t(lang0, "ds.versions"), open=True, elem_id="ds-versions"), label="ds.versions"):
                 note = tr.add(gr.Textbox(label=t(lang0, "ds.note"), elem_id="ds-note"), label="ds.note")
                 save_btn = tr.add(gr.Button(t(lang0, "ds.save_version"), variant="primary", elem_id="ds-save"), value="ds.save_version")
@@ -330,6 +344,34 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     def thumbs(ds_value: str, lang: str):
         return t(lang, "ds.thumbs_added", n=from_chats.add_thumbs_up(_need(ds_value, lang)))
 
+    async def generate(ds_value: str, model_name: str, topic: str, seeds_text: str, system: str, n: float, conc: float,
+                       max_tokens: float, lang: str, progress: gr.Progress = gr.Progress()):  # noqa: B008  # gradio's way
+        """Questions (from the topic) and answers from a served model, appended for review; failures are counted."""
+        from engines.datasets.synthetic import synthesize
+        from engines.inference import ChatParams
+
+        ds_id = _need(ds_value, lang)
+        endpoint = services.servers.endpoint_for(model_name or settings.default_model)
+        if endpoint is None:
+            raise gr.Error(t(lang, "ds.synth_no_model", model=model_name))
+        progress(0.0, desc=t(lang, "ds.synth_running"))
+        try:
+            report = await synthesize(
+                endpoint, ds_id, n=int(n or 1), topic=topic or "", seeds=(seeds_text or "").splitlines(), system=system or "",
+                params=ChatParams(temperature=0.8, max_tokens=int(max_tokens or 192)), concurrency=int(conc or 8),
+                on_progress=lambda frac, label: progress(frac, desc=label),
+            )
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        msg = t(lang, "ds.synth_done", added=report.added, failed=report.failed)
+        if report.errors:
+            msg += f" ({report.errors[0][:160]})"
+        return msg
+
+    def synth_models():
+        names = [r.name for r in services.servers.served_models()] or [settings.default_model]
+        return gr.update(choices=names)
+
     # ---- versions ---------------------------------------------------------------------------------------
     def save_version(ds_value: str, note_v: str, lang: str):
         ds_id = _need(ds_value, lang)
@@ -404,6 +446,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                           api_name="dedupe_near").then(**refresh)
     undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh)
     split_btn.click(split, [dataset_id, eval_frac, split_seed, lang_state], [status], api_name="split").then(**refresh)
+    synth_btn.click(generate, [dataset_id, synth_model, synth_topic, synth_seeds, synth_system, synth_n, synth_conc, synth_tokens,
+                               lang_state], [status], api_name="generate_examples", concurrency_limit=None).then(**refresh)
+    synth_model.focus(synth_models, None, [synth_model], api_name=False, show_progress="hidden")
     thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh)
 
     save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset], api_name="save_version")

@@ -1,5 +1,6 @@
-"""Streaming chat through the openai client, with timings and clear errors."""
+"""Streaming chat through the openai client, with timings and clear errors; bounded batch generation."""
 
+from engines.inference.batch import Generation, generate_many
 from engines.inference.chat import (
     ChatParams,
     ContextTooLong,
@@ -16,6 +17,7 @@ from engines.inference.chat import (
 __all__ = [
     "ChatParams",
     "ContextTooLong",
+    "Generation",
     "Delta",
     "Finished",
     "InferenceError",
@@ -23,5 +25,6 @@ __all__ = [
     "ServerUnavailable",
     "StreamInterrupted",
     "UnknownModel",
+    "generate_many",
     "stream_chat",
 ]
