@@ -18,8 +18,11 @@ class DataError(ValueError):
     """The dataset cannot be trained on; the message names the line."""
 
 
-def load_rows(path: Path) -> list[list[dict[str, str]]]:
-    """Rows of OpenAI-style messages from JSONL (`{"messages": [...]}` per line); errors name the line."""
+def load_rows(path: Path, splits: list[str | None] | None = None) -> list[list[dict[str, str]]]:
+    """Rows of OpenAI-style messages from JSONL (`{"messages": [...]}` per line); errors name the line.
+
+    `splits`, when given, receives each row's saved train/eval label (a dataset version split in the Datasets tab).
+    """
     rows, problems = [], []
     with open(path, encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
@@ -36,6 +39,8 @@ def load_rows(path: Path) -> list[list[dict[str, str]]]:
                 problems.append(f"line {n}: {why}")
             else:
                 rows.append([{"role": m["role"], "content": m["content"]} for m in msgs])
+                if splits is not None:
+                    splits.append(obj.get("split") if isinstance(obj, dict) else None)
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise DataError("; ".join(problems[:10]) + more)
@@ -150,10 +155,15 @@ def pack(examples: list[dict], max_len: int) -> list[dict]:
 
 def build_examples(spec: Any, tokenizer: Any, dataset_path: Path) -> tuple[list[dict], list[dict], ChatFormat, dict]:
     """Load, split, check the mask, encode (and pack) a dataset; returns train, eval, format and counts."""
-    rows = load_rows(dataset_path)
+    labels: list[str | None] = []
+    rows = load_rows(dataset_path, labels)
     fmt = chat_format(tokenizer, spec.chat_template)
     check_mask(tokenizer, fmt, next(r for r in rows if any(m["role"] == "assistant" for m in r)))
-    train_rows, eval_rows = split(rows, spec.eval_split, spec.seed)
+    if spec.eval_split > 0 and "eval" in labels:  # the dataset's own saved split wins over a random one
+        train_rows = [r for r, lab in zip(rows, labels, strict=True) if lab != "eval"]
+        eval_rows = [r for r, lab in zip(rows, labels, strict=True) if lab == "eval"]
+    else:
+        train_rows, eval_rows = split(rows, spec.eval_split, spec.seed)
 
     def encode(part: list) -> tuple[list[dict], int]:
         out, dropped = [], 0

@@ -95,3 +95,22 @@ def test_events_are_read_by_offset_and_a_half_written_line_waits(tmp_path):
     w.emit("done", step=2)
     events, off2 = read_events(path, off)
     assert [e["type"] for e in events] == ["progress", "done"] and off2 == path.stat().st_size
+
+
+def test_a_saved_train_eval_split_is_used_when_evaluating(tokenizer, tmp_path):
+    import json
+
+    from engines.training.data import build_examples
+    from engines.training.spec import TrainSpec
+
+    rows = [{"messages": CONVERSATION[1:3], "split": "eval" if i in (2, 5) else "train"} for i in range(8)]
+    for i, r in enumerate(rows):
+        r["messages"] = [{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]
+    path = tmp_path / "v.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = TrainSpec(base_model="m", dataset="v.jsonl", output_name="x", eval_split=0.1, chat_template="chatml")
+    train, evals, _, counts = build_examples(spec, tokenizer, path)
+    assert counts["eval_rows"] == 2 and counts["train_rows"] == 6
+    assert {tokenizer.decode(e["input_ids"]).count("A2") + tokenizer.decode(e["input_ids"]).count("A5") for e in evals} == {1}
+    no_eval = spec.model_copy(update={"eval_split": 0.0})
+    assert build_examples(no_eval, tokenizer, path)[3]["eval_rows"] == 0
