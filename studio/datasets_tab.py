@@ -26,6 +26,7 @@ from engines.training.planning import model_folder
 from engines.training.templates import TemplateError
 from storage import datasets as store
 from studio.datasets_view import (
+    TOKEN_LABELS,
     categories_frame,
     dataset_choices,
     preview_html,
@@ -170,12 +171,13 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 stats_btn = tr.add(gr.Button(t(lang0, "ds.stats"), size="sm", elem_id="ds-stats-btn"), value="ds.stats")
                 stats_md = gr.Markdown("", elem_id="ds-stats")
                 with gr.Row():
-                    tok_plot = tr.add(gr.BarPlot(x="tokens", y="rows", color="role", label=t(lang0, "ds.token_plot"), height=260,
-                                                 elem_id="ds-token-plot", sort=None), label="ds.token_plot")
-                    turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"), height=260,
-                                                   elem_id="ds-turns-plot"), label="ds.turns_plot")
-                    cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"), height=260,
-                                                 elem_id="ds-category-plot"), label="ds.category_plot")
+                    tok_plot = tr.add(gr.BarPlot(x="tokens", y="messages", color="role", label=t(lang0, "ds.token_plot"), height=280,
+                                                 elem_id="ds-token-plot", sort=TOKEN_LABELS, y_lim=[0, None], scale=2, x_label_angle=-40),
+                                      label="ds.token_plot")
+                    turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"), height=280,
+                                                   elem_id="ds-turns-plot", y_lim=[0, None]), label="ds.turns_plot")
+                    cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"), height=280,
+                                                 elem_id="ds-category-plot", sort="-y", y_lim=[0, None]), label="ds.category_plot")
             problems = tr.add(gr.Dataframe(interactive=False, max_height=260, wrap=True, label=t(lang0, "ds.problems"),
                                            elem_id="ds-problems", visible=False), label="ds.problems")
 

@@ -58,15 +58,18 @@ def preview_html(lang: str, segments: list[tuple[str, bool]]) -> str:
     return f"{legend}<pre class='ds-preview' data-testid='ds-preview'>{''.join(parts)}</pre>"
 
 
+TOKEN_LABELS = [f"<{TOKEN_BINS[i + 1]}" if TOKEN_BINS[i + 1] < 10**9 else f"≥{TOKEN_BINS[i]}" for i in range(len(TOKEN_BINS) - 1)]
+
+
 def token_histogram(per_role: dict[str, list[int]]) -> pd.DataFrame:
-    """Rows per token-length bin, per role (for a bar plot)."""
-    labels = [f"<{TOKEN_BINS[i + 1]}" if TOKEN_BINS[i + 1] < 10**9 else f"≥{TOKEN_BINS[i]}" for i in range(len(TOKEN_BINS) - 1)]
+    """Messages per token-length bin, per role (for a bar plot; bins in TOKEN_LABELS order)."""
+    labels = TOKEN_LABELS
     data = []
     for role, counts in per_role.items():
         binned = pd.cut(pd.Series(counts, dtype="int64"), TOKEN_BINS, right=False, labels=labels)
         for label, n in binned.value_counts(sort=False).items():
-            data.append({"tokens": str(label), "rows": int(n), "role": role})
-    return pd.DataFrame(data, columns=["tokens", "rows", "role"]).astype({"rows": "int64"})
+            data.append({"tokens": str(label), "messages": int(n), "role": role})
+    return pd.DataFrame(data, columns=["tokens", "messages", "role"]).astype({"messages": "int64"})
 
 
 def turns_histogram(turns: list[int]) -> pd.DataFrame:

@@ -100,3 +100,13 @@ def test_rows_from_a_chat_and_all_thumbs_up_answers(ds):
     assert from_chats.add_thumbs_up(ds) == 0  # already in the dataset
     draft.undo(ds)
     assert from_chats.add_thumbs_up(ds) == 1
+
+
+def test_token_histogram_bins_in_order_per_role():
+    from studio.datasets_view import TOKEN_LABELS, token_histogram
+
+    df = token_histogram({"user": [10, 40, 40, 5000], "assistant": [300]})
+    user = df[df.role == "user"].set_index("tokens")["messages"]
+    assert list(user.index) == TOKEN_LABELS  # every bin, in size order, zeros included
+    assert (user["<32"], user["<64"], user["≥4096"], user.sum()) == (1, 2, 1, 4)
+    assert df[df.role == "assistant"].set_index("tokens")["messages"]["<512"] == 1
