@@ -160,11 +160,34 @@ def m004_datasets_and_versions(db: Database) -> None:
     )
 
 
+def m005_battles(db: Database) -> None:
+    """Side-by-side comparisons and arena votes (blind or named), for the leaderboard."""
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS battles (
+            id {t['pk']},
+            prompt TEXT NOT NULL,
+            model_a VARCHAR(300) NOT NULL,
+            model_b VARCHAR(300) NOT NULL,
+            answer_a TEXT,
+            answer_b TEXT,
+            params TEXT,
+            blind BOOLEAN NOT NULL DEFAULT FALSE,
+            vote VARCHAR(16),
+            category VARCHAR(100),
+            user_name VARCHAR(100),
+            created_at {t['ts']} NOT NULL,
+            voted_at {t['ts']})"""
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS battles_voted ON battles (vote, created_at)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
     (3, m003_training_runs_and_models),
     (4, m004_datasets_and_versions),
+    (5, m005_battles),
 ]
 
 

@@ -167,3 +167,24 @@ class DatasetEdit(BaseModel):
 
     class Meta:
         table_name = "dataset_edits"
+
+
+class Battle(BaseModel):
+    """One comparison of two models on one prompt; `vote` is a | b | tie | both_bad once a person voted."""
+
+    id = AutoField()
+    prompt = TextField()
+    model_a = CharField(max_length=300)
+    model_b = CharField(max_length=300)
+    answer_a = TextField(null=True)
+    answer_b = TextField(null=True)
+    params = TextField(null=True)
+    blind = BooleanField(default=False)
+    vote = CharField(max_length=16, null=True)
+    category = CharField(max_length=100, null=True)
+    user_name = CharField(max_length=100, null=True)
+    created_at = DateTimeField(default=utcnow)
+    voted_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "battles"

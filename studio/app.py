@@ -7,9 +7,11 @@ from pathlib import Path
 import gradio as gr
 
 from engines.datasets import dataset_choices
+from engines.training.jobs import served_base_name
 from studio import datasets_view
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.coming_soon_tab import build_coming_soon_tab
+from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
 from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
 from studio.finetune_view import runs_frame
@@ -19,7 +21,7 @@ from studio.services import Services
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-LATER_TABS = ("compare", "history", "models")
+LATER_TABS = ("history", "models")
 
 
 def _recent_runs() -> list:
@@ -65,6 +67,8 @@ def build_app(services: Services) -> gr.Blocks:
                 datasets = build_datasets_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune") as finetune_tab:
                 finetune = build_finetune_tab(services, tr, lang_state)
+            with tr.add(gr.Tab(t(lang0, "tab.compare"), id="compare", elem_id="tab-compare"), label="tab.compare"):
+                compare = build_compare_tab(services, tr, lang_state)
             for name in LATER_TABS:
                 with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
                     placeholders[name] = build_coming_soon_tab(name, tr, lang0)
@@ -81,24 +85,25 @@ def build_app(services: Services) -> gr.Blocks:
                 choices.append((f"{run.name}  ← {run.base_model}", run.name))
             return gr.Tabs(selected="chat"), gr.update(choices=choices, value=run.name)
 
-        def compare_with_base(rid: str, lang: str):
-            """Open Compare with the adapter and its base (the Compare tab itself is the next milestone)."""
+        def compare_with_base(rid: str):
+            """Open Compare with the run's adapter beside its base model, side by side."""
             from storage import runs
 
             run = runs.get_run(int(rid)) if str(rid).isdigit() else None
             if run is None:
-                return gr.skip(), gr.skip()
-            note = t(lang, "soon.compare_pending", adapter=run.name, base=run.base_model)
-            return gr.Tabs(selected="compare"), f"{t(lang, 'soon.compare')}\n\n{note}"
+                return [gr.skip()] * (3 + len(compare.models))
+            pair = [run.name, served_base_name(run.base_model)]
+            return [gr.Tabs(selected="compare"), "side", 2,
+                    *[gr.update(value=pair[i], choices=pair) if i < 2 else gr.update() for i in range(len(compare.models))]]
 
+        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
+        finetune.compare_btn.click(compare_with_base, [finetune.run_id], [tabs, compare.mode, compare.panes, *compare.models],
+                                   api_name="compare_with_base")
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
         # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.
         finetune_tab.select(lambda: (gr.update(choices=dataset_choices(settings)), gr.update(choices=base_model_choices(services))),
                             None, [finetune.dataset, finetune.base_model], api_name=False, show_progress="hidden")
-        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
-        finetune.compare_btn.click(compare_with_base, [finetune.run_id, lang_state], [tabs, placeholders["compare"]],
-                                   api_name="compare_with_base")
 
         def relabel_updates(lang: str) -> tuple[list, list]:
             fallback = [(settings.default_model, settings.default_model)]

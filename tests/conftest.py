@@ -157,3 +157,33 @@ def tiny_dataset(settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def served_adapter(session_dir, settings, server_manager, endpoint, bundled_model) -> str:
+    """A LoRA adapter of the bundled model, trained for 2 steps by a real worker and loaded into the session's server."""
+    name = "fixture-helper"
+    if name in {m.name for m in server_manager.served_models(max_age=0)}:
+        return name
+    from engines.settings import load_settings
+    from engines.training import JobManager
+    from storage import connect, runs
+
+    fixture_settings = load_settings(data_dir=session_dir / "fixture-data", model_cache_dir=MODELS_DIR)
+    db = connect(f"sqlite:///{session_dir / 'fixture-adapter.db'}")
+    try:
+        jm = JobManager(fixture_settings, None, poll_s=0.5)
+        rid = jm.submit({"base_model": bundled_model.name, "dataset": "assets/datasets/studio-helper-en.jsonl",
+                         "output_name": name, "max_steps": 2, "batch_size": 2, "max_seq_len": 256, "lora_r": 8})
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            jm.tick()
+            run = runs.get_run(rid)
+            if run.status not in ("queued", "running"):
+                break
+            time.sleep(1)
+        assert run.status == "completed", f"{run.error}\n{jm.log_tail(rid)}"
+        server_manager.load_adapter(bundled_model.name, name, run.adapter_path)
+    finally:
+        db.close()
+    return name

@@ -361,10 +361,7 @@ class JobManager:
 
     @staticmethod
     def _base_name(base_model: str) -> str:
-        if base_model in ("", "bundled", "default"):
-            return BUNDLED_MODEL
-        path = Path(base_model).expanduser()
-        return path.name if path.is_dir() else base_model
+        return served_base_name(base_model)
 
     # ---- reading --------------------------------------------------------------------------------
     def events(self, run_id: int, since: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -391,6 +388,14 @@ class JobManager:
     def log_tail(self, run_id: int, lines: int = 60) -> str:
         run = runs.get_run(run_id)
         return tail(Path(run.run_dir) / "train.log", lines) if run else ""
+
+
+def served_base_name(base_model: str) -> str:
+    """The name a base model is served under (what an adapter's `parent` is)."""
+    if base_model in ("", "bundled", "default"):
+        return BUNDLED_MODEL
+    path = Path(base_model).expanduser()
+    return path.name if path.is_dir() else base_model
 
 
 def _age(path: Path) -> Any:

@@ -1,0 +1,43 @@
+"""Battles: every side-by-side answer pair and the vote on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from storage.models import Battle, utcnow
+
+VOTES = ("a", "b", "tie", "both_bad")
+
+
+def create_battle(prompt: str, model_a: str, model_b: str, *, blind: bool, params: dict[str, Any] | None = None,
+                  category: str | None = None, user_name: str | None = None) -> Battle:
+    return Battle.create(prompt=prompt, model_a=model_a, model_b=model_b, blind=blind, params=json.dumps(params or {}),
+                         category=category or None, user_name=user_name)
+
+
+def set_answers(battle_id: int, answer_a: str, answer_b: str) -> None:
+    Battle.update(answer_a=answer_a, answer_b=answer_b).where(Battle.id == battle_id).execute()
+
+
+def record_vote(battle_id: int, vote: str) -> Battle:
+    if vote not in VOTES:
+        raise ValueError(f"vote must be one of {', '.join(VOTES)}")
+    Battle.update(vote=vote, voted_at=utcnow()).where(Battle.id == battle_id).execute()
+    return Battle.get_by_id(battle_id)
+
+
+def get_battle(battle_id: int) -> Battle | None:
+    return Battle.get_or_none(Battle.id == battle_id)
+
+
+def voted(*, since_days: float | None = None, category: str | None = None, blind_only: bool = False) -> list[Battle]:
+    q = Battle.select().where(Battle.vote.is_null(False)).order_by(Battle.voted_at, Battle.id)
+    if since_days:
+        q = q.where(Battle.voted_at >= utcnow() - dt.timedelta(days=since_days))
+    if category:
+        q = q.where(Battle.category == category)
+    if blind_only:
+        q = q.where(Battle.blind == True)  # noqa: E712
+    return list(q)
