@@ -89,7 +89,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 dataset = label("dataset", gr.Dropdown(
                     choices=samples, value=first_dataset, label=t(lang0, "ft.field.dataset"), scale=4, elem_id="ft-dataset"))
                 upload = tr.add(gr.UploadButton(
-                    t(lang0, "ft.upload"), file_types=[".jsonl", ".json"], size="sm", scale=1, min_width=110,
+                    t(lang0, "ft.upload"), file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"], size="sm", scale=1, min_width=110,
                     elem_id="ft-upload"), label="ft.upload")
             upload_msg = gr.Markdown("", elem_id="ft-upload-msg")
             preset_radio = tr.add(gr.Radio(

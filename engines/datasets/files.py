@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import shutil
 from pathlib import Path
 
 from engines.settings import Settings
@@ -61,51 +59,30 @@ def _count_rows(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def _check_chat_jsonl(path: Path) -> int:
-    problems, rows = [], 0
-    with open(path, encoding="utf-8-sig", errors="strict") as fh:
-        try:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"line {n}: not JSON ({exc.msg})")
-                    continue
-                msgs = obj.get("messages") if isinstance(obj, dict) else None
-                if not isinstance(msgs, list) or not all(
-                    isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-                    for m in msgs
-                ):
-                    problems.append(f"line {n}: expected {{\"messages\": [{{\"role\", \"content\"}}, ...]}}")
-                elif not any(m["role"] == "assistant" for m in msgs):
-                    problems.append(f"line {n}: no assistant reply")
-                else:
-                    rows += 1
-        except UnicodeDecodeError:
-            raise DatasetFileError("The file is not UTF-8 text.") from None
-    if problems:
-        more = f" … and {len(problems) - 8} more" if len(problems) > 8 else ""
-        raise DatasetFileError("; ".join(problems[:8]) + more)
-    if not rows:
-        raise DatasetFileError("The file has no rows.")
-    return rows
-
-
 def save_upload(settings: Settings, uploaded: str | Path) -> Path:
-    """Check an uploaded chat JSONL (every bad line reported) and copy it into DATA_DIR/datasets/uploads."""
+    """Check an uploaded file with the dataset importer (every bad line reported; any common layout) and save its
+    rows, normalised to chat messages, under DATA_DIR/datasets/uploads (all or nothing)."""
+    from engines.datasets.formats import READABLE, FormatError
+    from engines.datasets.versions import inspect_file, rows_bytes, write_atomic
+
     src = Path(uploaded)
     if src.stat().st_size > MAX_UPLOAD_BYTES:
         raise DatasetFileError(f"The file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB.")
-    if src.suffix.lower() not in (".jsonl", ".json"):
-        raise DatasetFileError("Upload a .jsonl file of chat rows ({\"messages\": [...]} per line).")
-    _check_chat_jsonl(src)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:8]
+    if src.suffix.lower() not in READABLE:
+        raise DatasetFileError(f"Upload a chat dataset file ({', '.join(READABLE)}).")
+    try:
+        report = inspect_file(src)
+    except FormatError as exc:
+        raise DatasetFileError(str(exc)) from None
+    errors = report.errors
+    if errors:
+        more = f" … and {len(errors) - 8} more" if len(errors) > 8 else ""
+        raise DatasetFileError("; ".join(f"line {p.row}: {p.message}" for p in errors[:8]) + more)
+    if not report.rows:
+        raise DatasetFileError("The file has no rows.")
+    data = rows_bytes(report.rows)
+    digest = hashlib.sha256(data).hexdigest()[:8]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", src.stem).strip("-")[:60] or "dataset"
     dest = settings.datasets_path / "uploads" / f"{stem}-{digest}.jsonl"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".part")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)  # all or nothing: a half-copied file never shows up in the list
+    write_atomic(dest, data)  # a half-written file never shows up in the list
     return dest

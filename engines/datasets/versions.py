@@ -84,11 +84,11 @@ def _inspect(path: Path, fmt: str | None, mapping: dict[str, str] | None, model_
     return ImportReport(format=found or "mapped", rows=rows, problems=problems)
 
 
-def _rows_bytes(rows: list[Row]) -> bytes:
+def rows_bytes(rows: list[Row]) -> bytes:
     return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as fh:
@@ -133,12 +133,12 @@ def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: 
     ds = store.get_dataset(dataset_id)
     if ds is None:
         raise KeyError(dataset_id)
-    data = _rows_bytes(rows)
+    data = rows_bytes(rows)
     digest = hashlib.sha256(data).hexdigest()
     last = store.latest_version(dataset_id)
     number = (last.version + 1) if last else 1
     path = version_dir(settings, ds.name) / f"v{number}-{digest[:10]}.jsonl"
-    _write_atomic(path, data)
+    write_atomic(path, data)
     try:
         return store.add_version(ds, path=str(path), content_hash=digest, row_count=len(rows),
                                  parent=parent or last, note=note)
@@ -189,10 +189,10 @@ def export_version(settings: Settings, version: DatasetVersion, fmt: str = "open
     base = settings.exports_path / "datasets" / f"{Path(version.path).parent.name}-v{version.version}"
     if fmt == "openai":
         out = base.with_suffix(".jsonl")
-        _write_atomic(out, _rows_bytes(rows))
+        write_atomic(out, rows_bytes(rows))
     elif fmt == "sharegpt":
         out = base.with_name(base.name + "-sharegpt.jsonl")
-        _write_atomic(out, "".join(json.dumps(to_sharegpt(r), ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+        write_atomic(out, "".join(json.dumps(to_sharegpt(r), ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
     elif fmt == "parquet":
         import pandas as pd
 
@@ -214,7 +214,7 @@ def write_skipped(settings: Settings, name: str, report: ImportReport) -> Path:
         if p.severity == "error":
             by_row.setdefault(p.row, []).append(f"{p.kind}: {p.message}")
     out = settings.exports_path / "datasets" / f"{re.sub(r'[^A-Za-z0-9가-힣._-]+', '_', name)}-skipped.jsonl"
-    _write_atomic(out, "".join(json.dumps({"row": r, "problems": ps}, ensure_ascii=False) + "\n" for r, ps in sorted(by_row.items())).encode())
+    write_atomic(out, "".join(json.dumps({"row": r, "problems": ps}, ensure_ascii=False) + "\n" for r, ps in sorted(by_row.items())).encode())
     return out
 
 
@@ -236,6 +236,6 @@ def save_draft(settings: Settings, dataset_id: int, note: str | None = None) -> 
     if bad:
         raise ValueError(f"{len(bad)} row(s) have problems (e.g. row id {min(bad)}); fix or delete them first.")
     last = store.latest_version(dataset_id)
-    if last and last.content_hash == hashlib.sha256(_rows_bytes(rows)).hexdigest():
+    if last and last.content_hash == hashlib.sha256(rows_bytes(rows)).hexdigest():
         raise ValueError(f"Nothing changed since v{last.version}.")
     return save_version(settings, dataset_id, rows, note=note)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,12 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     BitsAndBytesConfig,
-    DataCollatorForSeq2Seq,
-    EarlyStoppingCallback,
     Trainer,
     TrainingArguments,
 )
 
-from engines.training.callbacks import StopFlag, StudioCallback, TokenCounter
-from engines.training.data import build_examples, data_message
+from engines.training.callbacks import announce, studio_callbacks, train_and_save
+from engines.training.data import build_examples
 
 
 def compute_dtype() -> torch.dtype:
@@ -93,33 +90,12 @@ def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     spec = ctx.spec
     model, tokenizer = load_model(spec, ctx.job.model_path)
     train_set, eval_set, fmt, counts = build_examples(spec, tokenizer, Path(ctx.job.dataset_path))
-    trainable, total = model.get_nb_trainable_parameters()
-    four_bit = bool(getattr(model.get_base_model(), "is_loaded_in_4bit", False))
-    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total) + ("; base weights in 4-bit nf4" if four_bit else ""),
-                    trainable_params=trainable, total_params=total, load_in_4bit=four_bit, device="cuda" if torch.cuda.is_available() else "cpu",
-                    **counts)
-    counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
-    callbacks = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag)]
-    if eval_set and spec.early_stop_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stop_patience))
+    trainable = announce(ctx, model, counts, load_in_4bit=bool(getattr(model.get_base_model(), "is_loaded_in_4bit", False)),
+                         device="cuda" if torch.cuda.is_available() else "cpu")
+    counter, callbacks = studio_callbacks(ctx, tokenizer, bool(eval_set))
     trainer = Trainer(
         model=model, args=training_arguments(spec, ctx.checkpoints, bool(eval_set)),
         train_dataset=train_set, eval_dataset=eval_set or None, data_collator=counter, callbacks=callbacks,
     )
-    t0 = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    seconds = time.monotonic() - t0
-    step = trainer.state.global_step
-    summary: dict[str, Any] = {"step": step, "total_steps": trainer.state.max_steps, "train_seconds": round(seconds, 2)}
-    if StopFlag.requested:
-        return summary
-    model.save_pretrained(str(ctx.adapter_dir))
-    summary.update(
-        train_loss=round(float(result.training_loss), 6),
-        steps_per_s=round(step / seconds, 4) if seconds else 0.0,
-        tokens_per_s=round(counter.tokens / seconds, 1) if seconds else 0.0,
-        trainable_params=trainable, template=fmt.family,
-    )
-    if eval_set:
-        summary["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 6)
-    return summary
+    return train_and_save(ctx, trainer, model, counter, resume_from, trainable=trainable, template=fmt.family,
+                          has_eval=bool(eval_set))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, TrainerCallback
 
+from engines.training.data import data_message
 from engines.training.events import EventWriter
 
 
@@ -65,3 +67,43 @@ class StudioCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kw):  # noqa: ANN001
         self.events.emit("checkpoint", step=state.global_step, path=f"checkpoint-{state.global_step}")
+
+
+def announce(ctx: Any, model: Any, counts: dict, **extra: Any) -> int:
+    """Log what is about to be trained (rows, tokens, template, trainable share); returns the trainable count."""
+    trainable, total = model.get_nb_trainable_parameters()
+    note = "; base weights in 4-bit nf4" if extra.get("load_in_4bit") else ""
+    ctx.events.emit("log", level="info", message=data_message(counts, trainable, total) + note,
+                    trainable_params=trainable, total_params=total, **extra, **counts)
+    return trainable
+
+
+def studio_callbacks(ctx: Any, tokenizer: Any, has_eval: bool) -> tuple[TokenCounter, list[TrainerCallback]]:
+    """The padding collator (wrapped to count tokens) and the callbacks every backend trains with."""
+    counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    callbacks: list[TrainerCallback] = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag)]
+    if has_eval and ctx.spec.early_stop_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=ctx.spec.early_stop_patience))
+    return counter, callbacks
+
+
+def train_and_save(ctx: Any, trainer: Any, model: Any, counter: TokenCounter, resume_from: Path | None, *,
+                   trainable: int, template: str, has_eval: bool) -> dict[str, Any]:
+    """Train (resuming if asked), save the adapter unless cancelled, and summarise the run for the `done` event."""
+    studio = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StudioCallback))
+    t0 = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.monotonic() - t0
+    step = trainer.state.global_step
+    summary: dict[str, Any] = {"step": step, "total_steps": trainer.state.max_steps, "train_seconds": round(seconds, 2)}
+    if StopFlag.requested:
+        return summary
+    model.save_pretrained(str(ctx.adapter_dir))
+    done_here = step - (studio.first_step or 0)  # a resumed run counts only the steps this process trained
+    summary.update(
+        train_loss=round(float(result.training_loss), 6), steps_per_s=round(done_here / seconds, 4) if seconds else 0.0,
+        tokens_per_s=round(counter.tokens / seconds, 1) if seconds else 0.0, trainable_params=trainable, template=template,
+    )
+    if has_eval:
+        summary["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 6)
+    return summary

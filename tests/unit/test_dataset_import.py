@@ -169,3 +169,19 @@ def test_versions_are_immutable_and_diffed(db, settings, tmp_path):
     d = diff_versions(v1, v2)
     assert len(d.added) == 1 and len(d.removed) == 1 and len(d.changed) == 1
     assert d.changed[0][1].messages[1]["content"] == "An adapter with low rank."
+
+
+def test_a_fine_tune_upload_is_checked_and_saved_normalised(settings, tmp_path):
+    from engines.datasets.files import DatasetFileError, resolve_dataset, save_upload
+
+    src = sources(tmp_path)["sharegpt.json"]
+    saved = save_upload(settings, src)
+    assert saved.parent == settings.datasets_path / "uploads" and saved.suffix == ".jsonl"
+    assert [json.loads(x)["messages"] for x in saved.read_text(encoding="utf-8").splitlines()] == EXPECTED
+    assert resolve_dataset(settings, str(saved)) == saved  # the trainer may read it
+    bad = write(tmp_path / "bad.jsonl", jsonl([{"messages": EXPECTED[0]}]) + "{oops\n" + jsonl([{"messages": [EXPECTED[0][0]]}]))
+    before = set((settings.datasets_path / "uploads").iterdir())
+    with pytest.raises(DatasetFileError) as err:
+        save_upload(settings, bad)
+    assert "line 2" in str(err.value) and "line 3" in str(err.value)
+    assert set((settings.datasets_path / "uploads").iterdir()) == before  # nothing half-saved
