@@ -57,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = JobManager(settings, servers, serve_adapters=not (args.no_serve or settings.vllm_base_url))
     jobs.start()  # adopts workers an earlier app left running; saved adapters join their base servers
     mlflow_ui = MlflowUI(settings)
+    from engines.evaluation.runner import EvalManager
+
+    evaluations = EvalManager(settings, servers.endpoint_for)
+    evaluations.start()  # evaluations an earlier app left running carry on once their servers are up
 
     def shutdown(*_: object) -> None:
+        evaluations.stop()  # saved answers stay; the next start asks only for the rest
         jobs.stop()  # training workers keep running: the next start adopts them
         mlflow_ui.stop()
         servers.stop_all()
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from studio.app import CSS, THEME, build_app
     from studio.services import Services
 
-    demo = build_app(Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui, no_serve=args.no_serve))
+    demo = build_app(Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui,
+                                no_serve=args.no_serve, evals=evaluations))
     demo.queue(default_concurrency_limit=8)
     log.info("app.start", host=settings.host, port=settings.port, share=args.share, seconds=round(time.perf_counter() - STARTED, 2))
     try:

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: Path | None = None
     mlflow_ui_port: int | None = Field(default=None, ge=1024, le=65535)
+    eval_concurrency: int = Field(default=32, ge=1, le=1024)  # requests in flight per model server in batch evaluation
     train_cancel_grace: float = Field(default=30.0, gt=0)
     train_backend: Literal["auto", "unsloth", "transformers"] = "auto"
 

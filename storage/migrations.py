@@ -182,12 +182,55 @@ def m005_battles(db: Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS battles_voted ON battles (vote, created_at)")
 
 
+def m006_eval_runs_and_results(db: Database) -> None:
+    """Batch evaluations: the run (prompt set, models, judge, summary) and one result per example × model."""
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS eval_runs (
+            id {t['pk']},
+            name VARCHAR(200) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            phase VARCHAR(16),
+            models TEXT NOT NULL,
+            judge VARCHAR(300),
+            source VARCHAR(300) NOT NULL,
+            dataset_version_id INTEGER REFERENCES dataset_versions (id) ON DELETE SET NULL,
+            training_run_id INTEGER REFERENCES training_runs (id) ON DELETE SET NULL,
+            params TEXT NOT NULL,
+            examples TEXT NOT NULL,
+            summary TEXT,
+            mlflow_run_id VARCHAR(64),
+            error TEXT,
+            created_at {t['ts']} NOT NULL,
+            finished_at {t['ts']})"""
+    )
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS eval_results (
+            id {t['pk']},
+            eval_run_id INTEGER NOT NULL REFERENCES eval_runs (id) ON DELETE CASCADE,
+            example INTEGER NOT NULL,
+            model VARCHAR(300) NOT NULL,
+            output TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER,
+            latency_ms {t['float']},
+            rouge_l {t['float']},
+            bleu {t['float']},
+            exact BOOLEAN,
+            judge_outcome VARCHAR(16),
+            judge_detail TEXT,
+            UNIQUE (eval_run_id, example, model))"""
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
     (3, m003_training_runs_and_models),
     (4, m004_datasets_and_versions),
     (5, m005_battles),
+    (6, m006_eval_runs_and_results),
 ]
 
 

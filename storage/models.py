@@ -188,3 +188,49 @@ class Battle(BaseModel):
 
     class Meta:
         table_name = "battles"
+
+
+class EvalRun(BaseModel):
+    """One batch evaluation: which models answered which prompt set, judged by whom; `summary` holds the scores."""
+
+    id = AutoField()
+    name = CharField(max_length=200)
+    status = CharField(max_length=16, default="queued")  # queued | running | completed | failed | cancelled | interrupted
+    phase = CharField(max_length=16, null=True)  # generate | judge | score | log
+    models = TextField()  # JSON list; the first is the judge's baseline
+    judge = CharField(max_length=300, null=True)
+    source = CharField(max_length=300)
+    dataset_version_id = IntegerField(null=True)
+    training_run_id = IntegerField(null=True)
+    params = TextField()
+    examples = TextField()  # JSON list of {messages, reference, category}: the exact prompt set, so a resume is exact
+    summary = TextField(null=True)
+    mlflow_run_id = CharField(max_length=64, null=True)
+    error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "eval_runs"
+
+
+class EvalResult(BaseModel):
+    """One model's answer to one example, its reference scores and (for non-baseline models) the judge's outcome."""
+
+    id = AutoField()
+    eval_run = ForeignKeyField(EvalRun, backref="results", on_delete="CASCADE", column_name="eval_run_id")
+    example = IntegerField()
+    model = CharField(max_length=300)
+    output = TextField(null=True)
+    error = TextField(null=True)
+    attempts = IntegerField(default=0)
+    completion_tokens = IntegerField(null=True)
+    latency_ms = FloatField(null=True)
+    rouge_l = FloatField(null=True)
+    bleu = FloatField(null=True)
+    exact = BooleanField(null=True)
+    judge_outcome = CharField(max_length=16, null=True)  # win | loss | tie | error (vs the baseline), None for the baseline
+    judge_detail = TextField(null=True)
+
+    class Meta:
+        table_name = "eval_results"

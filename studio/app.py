@@ -9,6 +9,7 @@ import gradio as gr
 from engines.datasets import dataset_choices
 from engines.training.jobs import served_base_name
 from studio import datasets_view
+from studio.batch_eval_tab import build_batch_eval_tab, run_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.coming_soon_tab import build_coming_soon_tab
 from studio.compare_tab import build_compare_tab
@@ -68,7 +69,11 @@ def build_app(services: Services) -> gr.Blocks:
             with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune") as finetune_tab:
                 finetune = build_finetune_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.compare"), id="compare", elem_id="tab-compare"), label="tab.compare"):
-                compare = build_compare_tab(services, tr, lang_state)
+                with gr.Tabs(elem_id="compare-tabs") as compare_tabs:
+                    with tr.add(gr.Tab(t(lang0, "cmp.live_tab"), id="live", elem_id="tab-compare-live"), label="cmp.live_tab"):
+                        compare = build_compare_tab(services, tr, lang_state)
+                    with tr.add(gr.Tab(t(lang0, "ev.tab"), id="batch", elem_id="tab-compare-batch"), label="ev.tab"):
+                        batch = build_batch_eval_tab(services, tr, lang_state)
             for name in LATER_TABS:
                 with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
                     placeholders[name] = build_coming_soon_tab(name, tr, lang0)
@@ -86,19 +91,23 @@ def build_app(services: Services) -> gr.Blocks:
             return gr.Tabs(selected="chat"), gr.update(choices=choices, value=run.name)
 
         def compare_with_base(rid: str):
-            """Open Compare with the run's adapter beside its base model, side by side."""
+            """Open Compare with the run's adapter beside its base model, side by side, and batch evaluation set to its eval split."""
             from storage import runs
 
             run = runs.get_run(int(rid)) if str(rid).isdigit() else None
             if run is None:
-                return [gr.skip()] * (3 + len(compare.models))
-            pair = [run.name, served_base_name(run.base_model)]
-            return [gr.Tabs(selected="compare"), "side", 2,
-                    *[gr.update(value=pair[i], choices=pair) if i < 2 else gr.update() for i in range(len(compare.models))]]
+                return [gr.skip()] * (7 + len(compare.models))
+            base = served_base_name(run.base_model)
+            pair = [run.name, base]
+            return [gr.Tabs(selected="compare"), gr.Tabs(selected="live"), "side", 2,
+                    *[gr.update(value=pair[i], choices=pair) if i < 2 else gr.update() for i in range(len(compare.models))],
+                    gr.update(value=[base, run.name], choices=[base, run.name]), "run",
+                    gr.update(choices=run_choices(), value=str(run.id))]
 
         finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
-        finetune.compare_btn.click(compare_with_base, [finetune.run_id], [tabs, compare.mode, compare.panes, *compare.models],
-                                   api_name="compare_with_base")
+        finetune.compare_btn.click(compare_with_base, [finetune.run_id],
+                                   [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
+                                    batch.run_pick], api_name="compare_with_base")
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
         # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.

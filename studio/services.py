@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engines.evaluation.runner import EvalManager
 from engines.serving import MlflowUI, ServerManager
 from engines.settings import Settings
 from engines.training import JobManager
@@ -15,4 +16,5 @@ class Services:
     servers: ServerManager
     jobs: JobManager | None = None
     mlflow_ui: MlflowUI | None = None
+    evals: EvalManager | None = None
     no_serve: bool = False  # the app manages no model servers (--no-serve)

@@ -1,1 +1,1 @@
-"""Comparing models: ratings from pairwise battles (Bradley–Terry with bootstrap intervals, online Elo)."""
+"""Comparing models: battles and ratings (Bradley–Terry, bootstrap, Elo), concurrent streams, batch evaluation with reference metrics and an LLM judge."""

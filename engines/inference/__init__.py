@@ -11,6 +11,7 @@ from engines.inference.chat import (
     ServerUnavailable,
     StreamInterrupted,
     UnknownModel,
+    complete_chat,
     stream_chat,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "ServerUnavailable",
     "StreamInterrupted",
     "UnknownModel",
+    "complete_chat",
     "generate_many",
     "stream_chat",
 ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from engines.inference.chat import ChatParams, ContextTooLong, Delta, Finished, InferenceError, UnknownModel, stream_chat
+from engines.inference.chat import ChatParams, ContextTooLong, InferenceError, UnknownModel, complete_chat
 from engines.serving.manager import Endpoint
 
 log = structlog.get_logger(__name__)
@@ -24,14 +24,20 @@ class Generation:
     error: str | None = None
     attempts: int = 0
     tokens: int | None = None
+    latency_ms: float | None = None
 
 
 async def generate_many(
     endpoint: Endpoint, conversations: list[list[dict]], params: ChatParams, *, concurrency: int = 8, retries: int = 2,
     timeout: float = 120.0, on_progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[Generation], None] | None = None, gate: asyncio.Semaphore | None = None,
 ) -> list[Generation]:
-    """Answer every conversation; at most `concurrency` requests in flight (the server batches them)."""
-    gate = asyncio.Semaphore(max(1, concurrency))
+    """Answer every conversation; at most `concurrency` requests in flight (the server batches them).
+
+    Pass one `gate` to several calls that share a server (a base and its adapters) to bound them together;
+    `on_result` sees each result as soon as it is final (to store it before the batch ends).
+    """
+    gate = gate or asyncio.Semaphore(max(1, concurrency))
     done = 0
     results = [Generation(i) for i in range(len(conversations))]
 
@@ -41,14 +47,9 @@ async def generate_many(
         async with gate:
             for attempt in range(1, retries + 2):
                 res.attempts = attempt
-                parts: list[str] = []
                 try:
-                    async for ev in stream_chat(endpoint, messages, params, timeout=timeout):
-                        if isinstance(ev, Delta):
-                            parts.append(ev.text)
-                        elif isinstance(ev, Finished):
-                            res.tokens = ev.completion_tokens
-                    res.text, res.error = "".join(parts), None
+                    text, fin = await complete_chat(endpoint, messages, params, timeout=timeout)
+                    res.text, res.error, res.tokens, res.latency_ms = text, None, fin.completion_tokens, fin.duration_ms
                     break
                 except NOT_RETRIED as exc:
                     res.error = str(exc)
@@ -57,6 +58,8 @@ async def generate_many(
                     res.error = str(exc)
                     await asyncio.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
         done += 1
+        if on_result:
+            on_result(res)
         if on_progress:
             on_progress(done, len(conversations))
 

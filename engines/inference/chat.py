@@ -189,3 +189,25 @@ async def stream_chat(
         tok_per_s=round(tps, 1) if tps else None, finish_reason=finish_reason,
     )
     yield done
+
+
+async def complete_chat(
+    endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float = 120.0
+) -> tuple[str, Finished]:
+    """One chat completion without streaming (batch work: no per-token parsing in the app)."""
+    client = _client(endpoint, timeout)
+    started = time.perf_counter()
+    try:
+        resp = await client.chat.completions.create(model=endpoint.model, messages=messages, **params.as_request())
+    except Exception as exc:
+        raise _translate(exc, endpoint) from exc
+    duration = (time.perf_counter() - started) * 1000
+    choice = resp.choices[0] if resp.choices else None
+    usage = resp.usage
+    done = Finished(
+        finish_reason=(choice.finish_reason if choice else None) or "stop",
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        ttft_ms=None, duration_ms=duration, tok_per_s=None,
+    )
+    return (choice.message.content or "") if choice and choice.message else "", done

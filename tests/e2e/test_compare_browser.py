@@ -74,3 +74,54 @@ def test_side_by_side_with_named_models(page: Page, studio_url: str, served_adap
     expect(page.locator("#cmp-stats-2")).to_contain_text("tokens", timeout=ANSWER_MS)
     expect(page.locator("#cmp-stats-1")).to_contain_text("tokens", timeout=ANSWER_MS)
     expect(page.locator("#cmp-bot-1 [data-testid=bot]").first).not_to_be_empty()
+
+
+def pick(page: Page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_batch_evaluation_with_a_judge_filters_and_exports(page: Page, studio_url: str, served_adapter: str) -> None:
+    open_app(page, studio_url)
+    page.locator("#tab-compare-button").click()
+    page.locator("#tab-compare-batch-button").click()
+    pick(page, "ev-models", "SmolLM2-135M-Instruct")
+    pick(page, "ev-models", served_adapter)
+    page.keyboard.press("Escape")
+    pick(page, "ev-judge", "SmolLM2-135M-Instruct")
+    page.locator("#ev-pasted textarea").fill("What is the capital of France?\tParis\n한국의 수도는 어디인가요?\t서울\nName a colour.\tBlue")
+    page.locator("#ev-settings").click()
+    box = page.locator("#ev-max-tokens input[type=number]")
+    box.fill("24")
+    box.press("Tab")
+    page.locator("#ev-start").click()
+    progress = page.locator("#ev-progress-box")
+    expect(progress).to_have_attribute("data-status", "completed", timeout=ANSWER_MS)
+    # Every prompt × model is in the table; the summary has the judge's win rate for the adapter.
+    examples = page.locator("#ev-examples [role=row]:has([role=gridcell])")
+    expect(examples).to_have_count(6)
+    summary = page.locator("#ev-summary")
+    expect(summary).to_contain_text("SmolLM2-135M-Instruct (baseline)")
+    expect(summary).to_contain_text(served_adapter)
+    expect(page.locator("#ev-bars [data-metric=rouge_l]")).to_have_count(2)  # every prompt had a reference
+    # Each of the adapter's 3 answers got one judge outcome (a malformed verdict is an error, never a win).
+    row = page.locator("#ev-summary [role=row]", has_text=served_adapter).first
+    w, l_, t_, e = map(int, row.locator("[role=gridcell]").last.inner_text().strip().split("/"))
+    assert w + l_ + t_ + e == 3
+    if w + l_ + t_:
+        expect(page.locator("#ev-bars [data-metric=win_rate]")).to_have_count(1)
+    else:  # the tiny bundled judge rarely follows the verdict format: the page says so instead of a 0% bar
+        expect(page.locator("#ev-judge-note")).to_contain_text("no usable verdict")
+    # Filter to one model, open one example in full.
+    pick(page, "ev-f-model", served_adapter)
+    expect(examples).to_have_count(3)
+    page.locator("#ev-examples [role=gridcell]", has_text="한국의 수도").first.click()
+    expect(page.locator("#ev-detail")).to_contain_text("한국의 수도는 어디인가요?")
+    expect(page.locator("#ev-detail")).to_contain_text("서울")  # the reference, in full
+    expect(page.locator("#ev-detail")).to_contain_text(served_adapter)
+    page.locator("#ev-export").click()
+    expect(page.locator("#ev-csv")).to_contain_text(".csv")
+    page.wait_for_timeout(800)  # plots finish their entry transition
+    screenshot(page, "compare-batch.png")

@@ -89,3 +89,14 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     expect(bot.locator(".msg-stats")).to_be_visible(timeout=ANSWER_MS)
     assert "error" not in (bot.get_attribute("class") or "")
     assert len(bot.inner_text().strip()) > 10
+    # "Compare with base": Compare opens with the adapter beside its base, and batch evaluation set to the run's eval split.
+    page.locator("#tab-finetune-button").click()
+    page.locator("#ft-compare").click()
+    expect(page.locator("#tab-compare-button")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#cmp-model-1 input")).to_have_value(name)
+    expect(page.locator("#cmp-model-2 input")).to_have_value("SmolLM2-135M-Instruct")
+    page.locator("#tab-compare-batch-button").click()
+    expect(page.locator("#ev-models")).to_contain_text(name)
+    expect(page.locator("#ev-models")).to_contain_text("SmolLM2-135M-Instruct")
+    expect(page.locator("#ev-source input[value=run]")).to_be_checked()
+    expect(page.locator("#ev-run input")).to_have_value(re.compile(re.escape(name)))
