@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from storage.models import Dataset, DatasetVersion, utcnow
 
 
@@ -22,10 +24,12 @@ def list_datasets() -> list[Dataset]:
 
 
 def add_version(dataset: Dataset, *, path: str, content_hash: str, row_count: int, fmt: str = "openai",
-                parent: DatasetVersion | None = None, note: str | None = None) -> DatasetVersion:
+                parent: DatasetVersion | None = None, note: str | None = None,
+                source_conversations: list[int] | None = None) -> DatasetVersion:
     last = latest_version(dataset.id)
     v = DatasetVersion.create(dataset=dataset, version=(last.version + 1) if last else 1, path=path, content_hash=content_hash,
-                              row_count=row_count, format=fmt, parent=parent, note=note)
+                              row_count=row_count, format=fmt, parent=parent, note=note,
+                              source_conversations=json.dumps(source_conversations) if source_conversations else None)
     Dataset.update(updated_at=utcnow()).where(Dataset.id == dataset.id).execute()
     return v
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import BooleanField, Database, FloatField, PostgresqlDatabase, TextField
+from peewee import BooleanField, Database, FloatField, IntegerField, PostgresqlDatabase, TextField
 from playhouse.migrate import SchemaMigrator, migrate
 
 from storage.models import utcnow
@@ -224,6 +224,40 @@ def m006_eval_runs_and_results(db: Database) -> None:
     )
 
 
+def m007_history_search_and_lineage(db: Database) -> None:
+    """History: time indexes for the timeline, full-text search over messages (FTS5 on SQLite), and the chats
+    a dataset row came from (lineage: adapter ← run ← dataset version ← source chats)."""
+    migrator = SchemaMigrator.from_database(db)
+    if "conversation_id" not in {c.name for c in db.get_columns("dataset_rows")}:
+        migrate(migrator.add_column("dataset_rows", "conversation_id", IntegerField(null=True)))
+    if "source_conversations" not in {c.name for c in db.get_columns("dataset_versions")}:
+        migrate(migrator.add_column("dataset_versions", "source_conversations", TextField(null=True)))
+    for table, column in (("training_runs", "created_at"), ("dataset_versions", "created_at"), ("battles", "created_at"),
+                          ("eval_runs", "created_at"), ("conversations", "model")):
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
+    if isinstance(db, PostgresqlDatabase):
+        return  # PostgreSQL searches with ILIKE (storage.history): no FTS5 there
+    db.execute_sql(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5("
+        "content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+    )
+    db.execute_sql("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+    # Kept in step by triggers, so every writer (the chat engine, imports, deletes by cascade) is covered.
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN "
+        "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END"
+    )
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN "
+        "INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END"
+    )
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF content ON messages BEGIN "
+        "INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); "
+        "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END"
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
@@ -231,6 +265,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (4, m004_datasets_and_versions),
     (5, m005_battles),
     (6, m006_eval_runs_and_results),
+    (7, m007_history_search_and_lineage),
 ]
 
 

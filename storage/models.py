@@ -135,6 +135,7 @@ class DatasetVersion(BaseModel):
     format = CharField(max_length=32, default="openai")
     parent = ForeignKeyField("self", null=True, on_delete="SET NULL", column_name="parent_id")
     note = TextField(null=True)
+    source_conversations = TextField(null=True)  # JSON list of the chat ids its rows came from (lineage)
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -151,6 +152,7 @@ class DatasetRow(BaseModel):
     split = CharField(max_length=8, null=True)  # train | eval | None (not split yet)
     search = TextField(default="")
     tokens = IntegerField(null=True)
+    conversation_id = IntegerField(null=True)  # the chat this row came from (lineage), if any
 
     class Meta:
         table_name = "dataset_rows"

@@ -35,6 +35,7 @@ class BatchEvalTab:
     models: gr.Dropdown
     source: gr.Radio
     run_pick: gr.Dropdown
+    eval_id: gr.Textbox
 
 
 def version_choices() -> list[tuple[str, str]]:
@@ -229,4 +230,4 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     examples.select(select_example, [eval_id, lang_state], [detail], api_name=False)
     export_btn.click(export, [eval_id, lang_state], [csv_file], api_name="batch_eval_csv")
     mlflow_btn.click(open_mlflow, [eval_id, lang_state], [mlflow_link], api_name=False)
-    return BatchEvalTab(models=models, source=source, run_pick=run_pick)
+    return BatchEvalTab(models=models, source=source, run_pick=run_pick, eval_id=eval_id)

@@ -29,6 +29,7 @@ class ChatTab:
     model: gr.Dropdown
     status: gr.HTML
     message: gr.Textbox
+    open_chat: dict  # fn/inputs/outputs that load the conversation picked in `conversation_list` (History's "Open")
 
 
 def _conv_id(value: Any) -> int | None:
@@ -374,5 +375,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     tab = ChatTab(
         chatbot=chatbot, conversation_id=conversation_id, conversation_list=conversation_list, model=model,
         status=status, message=message,
+        open_chat={"fn": open_chat, "inputs": [conversation_list, lang_state],
+                   "outputs": [chatbot, conversation_id, system, rename_box, model]},
     )
     return tab

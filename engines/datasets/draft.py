@@ -51,7 +51,8 @@ def fill(dataset_id: int, rows: list[Row], *, replace: bool = True, action: str 
             DatasetRow.delete().where(DatasetRow.dataset == dataset_id).execute()
         payload = [
             {"dataset": dataset_id, "messages": json.dumps(r.messages, ensure_ascii=False), "category": r.category,
-             "split": r.extra.get("split"), "search": _search_text(r.messages), "tokens": r.extra.get("tokens")}
+             "split": r.extra.get("split"), "search": _search_text(r.messages), "tokens": r.extra.get("tokens"),
+             "conversation_id": r.extra.get("conversation_id")}
             for r in rows
         ]
         first_new = (DatasetRow.select(fn.MAX(DatasetRow.id)).scalar() or 0) + 1
@@ -87,7 +88,8 @@ def page(dataset_id: int, number: int = 1, *, search: str = "", category: str | 
 def all_rows(dataset_id: int) -> list[Row]:
     out = []
     for r in DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id).iterator():
-        out.append(Row(json.loads(r.messages), r.category, r.id, {"split": r.split, "tokens": r.tokens}))
+        out.append(Row(json.loads(r.messages), r.category, r.id,
+                       {"split": r.split, "tokens": r.tokens, "conversation_id": r.conversation_id}))
     return out
 
 
@@ -127,11 +129,12 @@ def update_row(row_id: int, messages: list[dict[str, str]], category: str | None
                           search=_search_text(messages), tokens=None).where(DatasetRow.id == row_id).execute()
 
 
-def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | None = None, *, action: str = "add") -> int:
+def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | None = None, *, action: str = "add",
+            conversation_id: int | None = None) -> int:
     _checked(messages)
     with database.atomic():
         row = DatasetRow.create(dataset=dataset_id, messages=json.dumps(messages, ensure_ascii=False),
-                                category=category or None, search=_search_text(messages))
+                                category=category or None, search=_search_text(messages), conversation_id=conversation_id)
         _log(dataset_id, action, _snapshot([row], present=False))
     return row.id
 

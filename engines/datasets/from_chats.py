@@ -31,7 +31,7 @@ def conversation_row(conversation_id: int, upto_message_id: int | None = None) -
 
 def add_conversation(dataset_id: int, conversation_id: int, upto_message_id: int | None = None) -> int:
     return draft.add_row(dataset_id, conversation_row(conversation_id, upto_message_id).messages, "from-chat",
-                         action="from_chat")
+                         action="from_chat", conversation_id=conversation_id)
 
 
 def thumbs_up_rows() -> list[Row]:
@@ -44,6 +44,7 @@ def thumbs_up_rows() -> list[Row]:
         except ValueError:
             continue
         key = repr(row.messages)
+        row.extra["conversation_id"] = m.conversation_id
         if key not in seen:
             seen.add(key)
             rows.append(row)

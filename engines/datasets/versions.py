@@ -128,7 +128,7 @@ def version_dir(settings: Settings, dataset_name: str) -> Path:
 
 
 def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: str | None = None,
-                 parent: DatasetVersion | None = None) -> DatasetVersion:
+                 parent: DatasetVersion | None = None, source_conversations: list[int] | None = None) -> DatasetVersion:
     """Write rows as an immutable JSONL file named by its content hash and record it (atomic: file, then row)."""
     ds = store.get_dataset(dataset_id)
     if ds is None:
@@ -141,7 +141,7 @@ def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: 
     write_atomic(path, data)
     try:
         return store.add_version(ds, path=str(path), content_hash=digest, row_count=len(rows),
-                                 parent=parent or last, note=note)
+                                 parent=parent or last, note=note, source_conversations=source_conversations)
     except Exception:
         path.unlink(missing_ok=True)  # the row failed: leave no orphan file behind
         raise
@@ -238,4 +238,5 @@ def save_draft(settings: Settings, dataset_id: int, note: str | None = None) -> 
     last = store.latest_version(dataset_id)
     if last and last.content_hash == hashlib.sha256(rows_bytes(rows)).hexdigest():
         raise ValueError(f"Nothing changed since v{last.version}.")
-    return save_version(settings, dataset_id, rows, note=note)
+    sources = sorted({r.extra["conversation_id"] for r in rows if r.extra.get("conversation_id")})
+    return save_version(settings, dataset_id, rows, note=note, source_conversations=sources)

@@ -1,0 +1,127 @@
+"""Open or delete one History item (a chat, run, dataset version, battle or evaluation), files included."""
+
+from __future__ import annotations
+
+import html
+import shutil
+from pathlib import Path
+
+from engines.settings import Settings
+from storage import chats, evals, runs
+from storage.models import Battle, DatasetVersion, EvalRun, TrainingRun
+
+
+class DeleteRefused(ValueError):
+    """The item is in use (a running job, a version a run trained on); the message says what to do."""
+
+
+def _inside(settings: Settings, path: str | Path | None) -> Path | None:
+    """A path to remove only when it lies inside the studio's data folder (never anything else on disk)."""
+    if not path:
+        return None
+    p = Path(path).resolve()
+    return p if p.is_relative_to(settings.data_dir.resolve()) and p != settings.data_dir.resolve() else None
+
+
+def describe(kind: str, item_id: int) -> str | None:
+    """A markdown summary of the item (None when it no longer exists). Model text is escaped."""
+    if kind == "chat":
+        conv = chats.get_conversation(item_id)
+        if conv is None:
+            return None
+        turns = [f"**{m.role}**{f' · {html.escape(m.model)}' if m.role == 'assistant' and m.model else ''}\n\n{_quote(m.content)}"
+                 for m in chats.active_messages(item_id)]
+        head = f"### {html.escape(conv.title)}\n{html.escape(conv.model or '')} · {conv.updated_at:%Y-%m-%d %H:%M}"
+        return "\n\n".join([head, *turns[:40], *(["…"] if len(turns) > 40 else [])])
+    if kind == "run":
+        run = runs.get_run(item_id)
+        if run is None:
+            return None
+        metrics = runs.run_metrics(run)
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:8])
+        return (f"### {html.escape(run.name)}\n{run.status} · {html.escape(run.base_model)} · {run.method} · "
+                f"step {run.step}/{run.total_steps or '?'}\n\n{html.escape(run.dataset)}\n\n{html.escape(shown)}"
+                + (f"\n\n⚠ {html.escape(run.error[:500])}" if run.error else ""))
+    if kind == "dataset":
+        v = DatasetVersion.get_or_none(DatasetVersion.id == item_id)
+        if v is None:
+            return None
+        used = [r.name for r in TrainingRun.select().where(TrainingRun.dataset_version_id == v.id)]
+        return (f"### {html.escape(v.dataset.name)} v{v.version}\n{v.row_count} rows · {v.created_at:%Y-%m-%d %H:%M}"
+                + (f"\n\n{html.escape(v.note)}" if v.note else "")
+                + (f"\n\nTrained: {html.escape(', '.join(used))}" if used else ""))
+    if kind == "battle":
+        b = Battle.get_or_none(Battle.id == item_id)
+        if b is None:
+            return None
+        return (f"### {html.escape(b.model_a)} vs {html.escape(b.model_b)} · {b.vote or 'no vote'}\n\n{_quote(b.prompt)}\n\n"
+                f"**A · {html.escape(b.model_a)}**\n\n{_quote(b.answer_a or '')}\n\n**B · {html.escape(b.model_b)}**\n\n{_quote(b.answer_b or '')}")
+    if kind == "eval":
+        e = evals.get_eval(item_id)
+        if e is None:
+            return None
+        summary = evals.loads(e.summary, {})
+        lines = [f"- **{html.escape(m)}**: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in s.items() if k in ("rouge_l", "bleu", "win_rate", "lc_win_rate") and v is not None)
+            for m, s in (summary.get("models") or {}).items()]
+        return (f"### {html.escape(e.name)}\n{e.status} · {html.escape(e.source)} · judge {html.escape(e.judge or '–')}\n\n"
+                + "\n".join(lines))
+    return None
+
+
+def delete(settings: Settings, kind: str, item_id: int) -> str:
+    """Delete one item and its files inside the data folder; returns what was deleted (for the message)."""
+    if kind == "chat":
+        conv = chats.get_conversation(item_id)
+        if conv is None:
+            raise KeyError(item_id)
+        chats.delete_conversation(item_id)
+        return conv.title
+    if kind == "run":
+        run = runs.get_run(item_id)
+        if run is None:
+            raise KeyError(item_id)
+        if run.status in runs.ACTIVE:
+            raise DeleteRefused(f"{run.name} is {run.status}: cancel it first.")
+        from storage import catalog
+
+        entry = catalog.get_model(run.name)
+        if entry is not None and entry.kind == "adapter":
+            catalog.delete_model(run.name)
+        TrainingRun.delete().where(TrainingRun.id == item_id).execute()
+        if folder := _inside(settings, run.run_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        return run.name
+    if kind == "dataset":
+        v = DatasetVersion.get_or_none(DatasetVersion.id == item_id)
+        if v is None:
+            raise KeyError(item_id)
+        used = [r.name for r in TrainingRun.select().where((TrainingRun.dataset_version_id == v.id) | (TrainingRun.dataset == v.path))]
+        if used:
+            raise DeleteRefused(f"{v.dataset.name} v{v.version} trained {', '.join(used)}: delete those runs first (lineage).")
+        label = f"{v.dataset.name} v{v.version}"
+        DatasetVersion.update(parent=None).where(DatasetVersion.parent == v.id).execute()
+        v.delete_instance()
+        if file := _inside(settings, v.path):
+            file.unlink(missing_ok=True)
+        return label
+    if kind == "battle":
+        if not Battle.delete().where(Battle.id == item_id).execute():
+            raise KeyError(item_id)
+        return f"battle #{item_id}"
+    if kind == "eval":
+        e = evals.get_eval(item_id)
+        if e is None:
+            raise KeyError(item_id)
+        if e.status in evals.ACTIVE:
+            raise DeleteRefused(f"{e.name} is {e.status}: stop it first.")
+        EvalRun.delete().where(EvalRun.id == item_id).execute()
+        if folder := _inside(settings, settings.data_dir / "evals" / str(item_id)):
+            shutil.rmtree(folder, ignore_errors=True)
+        return e.name
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + html.escape(line) for line in str(text).splitlines() or [""])
+

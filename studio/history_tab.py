@@ -1,0 +1,205 @@
+"""The History tab: one searchable timeline of everything recorded, lineage of a model, run comparison, archive."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from engines.history import items as history_items
+from engines.history.archive import ArchiveError, export_archive, import_archive
+from engines.history.lineage import compare_runs, lineage
+from storage import catalog, runs
+from storage.history import KINDS, Filters, models_seen, search, timeline
+from studio.history_view import RANGES, items_table, lineage_markdown, since_of
+from studio.i18n import Translatable, t
+from studio.services import Services
+
+PAGE = 50
+
+
+@dataclass
+class HistoryTab:
+    selected: gr.State  # "kind:id" of the item shown
+    open_btn: gr.Button
+    refresh: dict  # fn/inputs/outputs that reload the list (wired to the tab's select in app.py)
+
+
+def model_names() -> list[str]:
+    return sorted({*models_seen(), *(m.name for m in catalog.list_models())})
+
+
+def run_choices() -> list[tuple[str, str]]:
+    return [(f"#{r.id} {r.name} · {r.status}", str(r.id)) for r in runs.list_runs(200)]
+
+
+def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> HistoryTab:
+    settings = services.settings
+    lang0 = settings.ui_language
+
+    with gr.Row(equal_height=True):
+        query = tr.add(gr.Textbox(label=t(lang0, "hist.search"), placeholder=t(lang0, "hist.search_ph"), scale=3,
+                                  elem_id="hist-search"), label="hist.search", placeholder="hist.search_ph")
+        kinds = tr.add(gr.CheckboxGroup([(t(lang0, f"hist.kind.{k}"), k) for k in KINDS], value=list(KINDS),
+                                        label=t(lang0, "hist.kinds"), scale=4, elem_id="hist-kinds"), label="hist.kinds")
+        model = tr.add(gr.Dropdown(choices=[(t(lang0, "hist.any_model"), "")], value="", label=t(lang0, "hist.model"),
+                                   scale=2, elem_id="hist-model"), label="hist.model")
+        since = tr.add(gr.Dropdown([(t(lang0, f"hist.range.{k}"), k) for k in RANGES], value="0", label=t(lang0, "hist.when"),
+                                   scale=1, elem_id="hist-since"), label="hist.when")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            table = gr.Dataframe(items_table(lang0, []), interactive=False, wrap=True, max_height=560, elem_id="hist-table",
+                                 column_widths=["13%", "12%", "27%", "23%", "25%"])
+            with gr.Row():
+                more_btn = tr.add(gr.Button(t(lang0, "hist.more"), size="sm", elem_id="hist-more"), value="hist.more")
+                count = gr.Markdown("", elem_id="hist-count")
+        with gr.Column(scale=2):
+            detail = gr.Markdown(t(lang0, "hist.pick"), elem_id="hist-detail", max_height=520)
+            with gr.Row():
+                open_btn = tr.add(gr.Button(t(lang0, "hist.open"), variant="primary", size="sm", elem_id="hist-open",
+                                            interactive=False), value="hist.open")
+                delete_btn = tr.add(gr.Button(t(lang0, "hist.delete"), variant="stop", size="sm", elem_id="hist-delete",
+                                              interactive=False), value="hist.delete")
+            with gr.Row(visible=False, elem_id="hist-confirm-row") as confirm_row:
+                confirm_text = gr.Markdown("", elem_id="hist-confirm-text")
+                confirm_btn = tr.add(gr.Button(t(lang0, "hist.confirm_delete"), variant="stop", size="sm",
+                                               elem_id="hist-confirm"), value="hist.confirm_delete")
+                cancel_btn = tr.add(gr.Button(t(lang0, "hist.keep"), size="sm", elem_id="hist-keep"), value="hist.keep")
+    with tr.add(gr.Accordion(t(lang0, "hist.lineage"), open=False, elem_id="hist-lineage"), label="hist.lineage"):
+        lin_model = tr.add(gr.Dropdown(choices=[], value=None, label=t(lang0, "hist.lin.model"), elem_id="lin-model"),
+                           label="hist.lin.model")
+        with gr.Row():
+            lin_text = gr.Markdown("", elem_id="lin-tree")
+            lin_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=260,
+                                          elem_id="lin-curves"), label="hist.curves")
+    with tr.add(gr.Accordion(t(lang0, "hist.compare_runs"), open=False, elem_id="hist-runs"), label="hist.compare_runs"):
+        rc_runs = tr.add(gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang0, "hist.pick_runs"), elem_id="rc-runs"),
+                         label="hist.pick_runs")
+        with gr.Row():
+            rc_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=300,
+                                         elem_id="rc-curves"), label="hist.curves")
+            rc_params = gr.Dataframe(interactive=False, elem_id="rc-params", wrap=True)
+    with tr.add(gr.Accordion(t(lang0, "hist.archive"), open=False, elem_id="hist-archive"), label="hist.archive"):
+        tr.add(gr.Markdown(t(lang0, "hist.archive_help")), value="hist.archive_help")
+        with gr.Row():
+            export_btn = tr.add(gr.Button(t(lang0, "hist.export"), elem_id="arch-export"), value="hist.export")
+            archive_file = gr.File(label=t(lang0, "hist.archive_file"), visible=False, elem_id="arch-file")
+        with gr.Row():
+            upload = tr.add(gr.File(label=t(lang0, "hist.import_file"), file_types=[".zip"], elem_id="arch-upload"),
+                            label="hist.import_file")
+            import_btn = tr.add(gr.Button(t(lang0, "hist.import"), elem_id="arch-import"), value="hist.import")
+        archive_msg = gr.Markdown("", elem_id="arch-msg")
+
+    keys = gr.State([])  # "kind:id" per table row, in order
+    cursor = gr.State(None)
+    selected = gr.State("")
+
+    # ---- handlers ----------------------------------------------------------------------------------------------
+    def _filters(kinds_v, model_v, since_v) -> Filters:
+        return Filters(kinds=tuple(kinds_v or ()), model=model_v or None, since=since_of(since_v))
+
+    def load(q, kinds_v, model_v, since_v, lang):
+        """First page: matches of the search words, or the newest items."""
+        started = time.perf_counter()
+        f = _filters(kinds_v, model_v, since_v)
+        got = search(q, f, limit=PAGE) if (q or "").strip() else timeline(f, limit=PAGE)
+        ms = (time.perf_counter() - started) * 1000
+        nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE and not (q or "").strip() else None
+        return (items_table(lang, got), [i.key for i in got], nxt,
+                t(lang, "hist.count", n=len(got), ms=f"{ms:.0f}"), gr.update(visible=nxt is not None),
+                gr.update(choices=[(t(lang, "hist.any_model"), ""), *((m, m) for m in model_names())]))
+
+    def more(kinds_v, model_v, since_v, cur, shown, current, lang):
+        """The next page (older than the last row shown), appended."""
+        if not cur:
+            return gr.skip(), shown, None, gr.skip(), gr.update(visible=False)
+        got = timeline(_filters(kinds_v, model_v, since_v), before=tuple(cur), limit=PAGE)
+        frame = pd.concat([current, items_table(lang, got)], ignore_index=True) if len(current) else items_table(lang, got)
+        all_keys = shown + [i.key for i in got]
+        nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE else None
+        return frame, all_keys, nxt, t(lang, "hist.count", n=len(all_keys), ms="–"), gr.update(visible=nxt is not None)
+
+    def pick(evt: gr.SelectData, shown: list[str], lang: str):
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if row is None or row >= len(shown):
+            return gr.skip(), "", gr.skip(), gr.skip(), gr.update(visible=False)
+        key = shown[row]
+        kind, item_id = key.split(":")
+        text = history_items.describe(kind, int(item_id)) or t(lang, "hist.gone")
+        openable = kind in ("chat", "run", "eval")
+        return text, key, gr.update(interactive=openable), gr.update(interactive=True), gr.update(visible=False)
+
+    def ask_delete(key: str, lang: str):
+        if not key:
+            raise gr.Error(t(lang, "hist.pick"))
+        kind, item_id = key.split(":")
+        return gr.update(visible=True), t(lang, "hist.confirm_text", kind=t(lang, f"hist.kind.{kind}"), id=item_id)
+
+    def do_delete(key: str, q, kinds_v, model_v, since_v, lang):
+        kind, item_id = key.split(":")
+        try:
+            name = history_items.delete(settings, kind, int(item_id))
+        except history_items.DeleteRefused as exc:
+            raise gr.Error(str(exc)) from None
+        except KeyError:
+            name = key
+        gr.Info(t(lang, "hist.deleted", name=name))
+        return (gr.update(visible=False), t(lang, "hist.pick"), "", gr.update(interactive=False),
+                gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang)[:3])
+
+    def show_lineage(name: str, lang: str):
+        if not name:
+            return "", gr.skip()
+        lin = lineage(settings, name)
+        return lineage_markdown(lang, lin), lin.curves if lin.curves is not None else gr.skip()
+
+    def lineage_choices():
+        return gr.update(choices=model_names())
+
+    def show_runs(ids: list[str]):
+        picked = [int(i) for i in ids or [] if str(i).isdigit()]
+        if not picked:
+            return gr.skip(), gr.skip()
+        return compare_runs(settings, picked)
+
+    def do_export(lang: str):
+        try:
+            path = export_archive(settings)
+        except OSError as exc:
+            raise gr.Error(str(exc)) from None
+        return gr.update(value=str(path), visible=True), t(lang, "hist.exported", name=path.name)
+
+    def do_import(file: Any, lang: str):
+        if not file:
+            raise gr.Error(t(lang, "hist.import_pick"))
+        from pathlib import Path
+
+        try:
+            counts = import_archive(settings, Path(file if isinstance(file, str) else file.name))
+        except ArchiveError as exc:
+            return f"⚠ {exc}"
+        return t(lang, "hist.imported", rows=sum(counts.values()), tables=len([v for v in counts.values() if v]))
+
+    # ---- wiring --------------------------------------------------------------------------------------------------
+    filters_in = [query, kinds, model, since, lang_state]
+    list_out = [table, keys, cursor, count, more_btn, model]
+    query.submit(load, filters_in, list_out, api_name="history")
+    gr.on([kinds.input, model.input, since.input], load, filters_in, list_out, api_name=False, show_progress="hidden")
+    more_btn.click(more, [kinds, model, since, cursor, keys, table, lang_state], [table, keys, cursor, count, more_btn],
+                   api_name="history_more")
+    table.select(pick, [keys, lang_state], [detail, selected, open_btn, delete_btn, confirm_row], api_name=False)
+    delete_btn.click(ask_delete, [selected, lang_state], [confirm_row, confirm_text], api_name=False)
+    cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_name=False)
+    confirm_btn.click(do_delete, [selected, *filters_in], [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor],
+                      api_name="history_delete")
+    lin_model.focus(lineage_choices, None, [lin_model], api_name=False, show_progress="hidden")
+    lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name="lineage")
+    rc_runs.focus(lambda: gr.update(choices=run_choices()), None, [rc_runs], api_name=False, show_progress="hidden")
+    rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name="compare_runs")
+    export_btn.click(do_export, [lang_state], [archive_file, archive_msg], api_name="export_archive")
+    import_btn.click(do_import, [upload, lang_state], [archive_msg], api_name="import_archive")
+    return HistoryTab(selected=selected, open_btn=open_btn,
+                      refresh={"fn": load, "inputs": filters_in, "outputs": list_out})
