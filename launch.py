@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             footer_links=["api", "gradio"],
             prevent_thread_lock=True,
         )
+        from engines import monitoring
+
+        monitoring.track_servers(servers)
+        # Prometheus /metrics and /healthz next to the UI (numbers only: no text, no secrets).
+        monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers))
         import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
 
         demo.block_thread()

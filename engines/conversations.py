@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from engines import monitoring
 from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
 from engines.serving import ServerManager
 from storage import chats, database
@@ -82,9 +83,11 @@ async def answer(
                     prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
                     tok_per_s=event.tok_per_s, duration_ms=event.duration_ms,
                 )
+                monitoring.record_chat(event.ttft_ms, event.completion_tokens)
                 yield TurnUpdate(row.id, text, finished=event)
     except InferenceError as exc:
         outcome = "error"
+        monitoring.record_error(exc.kind)
         chats.update_message(row.id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
         log.warning("chat.error", conversation_id=conversation_id, model=model, kind=exc.kind, partial_chars=len(text))
         yield TurnUpdate(row.id, text, error=exc)

@@ -11,18 +11,19 @@ from engines.training.jobs import served_base_name
 from studio import datasets_view
 from studio.batch_eval_tab import build_batch_eval_tab, run_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
-from studio.coming_soon_tab import build_coming_soon_tab
 from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
+from studio.exports_panel import build_exports_panel
 from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
 from studio.finetune_view import runs_frame
+from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
+from studio.models_tab import build_models_tab
 from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-LATER_TABS = ("history", "models")
 
 
 def _recent_runs() -> list:
@@ -60,7 +61,6 @@ def build_app(services: Services) -> gr.Blocks:
                 ),
                 label="app.language",
             )
-        placeholders = {}
         with gr.Tabs(elem_id="tabs") as tabs:
             with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
                 chat = build_chat_tab(services, tr, lang_state)
@@ -74,9 +74,11 @@ def build_app(services: Services) -> gr.Blocks:
                         compare = build_compare_tab(services, tr, lang_state)
                     with tr.add(gr.Tab(t(lang0, "ev.tab"), id="batch", elem_id="tab-compare-batch"), label="ev.tab"):
                         batch = build_batch_eval_tab(services, tr, lang_state)
-            for name in LATER_TABS:
-                with tr.add(gr.Tab(t(lang0, f"tab.{name}"), id=name, elem_id=f"tab-{name}"), label=f"tab.{name}"):
-                    placeholders[name] = build_coming_soon_tab(name, tr, lang0)
+            with tr.add(gr.Tab(t(lang0, "tab.history"), id="history", elem_id="tab-history"), label="tab.history") as history_tab:
+                history = build_history_tab(services, tr, lang_state)
+            with tr.add(gr.Tab(t(lang0, "tab.models"), id="models", elem_id="tab-models"), label="tab.models") as models_tab:
+                models = build_models_tab(services, tr, lang_state)
+                build_exports_panel(services, tr, lang_state)
 
         def chat_with_run(rid: str):
             """Open Chat with the run's adapter picked."""
@@ -108,6 +110,34 @@ def build_app(services: Services) -> gr.Blocks:
         finetune.compare_btn.click(compare_with_base, [finetune.run_id],
                                    [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
                                     batch.run_pick], api_name="compare_with_base")
+        def open_history_item(key: str):
+            """History's "Open": the item in its own tab (chats load in Chat, runs in Fine-tune, evaluations in Compare)."""
+            from storage import chats
+
+            kind, _, item_id = (key or "").partition(":")
+            skip = [gr.skip()] * 5
+            if kind == "chat":
+                from studio.chat_tab import conversation_choices
+
+                conv = chats.get_conversation(int(item_id))
+                if conv is None:
+                    return skip
+                choices = conversation_choices()
+                if item_id not in {v for _, v in choices}:  # an old chat beyond the sidebar's newest 200
+                    choices.append((conv.title, item_id))
+                return [gr.Tabs(selected="chat"), gr.skip(), gr.update(choices=choices, value=item_id),
+                        gr.skip(), gr.skip()]
+            if kind == "run":
+                return [gr.Tabs(selected="finetune"), gr.skip(), gr.skip(), item_id, gr.skip()]
+            if kind == "eval":
+                return [gr.Tabs(selected="compare"), gr.Tabs(selected="batch"), gr.skip(), gr.skip(), item_id]
+            return skip
+
+        history.open_btn.click(open_history_item, [history.selected],
+                               [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id],
+                               api_name="open_history_item").then(api_name=False, **chat.open_chat)
+        history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
+        models_tab.select(api_name=False, **models.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
         # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.

@@ -187,3 +187,11 @@ def served_adapter(session_dir, settings, server_manager, endpoint, bundled_mode
     finally:
         db.close()
     return name
+
+
+@pytest.fixture(scope="session")
+def served_adapter_path(session_dir, served_adapter) -> Path:
+    """The PEFT folder of the session's `served_adapter` (trained by the fixture's own JobManager)."""
+    path = session_dir / "fixture-data" / "runs" / served_adapter / "adapter"
+    assert (path / "adapter_config.json").is_file(), path
+    return path

@@ -49,6 +49,8 @@ class ServerState:
     source: str
     port: int
     gpu: str | None = None
+    max_model_len: int | None = None  # per-server overrides of the settings (None: the setting)
+    gpu_memory_utilization: float | None = None
     status: Status = "starting"
     pid: int | None = None
     error: str | None = None
@@ -137,8 +139,10 @@ class ServerManager:
         settings.servers_path.mkdir(parents=True, exist_ok=True)
 
     # ---- command and environment -------------------------------------------------
-    def command(self, record: ModelRecord, port: int) -> list[str]:
-        """The exact argv for one server (a list: never a shell string)."""
+    def command(
+        self, record: ModelRecord, port: int, *, max_model_len: int | None = None, gpu_memory_utilization: float | None = None
+    ) -> list[str]:
+        """The exact argv for one server (a list: never a shell string); None overrides keep the settings."""
         s = self.settings
         cmd = [
             s.server_python, "-m", "vllm.entrypoints.openai.api_server",
@@ -146,7 +150,7 @@ class ServerManager:
             "--served-model-name", record.name,
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--max-model-len", str(s.vllm_max_model_len),
+            "--max-model-len", str(max_model_len or s.vllm_max_model_len),
             "--enable-lora",
             "--max-lora-rank", str(s.vllm_max_lora_rank),
             "--max-loras", str(s.vllm_max_loras),
@@ -160,7 +164,7 @@ class ServerManager:
             cmd.append("--enforce-eager")
         extra = shlex.split(s.vllm_extra_args)
         if self.gpu:
-            cmd += ["--gpu-memory-utilization", str(s.vllm_gpu_memory_utilization)]
+            cmd += ["--gpu-memory-utilization", str(gpu_memory_utilization or s.vllm_gpu_memory_utilization)]
         elif "--dtype" not in extra and not cpu_has_bf16():
             # Measured here (AVX2, no bf16): float32 gave TTFT 231 ms vs 1124 ms and 2.5x the batched tok/s.
             cmd += ["--dtype", "float32"]
@@ -222,9 +226,14 @@ class ServerManager:
 
     # ---- lifecycle ----------------------------------------------------------------
     def ensure(
-        self, record: ModelRecord, *, gpu: str | None = None, port: int | None = None, timeout: float | None = None
+        self, record: ModelRecord, *, gpu: str | None = None, port: int | None = None, timeout: float | None = None,
+        max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
     ) -> Endpoint:
-        """Return a healthy endpoint for a base model, starting (or reusing) its server if needed."""
+        """Return a healthy endpoint for a base model, starting (or reusing) its server if needed.
+
+        `max_model_len` / `gpu_memory_utilization` override the settings for a server started here (kept for its
+        crash restarts); a server already running or reused keeps what it was started with.
+        """
         self.registry.add(record)
         with self._lock:
             st = self._servers.get(record.name)
@@ -233,7 +242,8 @@ class ServerManager:
             if not st or not self._alive(st):
                 st = self._adopt(record)
                 if st is None:
-                    st = ServerState(name=record.name, source=record.source, port=port or free_port(), gpu=gpu)
+                    st = ServerState(name=record.name, source=record.source, port=port or free_port(), gpu=gpu,
+                                     max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
                     self._servers[record.name] = st
                     self._spawn(st)
                 else:
@@ -244,13 +254,15 @@ class ServerManager:
         return self.endpoint_of(st)
 
     def start_in_background(
-        self, resolve: Callable[[], ModelRecord], *, gpu: str | None = None, port: int | None = None
+        self, resolve: Callable[[], ModelRecord], *, gpu: str | None = None, port: int | None = None,
+        max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
     ) -> threading.Thread:
         """Resolve a model (may convert or download) and start its server without blocking the UI."""
 
         def run() -> None:
             try:
-                self.ensure(resolve(), gpu=gpu, port=port)
+                self.ensure(resolve(), gpu=gpu, port=port, max_model_len=max_model_len,
+                            gpu_memory_utilization=gpu_memory_utilization)
             except Exception as exc:  # shown in the status badge; the app keeps running
                 log.error("server.background_start_failed", error=str(exc)[:2000])
                 with self._lock:
@@ -263,7 +275,7 @@ class ServerManager:
     def _spawn(self, st: ServerState) -> None:
         record = self.registry.get(st.name) or ModelRecord(name=st.name, kind="base", source=st.source)
         st.log_path = self.settings.servers_path / f"{safe_name(st.name)}.log"
-        cmd = self.command(record, st.port)
+        cmd = self.command(record, st.port, max_model_len=st.max_model_len, gpu_memory_utilization=st.gpu_memory_utilization)
         with open(st.log_path, "ab") as fh:
             fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} port {st.port}\n".encode())
             fh.flush()

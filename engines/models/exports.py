@@ -1,0 +1,128 @@
+"""Export jobs (merge, GGUF, push to the Hub) as detached subprocesses whose state lives in files.
+
+Each job is a folder under exports/jobs with job.json, events.jsonl, export.log and pid: closing the browser or
+restarting the app loses nothing (the job keeps running, and its folder says how it ended).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.serving.manager import pid_alive
+from engines.settings import Settings, environment_for_children
+from engines.training.events import read_events
+from engines.training.planning import model_folder
+from storage import catalog
+
+REPO = Path(__file__).resolve().parents[2]
+ACTIONS = ("merge", "gguf", "push")
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+class ExportError(ValueError):
+    """The export cannot start; the message is for the user."""
+
+
+@dataclass
+class ExportJob:
+    id: str
+    action: str
+    model: str
+    status: str  # running | done | error | interrupted
+    stage: str = ""
+    pct: float = 0.0
+    result: str | None = None
+    error: str | None = None
+    started: float = 0.0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", name).strip("-")[:80] or "model"
+
+
+class ExportManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.exports_path / "jobs"
+
+    def _sources(self, model: str) -> tuple[Path | None, Path | None]:
+        """(adapter folder, base model folder) for a catalogue name (a base has no adapter)."""
+        entry = catalog.get_model(model)
+        if entry is not None and entry.kind == "adapter":
+            adapter = Path(entry.path) if entry.path else None
+            return adapter, model_folder(self.settings, entry.parent or "")
+        return None, model_folder(self.settings, model)
+
+    def submit(self, action: str, model: str, *, repo_id: str = "", private: bool = True, dtype: str = "bfloat16") -> str:
+        if action not in ACTIONS:
+            raise ExportError(f"Unknown export {action!r}.")
+        adapter, base = self._sources(model)
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise ExportError(f"The adapter folder of {model} is missing ({adapter}).")
+        if base is None:
+            raise ExportError(f"No local folder for the base model of {model}: it must be on disk to export.")
+        name = _safe(model)
+        job: dict = {"action": action, "model": model, "adapter": str(adapter) if adapter else None, "base": str(base)}
+        if action == "merge":
+            if adapter is None:
+                raise ExportError(f"{model} is a base model: merging needs an adapter.")
+            job |= {"out": str(self.settings.exports_path / "merged" / f"{name}-merged"), "dtype": dtype}
+        elif action == "gguf":
+            job |= {"out": str(self.settings.exports_path / "gguf" / f"{name}.gguf")}
+        else:
+            if not REPO_ID.match(repo_id or ""):
+                raise ExportError("Give the Hub repository as owner/name (letters, digits, '-', '_', '.').")
+            if not self.settings.huggingface_token:
+                raise ExportError("Pushing needs HUGGINGFACE_TOKEN in .env (then restart the studio).")
+            job |= {"repo_id": repo_id, "private": bool(private), "folder": str(adapter or base)}
+        job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{action}-{name}"
+        folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=False)
+        (folder / "job.json").write_text(json.dumps(job, indent=2), encoding="utf-8")
+        with open(folder / "export.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "engines.models.export", str(folder)], cwd=REPO, stdout=log,
+                                    stderr=subprocess.STDOUT, env=environment_for_children(self.settings),
+                                    start_new_session=True)  # its own group: it outlives a closed app
+        (folder / "pid").write_text(str(proc.pid))
+        return job_id
+
+    def job(self, job_id: str) -> ExportJob | None:
+        folder = self.root / job_id
+        if not (folder / "job.json").is_file():
+            return None
+        spec = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+        events, _ = read_events(folder / "events.jsonl") if (folder / "events.jsonl").exists() else ([], 0)
+        j = ExportJob(job_id, spec["action"], spec["model"], "running", started=(folder / "job.json").stat().st_mtime)
+        for ev in events:
+            if ev["type"] == "progress":
+                j.stage, j.pct = ev.get("stage", ""), float(ev.get("pct", 0))
+            elif ev["type"] == "done":
+                j.status, j.result, j.pct = "done", ev.get("result"), 100.0
+            elif ev["type"] == "error":
+                j.status, j.error = "error", ev.get("message")
+        if j.status == "running":
+            pid = int((folder / "pid").read_text()) if (folder / "pid").is_file() else None
+            if not pid_alive(pid):
+                j.status, j.error = "interrupted", "The export process ended without a result (see export.log)."
+        return j
+
+    def jobs(self, limit: int = 50) -> list[ExportJob]:
+        if not self.root.is_dir():
+            return []
+        folders = sorted((p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True)[:limit]
+        return [j for p in folders if (j := self.job(p.name))]
+
+    def wait(self, job_id: str, timeout: float = 600.0) -> ExportJob | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            j = self.job(job_id)
+            if j is None or j.status != "running":
+                return j
+            time.sleep(0.5)
+        return self.job(job_id)

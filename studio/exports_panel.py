@@ -1,0 +1,70 @@
+"""Model exports (in the Models tab): merge an adapter, GGUF, push to the Hub — background jobs with progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from engines.models.exports import ExportError, ExportJob, ExportManager
+from engines.settings import BUNDLED_MODEL
+from storage import catalog
+from studio.i18n import Translatable, t
+from studio.services import Services
+
+
+def export_choices() -> list[tuple[str, str]]:
+    out = [(f"{m.name} ← {m.parent}" if m.kind == "adapter" else m.name, m.name)
+           for m in catalog.list_models() if m.kind in ("adapter", "base")]
+    if BUNDLED_MODEL not in {v for _, v in out}:
+        out.append((BUNDLED_MODEL, BUNDLED_MODEL))
+    return out
+
+
+def jobs_frame(lang: str, jobs: list[ExportJob]) -> pd.DataFrame:
+    cols = [t(lang, f"exp.col.{c}") for c in ("started", "action", "model", "status", "progress", "result")]
+    rows = [[dt.datetime.fromtimestamp(j.started).strftime("%Y-%m-%d %H:%M"), t(lang, f"exp.action.{j.action}"), j.model,
+             t(lang, f"exp.status.{j.status}"), f"{j.pct:.0f}% {j.stage}".strip(), j.result or j.error or ""] for j in jobs]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -> None:
+    settings = services.settings
+    lang0 = settings.ui_language
+    manager = ExportManager(settings)
+    with tr.add(gr.Accordion(t(lang0, "exp.title"), open=False, elem_id="exp-panel"), label="exp.title"):
+        tr.add(gr.Markdown(t(lang0, "exp.help")), value="exp.help")
+        with gr.Row(equal_height=True):
+            model = tr.add(gr.Dropdown(choices=export_choices(), value=None, label=t(lang0, "exp.model"), elem_id="exp-model",
+                                       scale=2), label="exp.model")
+            action = tr.add(gr.Radio([(t(lang0, f"exp.action.{a}"), a) for a in ("merge", "gguf", "push")], value="merge",
+                                     label=t(lang0, "exp.action"), elem_id="exp-action", scale=3), label="exp.action")
+        with gr.Row(visible=False, equal_height=True) as push_row:
+            repo = tr.add(gr.Textbox(label=t(lang0, "exp.repo"), placeholder="your-name/my-adapter", elem_id="exp-repo", scale=3),
+                          label="exp.repo")
+            private = tr.add(gr.Checkbox(True, label=t(lang0, "exp.private"), scale=1), label="exp.private")
+        start = tr.add(gr.Button(t(lang0, "exp.start"), variant="primary", elem_id="exp-start"), value="exp.start")
+        table = gr.Dataframe(jobs_frame(lang0, manager.jobs()), interactive=False, wrap=True, elem_id="exp-jobs")
+    last = gr.State("")
+
+    def submit(model_v: str, action_v: str, repo_v: str, private_v: bool, lang: str):
+        if not model_v:
+            raise gr.Error(t(lang, "exp.pick_model"))
+        try:
+            manager.submit(action_v, model_v, repo_id=(repo_v or "").strip(), private=bool(private_v))
+        except ExportError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(t(lang, "exp.started", action=t(lang, f"exp.action.{action_v}"), model=model_v))
+        return jobs_frame(lang, manager.jobs())
+
+    def poll(lang: str, sig: str):
+        jobs = manager.jobs()
+        new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
+        return (jobs_frame(lang, jobs) if new != sig else gr.skip()), new
+
+    action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
+    model.focus(lambda: gr.update(choices=export_choices()), None, [model], api_name=False, show_progress="hidden")
+    start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")
+    gr.Timer(2.0).tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")

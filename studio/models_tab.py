@@ -1,0 +1,291 @@
+"""The Models tab: every model the studio knows, the model servers (start / stop / restart), their health, live metrics
+and log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engines.models import resolve_base_model
+from engines.models.registry import ModelRecord
+from engines.serving import metrics
+from engines.serving.metrics import MetricsHistory
+from studio.i18n import Translatable, t
+from studio.models_view import (
+    StartOptions,
+    errors_markdown,
+    health_html,
+    metric_frames,
+    model_rows,
+    models_frame,
+    servers_api,
+    servers_frame,
+    servers_signature,
+    start_choices,
+    start_options,
+)
+from studio.services import Services
+
+POLL_S = 2.0
+MODELS_REFRESH_S = 15.0  # the models table is re-read this often (and whenever a server changes state)
+LOG_LINES = 80
+
+
+def plot_value(frame: Any) -> Any:
+    """None for an empty frame: a LinePlot given an empty frame first draws no line for the data sent later."""
+    return frame if len(frame) else None
+
+
+@dataclass
+class ModelsTab:
+    models_table: gr.Dataframe
+    servers_table: gr.Dataframe
+    server_pick: gr.Dropdown  # the selected server (its log is shown)
+    start_model: gr.Dropdown  # the model the Start button serves
+    health: gr.HTML
+    timer: gr.Timer  # ticks every POLL_S; app.py may activate it only while the tab is open
+    refresh: dict  # fn/inputs/outputs that re-read the models table and the Start choices (for the tab's select)
+
+
+# ---- actions (plain functions: the handlers below and the integration tests call them) ----------------------------
+def catalog_entries() -> list[Any]:
+    """The `models` table, or nothing when no database is bound."""
+    from storage import catalog
+
+    try:
+        return catalog.list_models()
+    except Exception:
+        return []
+
+
+def resolve_record(services: Services, name: str) -> ModelRecord:
+    """A servable record for a base model name: the registry's, the catalogue's folder, else resolve it (bundled,
+    local folder or hub id; may convert or download, so call this off the UI thread)."""
+    rec = services.servers.registry.get(name)
+    if rec is not None and rec.kind == "base":
+        return rec
+    for entry in catalog_entries():
+        if entry.name == name and entry.kind == "base" and entry.path:
+            return ModelRecord(name=name, kind="base", source=entry.path)
+    return resolve_base_model(services.settings, name)
+
+
+def start_server(services: Services, name: str, options: StartOptions | None = None) -> threading.Thread:
+    """Start (or reuse) the server of a base model in the background; its state shows up in `servers.status()`."""
+    o = options or StartOptions()
+    return services.servers.start_in_background(
+        lambda: resolve_record(services, name), gpu=o.gpu, port=o.port, max_model_len=o.max_model_len,
+        gpu_memory_utilization=o.gpu_memory_utilization,
+    )
+
+
+def stop_server(services: Services, name: str) -> None:
+    """Stop a server (its metrics history is kept: the plots show the gap)."""
+    services.servers.stop(name)
+
+
+def restart_server(services: Services, name: str) -> threading.Thread:
+    """Stop a server and start it again with the same model, GPU, port and overrides."""
+    st = services.servers.status().get(name)
+    if st is None:
+        raise KeyError(name)
+    record = services.servers.registry.get(name)
+    record = record if record is not None and record.kind == "base" else ModelRecord(name=name, kind="base", source=st.source)
+    services.servers.stop(name)
+    return services.servers.start_in_background(
+        lambda: record, gpu=st.gpu, port=st.port, max_model_len=st.max_model_len, gpu_memory_utilization=st.gpu_memory_utilization,
+    )
+
+
+def build_models_tab(services: Services, tr: Translatable, lang_state: Any, history: MetricsHistory | None = None) -> ModelsTab:
+    settings = services.settings
+    servers = services.servers
+    history = metrics.HISTORY if history is None else history
+    lang0 = settings.ui_language
+    manage = not services.no_serve
+
+    def rows() -> list[dict[str, Any]]:
+        return model_rows(servers.served_models(), servers.registry.all(), catalog_entries())
+
+    def choices() -> list[str]:
+        return start_choices(settings.default_model, servers.registry.all(), catalog_entries())
+
+    def health(lang: str) -> str:
+        return health_html(lang, servers.status(), history, no_serve=services.no_serve, external_urls=servers.external_urls(),
+                           pending_error=servers.pending_error())
+
+    names0 = list(servers.status())
+    frames0 = {k: plot_value(v) for k, v in metric_frames(lang0, history).items()}
+    with gr.Column(elem_id="models-tab"):
+        health_box = gr.HTML(health(lang0), elem_id="models-health-box", padding=False)
+        tr.add(gr.Markdown(f"### {t(lang0, 'models.registered')}"), value="models.registered_md")
+        models_table = gr.Dataframe(value=models_frame(lang0, rows()), interactive=False, max_height=260, wrap=True,
+                                    elem_id="models-table")
+        refresh_btn = tr.add(gr.Button(t(lang0, "models.refresh"), size="sm", elem_id="models-refresh"), value="models.refresh")
+
+        tr.add(gr.Markdown(f"### {t(lang0, 'models.servers')}"), value="models.servers_md")
+        tr.add(gr.Markdown(t(lang0, "models.no_serve"), visible=not manage, elem_id="models-no-serve"), value="models.no_serve")
+        with gr.Column(visible=manage, elem_id="models-servers"):
+            servers_table = gr.Dataframe(value=servers_frame(lang0, servers.status()), interactive=False, max_height=220,
+                                         wrap=True, elem_id="models-servers-table")
+            with gr.Row(equal_height=False):
+                server_pick = tr.add(gr.Dropdown(choices=names0, value=names0[0] if names0 else None, label=t(lang0, "models.field.server"),
+                                                 scale=3, elem_id="models-server-pick"), label="models.field.server")
+                stop_btn = tr.add(gr.Button(t(lang0, "models.stop"), variant="stop", size="sm", scale=0, min_width=110,
+                                            elem_id="models-stop"),
+                                  value="models.stop")
+                restart_btn = tr.add(gr.Button(t(lang0, "models.restart"), size="sm", scale=0, min_width=110, elem_id="models-restart"),
+                                     value="models.restart")
+            with tr.add(gr.Accordion(t(lang0, "models.start_title"), open=not names0, elem_id="models-start-box"), label="models.start_title"):
+                with gr.Row():
+                    start_model = tr.add(gr.Dropdown(
+                        choices=choices(), value=settings.default_model, allow_custom_value=True, scale=3,
+                        label=t(lang0, "models.field.model"), info=t(lang0, "models.info.model"), elem_id="models-start-model"),
+                        label="models.field.model", info="models.info.model")
+                    gpu = tr.add(gr.Textbox(value="", label=t(lang0, "models.field.gpu"), info=t(lang0, "models.info.gpu"), scale=1,
+                                            elem_id="models-start-gpu"), label="models.field.gpu", info="models.info.gpu")
+                with gr.Row():
+                    port = tr.add(gr.Number(value=None, precision=0, label=t(lang0, "models.field.port"), info=t(lang0, "models.info.port"),
+                                            elem_id="models-start-port"), label="models.field.port", info="models.info.port")
+                    max_len = tr.add(gr.Number(value=settings.vllm_max_model_len, precision=0, label=t(lang0, "models.field.max_model_len"),
+                                               elem_id="models-start-max-len"), label="models.field.max_model_len")
+                    mem = tr.add(gr.Number(value=settings.vllm_gpu_memory_utilization, minimum=0.05, maximum=1.0, step=0.05,
+                                           label=t(lang0, "models.field.gpu_memory_utilization"),
+                                           info=t(lang0, "models.info.gpu_memory_utilization"), elem_id="models-start-gpu-mem"),
+                                 label="models.field.gpu_memory_utilization", info="models.info.gpu_memory_utilization")
+                start_errors = gr.Markdown("", elem_id="models-start-errors")
+                start_btn = tr.add(gr.Button(t(lang0, "models.start"), variant="primary", elem_id="models-start"), value="models.start")
+            action_msg = gr.Markdown("", elem_id="models-action-msg")
+
+            tr.add(gr.Markdown(f"### {t(lang0, 'models.metrics')}"), value="models.metrics_md")
+            # No fixed height: in Gradio 6 it clips the legend once the plot is updated.
+            plot_common = {"x": "time", "color": "series", "x_axis_format": "%H:%M:%S", "x_title": t(lang0, "models.time"),
+                           "color_title": t(lang0, "models.series")}
+            plot_tr = {"x_title": "models.time", "color_title": "models.series"}
+            with gr.Row():
+                requests_plot = tr.add(gr.LinePlot(frames0["requests"], y="requests", label=t(lang0, "models.plot.requests"),
+                                                   y_title=t(lang0, "models.plot.requests"), elem_id="models-plot-requests", **plot_common),
+                                       label="models.plot.requests", y_title="models.plot.requests", **plot_tr)
+                kv_plot = tr.add(gr.LinePlot(frames0["kv_cache"], y="kv_cache_pct", label=t(lang0, "models.plot.kv_cache"),
+                                             y_title="%", y_lim=[0, 100], elem_id="models-plot-kv", **plot_common),
+                                 label="models.plot.kv_cache", **plot_tr)
+            with gr.Row():
+                tps_plot = tr.add(gr.LinePlot(frames0["tokens_per_s"], y="tokens_per_s", label=t(lang0, "models.plot.tokens_per_s"),
+                                              y_title="tok/s", elem_id="models-plot-tps", **plot_common),
+                                  label="models.plot.tokens_per_s", **plot_tr)
+                ttft_plot = tr.add(gr.LinePlot(frames0["ttft_ms"], y="ttft_ms", label=t(lang0, "models.plot.ttft_ms"),
+                                               y_title="ms", elem_id="models-plot-ttft", **plot_common),
+                                   label="models.plot.ttft_ms", **plot_tr)
+            log_box = tr.add(gr.Code(servers.logs(names0[0], LOG_LINES) if names0 else "", label=t(lang0, "models.log"), language=None,
+                                     interactive=False, max_lines=16, elem_id="models-log"), label="models.log")
+        timer = gr.Timer(POLL_S)
+
+    # ---- handlers --------------------------------------------------------------------------------------
+    def refresh(lang: str):
+        return models_frame(lang, rows()), gr.update(choices=choices())
+
+    def on_start(lang: str, model: str | None, gpu_v: str, port_v: Any, max_len_v: Any, mem_v: Any):
+        if not manage:
+            raise gr.Error(t(lang, "models.no_serve"))
+        model = (model or "").strip()
+        if not model:
+            return errors_markdown(lang, {"model": t(lang, "models.pick_model")}), gr.skip(), gr.skip(), gr.skip()
+        options, errors = start_options(lang, gpu_v, port_v, max_len_v, mem_v)
+        if options is None:
+            return errors_markdown(lang, errors), gr.skip(), gr.skip(), gr.skip()
+        current = servers.status().get(model)
+        if current is not None and current.status in ("starting", "ready"):
+            msg = t(lang, "models.already", name=model, status=t(lang, f"status.{current.status}"))
+            return "", msg, gr.skip(), gr.update(value=model)
+        start_server(services, model, options)
+        time.sleep(0.3)  # the new server's state usually exists by now: the table shows it at once
+        states = servers.status()
+        return "", t(lang, "models.starting", name=model), servers_frame(lang, states), gr.update(choices=list(states), value=model)
+
+    def on_stop(lang: str, name: str | None):
+        if not manage or not name:
+            return t(lang, "models.pick_server"), gr.skip()
+        stop_server(services, name)
+        return t(lang, "models.stopped", name=name), servers_frame(lang, servers.status())
+
+    def on_restart(lang: str, name: str | None):
+        if not manage or not name or name not in servers.status():
+            return t(lang, "models.pick_server"), gr.skip()
+        restart_server(services, name)
+        time.sleep(0.3)
+        return t(lang, "models.restarting", name=name), servers_frame(lang, servers.status())
+
+    def show_log(name: str | None):
+        return servers.logs(name, LOG_LINES) if name else ""
+
+    def select_server(evt: gr.SelectData):
+        row = evt.row_value if evt.row_value else None
+        return row[0] if row else gr.skip()
+
+    def poll(lang: str, selected: str | None, last: dict):
+        """Timer tick: fetch every ready server's /metrics (≤ 1 s), then send only what changed (an unchanged
+        table or plot sent again redraws and flickers)."""
+        metrics.poll(servers, history)
+        states = servers.status()
+        last = dict(last or {})
+        out: dict[str, Any] = {}
+
+        def changed(key: str, sig: Any) -> bool:
+            if last.get(key) == sig:
+                return False
+            last[key] = sig
+            return True
+
+        ssig = f"{lang}|{servers_signature(states)}"
+        servers_changed = changed("servers", ssig)
+        out["table"] = servers_frame(lang, states) if servers_changed else gr.skip()
+        names = list(states)
+        if changed("names", repr(names)):
+            out["pick"] = gr.update(choices=names, value=selected if selected in names else (names[0] if names else None))
+        else:
+            out["pick"] = gr.skip()
+        h = health(lang)
+        out["health"] = h if changed("health", h) else gr.skip()
+        if changed("metrics", f"{lang}|{history.version()}"):
+            frames = metric_frames(lang, history)
+            out["plots"] = [plot_value(frames[k]) for k in ("requests", "kv_cache", "tokens_per_s", "ttft_ms")]
+        else:
+            out["plots"] = [gr.skip()] * 4
+        log_text = servers.logs(selected, LOG_LINES) if selected else ""
+        out["log"] = log_text if changed("log", f"{selected}|{hash(log_text)}") else gr.skip()
+        now = time.monotonic()
+        if servers_changed or now - float(last.get("models_t", 0.0)) > MODELS_REFRESH_S:
+            last["models_t"] = now
+            table = models_frame(lang, rows())
+            out["models"] = table if changed("models", table.to_json()) else gr.skip()
+        else:
+            out["models"] = gr.skip()
+        return (out["health"], out["table"], out["pick"], *out["plots"], out["log"], out["models"], last)
+
+    def list_servers_api() -> list[dict[str, Any]]:
+        return servers_api(servers.status(), history)
+
+    def list_registered_api() -> list[dict[str, Any]]:
+        return rows()
+
+    # ---- wiring ------------------------------------------------------------------------------------------
+    last_state = gr.State({})
+    refresh_spec = {"fn": refresh, "inputs": [lang_state], "outputs": [models_table, start_model], "show_progress": "hidden"}
+    refresh_btn.click(api_name="models_table", **refresh_spec)
+    start_btn.click(on_start, [lang_state, start_model, gpu, port, max_len, mem], [start_errors, action_msg, servers_table, server_pick],
+                    api_name="start_server")
+    stop_btn.click(on_stop, [lang_state, server_pick], [action_msg, servers_table], api_name="stop_server")
+    restart_btn.click(on_restart, [lang_state, server_pick], [action_msg, servers_table], api_name="restart_server")
+    server_pick.change(show_log, [server_pick], [log_box], api_name="server_log", show_progress="hidden")
+    servers_table.select(select_server, None, [server_pick], api_name="select_server", api_visibility="private")
+    timer.tick(poll, [lang_state, server_pick, last_state],
+               [health_box, servers_table, server_pick, requests_plot, kv_plot, tps_plot, ttft_plot, log_box, models_table, last_state],
+               api_name="poll_models", api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    gr.api(list_servers_api, api_name="list_servers")
+    gr.api(list_registered_api, api_name="list_registered_models")
+    return ModelsTab(models_table=models_table, servers_table=servers_table, server_pick=server_pick, start_model=start_model,
+                     health=health_box, timer=timer, refresh=refresh_spec)

@@ -1,0 +1,212 @@
+"""What the Models tab renders from engine data: the models table, the servers table, health pills, live metric plots."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from engines.models.registry import ModelRecord
+from engines.serving.manager import ServerState
+from engines.serving.metrics import MetricsHistory
+from studio.i18n import t
+
+STATUS_ICON = {"starting": "○", "ready": "●", "crashed": "✗", "failed": "✗", "stopped": "■"}
+KIND_ORDER = {"base": 0, "adapter": 1, "external": 2}
+PLOT_WINDOW_S = 600.0  # the plots show the last 10 minutes
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """A checked Start form: None means "the setting" (or a free port)."""
+
+    gpu: str | None = None
+    port: int | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
+
+
+def start_options(lang: str, gpu: Any, port: Any, max_model_len: Any, gpu_memory_utilization: Any) -> tuple[StartOptions | None, dict[str, str]]:
+    """(options, {}) when the Start form is valid, else (None, {field: message}). Empty fields keep the defaults."""
+    errors: dict[str, str] = {}
+    gpu_s = "" if _blank(gpu) else str(gpu).strip()
+    if gpu_s and not all(p.strip().isdigit() for p in gpu_s.split(",")):
+        errors["gpu"] = t(lang, "models.err.gpu")
+    port_i = mlen_i = None
+    mem_f = None
+    try:
+        port_i = None if _blank(port) or float(port) == 0 else int(float(port))
+        if port_i is not None and not 1024 <= port_i <= 65535:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["port"] = t(lang, "models.err.port")
+    try:
+        mlen_i = None if _blank(max_model_len) or float(max_model_len) == 0 else int(float(max_model_len))
+        if mlen_i is not None and mlen_i < 128:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["max_model_len"] = t(lang, "models.err.max_model_len")
+    try:
+        mem_f = None if _blank(gpu_memory_utilization) or float(gpu_memory_utilization) == 0 else float(gpu_memory_utilization)
+        if mem_f is not None and not 0.0 < mem_f <= 1.0:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors["gpu_memory_utilization"] = t(lang, "models.err.gpu_memory_utilization")
+    if errors:
+        return None, errors
+    return StartOptions(gpu=gpu_s or None, port=port_i, max_model_len=mlen_i, gpu_memory_utilization=mem_f), {}
+
+
+def errors_markdown(lang: str, errors: Mapping[str, str]) -> str:
+    if not errors:
+        return ""
+    lines = [f"- **{t(lang, f'models.field.{k}')}**: {html.escape(v)}" for k, v in errors.items()]
+    return "<div class='models-errors' data-testid='models-errors'>\n\n" + "\n".join(lines) + "\n\n</div>"
+
+
+def start_choices(default_model: str, records: Iterable[ModelRecord], catalog: Iterable[Any]) -> list[str]:
+    """Base models a server can be started for: the default first, then the registry's and the catalogue's bases."""
+    names = [default_model] if default_model else []
+    names += [r.name for r in records if r.kind == "base"]
+    names += [e.name for e in catalog if getattr(e, "kind", "") == "base"]
+    return list(dict.fromkeys(names))
+
+
+def model_rows(served: Iterable[ModelRecord], registered: Iterable[ModelRecord], catalog: Iterable[Any]) -> list[dict[str, Any]]:
+    """One row per model name (served first, then registry, then catalogue; the first non-empty value wins),
+    adapters right under their base, external endpoints last."""
+    rows: dict[str, dict[str, Any]] = {}
+    served = list(served)
+    served_names = {r.name for r in served}
+
+    def add(name: str, kind: str, parent: str | None, source: str | None) -> None:
+        row = rows.setdefault(name, {"name": name, "kind": kind, "parent": parent or "", "source": source or ""})
+        row["parent"] = row["parent"] or parent or ""
+        row["source"] = row["source"] or source or ""
+
+    for r in [*served, *registered]:
+        add(r.name, r.kind, r.parent, r.source)
+    for e in catalog:
+        add(e.name, e.kind, getattr(e, "parent", None), getattr(e, "path", None) or getattr(e, "url", None))
+    for row in rows.values():
+        row["served"] = row["name"] in served_names
+
+    def order(row: dict[str, Any]) -> tuple:
+        family = row["parent"] if row["kind"] == "adapter" and row["parent"] else row["name"]
+        return (row["kind"] == "external", family.lower(), KIND_ORDER.get(row["kind"], 3), row["name"].lower())
+
+    return sorted(rows.values(), key=order)
+
+
+def models_frame(lang: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    cols = [t(lang, f"models.col.{c}") for c in ("name", "kind", "parent", "source", "served")]
+    data = [[r["name"], t(lang, f"models.kind.{r['kind']}"), r["parent"], r["source"],
+             f"✓ {t(lang, 'models.yes')}" if r["served"] else t(lang, "models.no")] for r in rows]
+    return pd.DataFrame(data, columns=cols)
+
+
+def servers_frame(lang: str, states: Mapping[str, ServerState]) -> pd.DataFrame:
+    cols = [t(lang, f"models.col.{c}") for c in ("name", "port", "gpu", "status", "pid", "restarts", "error")]
+    data = [[st.name, st.port, st.gpu if st.gpu not in (None, "") else "—",
+             f"{STATUS_ICON.get(st.status, '')} {t(lang, f'status.{st.status}')}", st.pid or "", len(st.restarts),
+             (st.error or "")[:160]] for st in states.values()]
+    return pd.DataFrame(data, columns=cols)
+
+
+def servers_signature(states: Mapping[str, ServerState]) -> str:
+    """Changes when anything the servers table shows changes."""
+    return repr([(s.name, s.status, s.port, s.gpu, s.pid, len(s.restarts), s.error) for s in states.values()])
+
+
+def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHistory, *, no_serve: bool = False,
+                external_urls: Iterable[str] = (), pending_error: str | None = None) -> str:
+    """One pill per server: its status and, when ready, what its last `/metrics` poll said."""
+    pills = []
+    for st in states.values():
+        snap = history.latest(st.name) if st.status == "ready" else None
+        detail, kv = "", "?"
+        if snap is not None and not snap.ok:
+            detail = f" · {t(lang, 'models.health.unreachable')}"
+        elif snap is not None:
+            kv = f"{100 * snap.kv_cache_usage:.0f}" if snap.kv_cache_usage is not None else kv
+            detail = " · " + t(lang, "models.health.metrics", running=f"{snap.running or 0:.0f}",
+                               waiting=f"{snap.waiting or 0:.0f}", kv=kv)
+        title = html.escape(st.error or f"127.0.0.1:{st.port}", quote=True)
+        metrics_state = "none" if snap is None else ("ok" if snap.ok else "unreachable")
+        numbers = "" if snap is None or not snap.ok else f" data-running='{snap.running or 0:.0f}' data-kv='{kv}'"
+        pills.append(
+            f"<span class='server-pill {st.status}' title='{title}' data-server='{html.escape(st.name, quote=True)}' "
+            f"data-status='{st.status}' data-metrics='{metrics_state}'{numbers}><span class='dot'></span>"
+            f"{html.escape(st.name)} · {html.escape(t(lang, f'status.{st.status}'))}{html.escape(detail)}</span>"
+        )
+    for url in external_urls:
+        pills.append(f"<span class='server-pill ready' data-status='external' title='{html.escape(url, quote=True)}'>"
+                     f"<span class='dot'></span>{html.escape(t(lang, 'status.external'))} · {html.escape(url)}</span>")
+    if pending_error:  # a background start that failed before its server had a state (resolve/convert/download)
+        pills.append(f"<span class='server-pill failed' data-status='failed' title='{html.escape(pending_error[-1500:], quote=True)}'>"
+                     f"<span class='dot'></span>{html.escape(pending_error.splitlines()[0][:160] if pending_error.strip() else '')}</span>")
+    if not pills:
+        pills.append(f"<span class='server-pill stopped'>{html.escape(t(lang, 'models.no_serve' if no_serve else 'models.no_servers'))}</span>")
+    return f"<div class='server-status' data-testid='models-health'>{''.join(pills)}</div>"
+
+
+def _frame(rows: list[dict[str, Any]], y: str) -> pd.DataFrame:
+    # Typed even when empty: the plot fixes its axis types on the first value it gets (object dtype = categories).
+    df = pd.DataFrame(rows, columns=["time", y, "series"])
+    df["time"] = pd.to_datetime(df["time"].astype("float64"), unit="s")
+    return df.astype({y: "float64", "series": "str"})
+
+
+def metric_frames(lang: str, history: MetricsHistory, names: Iterable[str] | None = None, *,
+                  now: float | None = None, window_s: float = PLOT_WINDOW_S) -> dict[str, pd.DataFrame]:
+    """The four plots' data (x = time, one line per series) over the last `window_s` seconds:
+    "requests" (running and waiting per server), "kv_cache" (% used), "tokens_per_s" and "ttft_ms" (per interval)."""
+    names = list(history.servers() if names is None else names)
+    several = len(names) > 1
+    requests, kv, tps, ttft = [], [], [], []
+    start = (max((s.t for n in names for s in history.snapshots(n)), default=0.0) if now is None else now) - window_s
+    for name in names:
+        for snap in history.snapshots(name):
+            if snap.t < start or not snap.ok:
+                continue
+            for key, value in (("running", snap.running), ("waiting", snap.waiting)):
+                if value is not None:
+                    label = t(lang, f"models.series.{key}")
+                    requests.append({"time": snap.t, "requests": value, "series": f"{name} · {label}" if several else label})
+            if snap.kv_cache_usage is not None:
+                kv.append({"time": snap.t, "kv_cache_pct": 100.0 * snap.kv_cache_usage, "series": name})
+        for r in history.rates(name):
+            if r.t < start:
+                continue
+            if r.generation_tps is not None:
+                tps.append({"time": r.t, "tokens_per_s": r.generation_tps, "series": name})
+            if r.mean_ttft_ms is not None:
+                ttft.append({"time": r.t, "ttft_ms": r.mean_ttft_ms, "series": name})
+    return {"requests": _frame(requests, "requests"), "kv_cache": _frame(kv, "kv_cache_pct"),
+            "tokens_per_s": _frame(tps, "tokens_per_s"), "ttft_ms": _frame(ttft, "ttft_ms")}
+
+
+def servers_api(states: Mapping[str, ServerState], history: MetricsHistory) -> list[dict[str, Any]]:
+    """The servers as plain data (for `gradio_client`): state plus the last metrics poll."""
+    out = []
+    for st in states.values():
+        snap = history.latest(st.name)
+        rates = history.rates(st.name)
+        out.append({
+            "name": st.name, "port": st.port, "gpu": st.gpu, "status": st.status, "pid": st.pid, "restarts": len(st.restarts),
+            "error": st.error, "max_model_len": st.max_model_len, "gpu_memory_utilization": st.gpu_memory_utilization,
+            "metrics": None if snap is None else {
+                "ok": snap.ok, "error": snap.error, "time": snap.t, "running": snap.running, "waiting": snap.waiting,
+                "kv_cache_usage": snap.kv_cache_usage, "generation_tokens": snap.generation_tokens, "prompt_tokens": snap.prompt_tokens,
+                "generation_tokens_per_s": rates[-1].generation_tps if rates else None,
+                "mean_ttft_ms": rates[-1].mean_ttft_ms if rates else None,
+            },
+        })
+    return out

@@ -1,0 +1,62 @@
+"""Exports as real subprocesses: an adapter merged into a 16-bit folder that the CPU vLLM server then serves;
+GGUF and Hub pushes that cannot run here say why."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from engines.models import resolve_base_model
+from engines.models.exports import ExportError, ExportManager
+from engines.serving import ServerManager
+from engines.settings import load_settings
+from storage import catalog
+from tests.conftest import MODELS_DIR
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def export_settings(tmp_path):
+    return load_settings(data_dir=tmp_path / "data", model_cache_dir=MODELS_DIR, vllm_start_timeout=400)
+
+
+def test_a_merged_adapter_is_a_model_folder_the_server_answers_from(db, export_settings, bundled_model, served_adapter,
+                                                                    served_adapter_path):
+    catalog.upsert_model(served_adapter, "adapter", path=str(served_adapter_path), parent=bundled_model.name)
+    exports = ExportManager(export_settings)
+    job_id = exports.submit("merge", served_adapter)
+    assert exports.jobs()[0].id == job_id
+    job = exports.wait(job_id, 300)
+    assert job.status == "done", (job.error, (exports.root / job_id / "export.log").read_text()[-2000:])
+    folder = export_settings.exports_path / "merged" / f"{served_adapter}-merged"
+    assert str(folder) == job.result
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg.get("torch_dtype", cfg.get("dtype")) == "bfloat16" and "peft_type" not in cfg  # a plain 16-bit model
+    assert not (folder.parent / f"{folder.name}.partial").exists()
+
+    servers = ServerManager(export_settings)
+    try:
+        endpoint = servers.ensure(resolve_base_model(export_settings, str(folder)))
+        r = httpx.post(f"{endpoint.base_url}/chat/completions", timeout=120, json={
+            "model": endpoint.model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 12,
+            "temperature": 0})
+        r.raise_for_status()
+        assert r.json()["choices"][0]["message"]["content"].strip()
+    finally:
+        servers.stop_all()
+
+
+def test_gguf_on_cpu_and_pushes_without_a_token_say_why(db, export_settings, bundled_model):
+    exports = ExportManager(export_settings)
+    job = exports.wait(exports.submit("gguf", bundled_model.name), 120)
+    assert job.status == "error" and "llama.cpp" in job.error and "Unsloth" in job.error
+    with pytest.raises(ExportError, match="HUGGINGFACE_TOKEN"):
+        exports.submit("push", bundled_model.name, repo_id="me/model")
+    with pytest.raises(ExportError, match="owner/name"):
+        exports.submit("push", bundled_model.name, repo_id="../../etc")
+    with pytest.raises(ExportError, match="needs an adapter"):
+        exports.submit("merge", bundled_model.name)
