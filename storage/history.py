@@ -178,9 +178,15 @@ def _chat_hits(text: str, f: Filters, limit: int) -> list[Item]:
                 "ORDER BY messages_fts.rowid DESC LIMIT ?", (query, limit * 4))
             for conv_id, snip in cur.fetchall():
                 snippets.setdefault(conv_id, snip)
-    titled = Conversation.select(Conversation.id).where(_any_like(text, Conversation.title)).order_by(
-        Conversation.updated_at.desc()).limit(limit)
-    ids = list(snippets) + [c.id for c in titled if c.id not in snippets]
+    if isinstance(database.obj, PostgresqlDatabase):
+        titled = [c.id for c in Conversation.select(Conversation.id).where(_any_like(text, Conversation.title))
+                  .order_by(Conversation.updated_at.desc()).limit(limit)]
+    else:
+        query = fts_query(text)
+        titled = [r[0] for r in database.execute_sql(
+            "SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH ? ORDER BY rowid DESC LIMIT ?",
+            (query, limit)).fetchall()] if query else []
+    ids = list(snippets) + [c for c in titled if c not in snippets]
     if not ids:
         return []
     found = _chats(f, None, limit, ids)

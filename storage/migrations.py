@@ -225,7 +225,7 @@ def m006_eval_runs_and_results(db: Database) -> None:
 
 
 def m007_history_search_and_lineage(db: Database) -> None:
-    """History: time indexes for the timeline, full-text search over messages (FTS5 on SQLite), and the chats
+    """History: time indexes for the timeline, full-text search over messages and chat titles (FTS5 on SQLite), and the chats
     a dataset row came from (lineage: adapter ← run ← dataset version ← source chats)."""
     migrator = SchemaMigrator.from_database(db)
     if "conversation_id" not in {c.name for c in db.get_columns("dataset_rows")}:
@@ -237,11 +237,13 @@ def m007_history_search_and_lineage(db: Database) -> None:
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
     if isinstance(db, PostgresqlDatabase):
         return  # PostgreSQL searches with ILIKE (storage.history): no FTS5 there
-    db.execute_sql(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5("
-        "content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
-    )
-    db.execute_sql("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+    # prefix indexes: every search word is a prefix term (Korean particles), and short prefixes would be slow.
+    for table, column in (("messages", "content"), ("conversations", "title")):
+        db.execute_sql(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_fts USING fts5({column}, content='{table}', content_rowid='id', "
+            "tokenize='unicode61 remove_diacritics 2', prefix='2 3 4')"
+        )
+        db.execute_sql(f"INSERT INTO {table}_fts({table}_fts) VALUES ('rebuild')")
     # Kept in step by triggers, so every writer (the chat engine, imports, deletes by cascade) is covered.
     db.execute_sql(
         "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN "
@@ -255,6 +257,19 @@ def m007_history_search_and_lineage(db: Database) -> None:
         "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF content ON messages BEGIN "
         "INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); "
         "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END"
+    )
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS conversations_fts_ai AFTER INSERT ON conversations BEGIN "
+        "INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title); END"
+    )
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS conversations_fts_ad AFTER DELETE ON conversations BEGIN "
+        "INSERT INTO conversations_fts(conversations_fts, rowid, title) VALUES ('delete', old.id, old.title); END"
+    )
+    db.execute_sql(
+        "CREATE TRIGGER IF NOT EXISTS conversations_fts_au AFTER UPDATE OF title ON conversations BEGIN "
+        "INSERT INTO conversations_fts(conversations_fts, rowid, title) VALUES ('delete', old.id, old.title); "
+        "INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title); END"
     )
 
 

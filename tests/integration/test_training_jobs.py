@@ -79,6 +79,11 @@ def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, settings, ti
     assert mrun.info.status == "FINISHED"
     assert mrun.data.params["lora_r"] == "8" and mrun.data.params["method"] == "lora"
     assert [m.step for m in client.get_metric_history(run.mlflow_run_id, "loss")] == [1, 2, 3, 4]
+    # History's lineage reads the same curve back from MLflow's store (no mlflow import in the app).
+    from engines.history.lineage import run_curves
+
+    curves, source = run_curves(settings, run)
+    assert source == "mlflow" and list(curves[curves.series.str.endswith("train")].step) == [1, 2, 3, 4]
     artifacts = {a.path for a in client.list_artifacts(run.mlflow_run_id, "adapter")}
     assert "adapter/adapter_config.json" in artifacts
 
