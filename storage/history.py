@@ -1,7 +1,7 @@
 """One timeline over chats, training runs, dataset versions, battles and evaluations; full-text search.
 
 Each kind is read newest-first through its own time index with a LIMIT, then merged: a page costs the same
-with 50k conversations as with 50. Text search uses SQLite FTS5 over messages (prefix terms, so Korean words
+with 50k conversations as with 50. Text search uses SQLite FTS5 over messages and chat titles (prefix terms, so Korean words
 match with their particles: 수도 finds 수도는) and ILIKE on PostgreSQL.
 """
 
