@@ -62,13 +62,13 @@ def build_app(services: Services) -> gr.Blocks:
                 label="app.language",
             )
         with gr.Tabs(elem_id="tabs") as tabs:
-            with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat"):
+            with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat") as chat_tab:
                 chat = build_chat_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets") as datasets_tab:
                 datasets = build_datasets_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune") as finetune_tab:
                 finetune = build_finetune_tab(services, tr, lang_state)
-            with tr.add(gr.Tab(t(lang0, "tab.compare"), id="compare", elem_id="tab-compare"), label="tab.compare"):
+            with tr.add(gr.Tab(t(lang0, "tab.compare"), id="compare", elem_id="tab-compare"), label="tab.compare") as compare_tab:
                 with gr.Tabs(elem_id="compare-tabs") as compare_tabs:
                     with tr.add(gr.Tab(t(lang0, "cmp.live_tab"), id="live", elem_id="tab-compare-live"), label="cmp.live_tab"):
                         compare = build_compare_tab(services, tr, lang_state)
@@ -78,7 +78,7 @@ def build_app(services: Services) -> gr.Blocks:
                 history = build_history_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.models"), id="models", elem_id="tab-models"), label="tab.models") as models_tab:
                 models = build_models_tab(services, tr, lang_state)
-                build_exports_panel(services, tr, lang_state)
+                exports_timer = build_exports_panel(services, tr, lang_state)
 
         def chat_with_run(rid: str):
             """Open Chat with the run's adapter picked."""
@@ -115,7 +115,7 @@ def build_app(services: Services) -> gr.Blocks:
             from storage import chats
 
             kind, _, item_id = (key or "").partition(":")
-            skip = [gr.skip()] * 5
+            skip = [gr.skip()] * 6
             if kind == "chat":
                 from studio.chat_tab import conversation_choices
 
@@ -126,17 +126,25 @@ def build_app(services: Services) -> gr.Blocks:
                 if item_id not in {v for _, v in choices}:  # an old chat beyond the sidebar's newest 200
                     choices.append((conv.title, item_id))
                 return [gr.Tabs(selected="chat"), gr.skip(), gr.update(choices=choices, value=item_id),
-                        gr.skip(), gr.skip()]
+                        gr.skip(), gr.skip(), gr.skip()]
             if kind == "run":
-                return [gr.Tabs(selected="finetune"), gr.skip(), gr.skip(), item_id, gr.skip()]
+                return [gr.Tabs(selected="finetune"), gr.skip(), gr.skip(), item_id, gr.skip(), gr.skip()]
             if kind == "eval":
-                return [gr.Tabs(selected="compare"), gr.Tabs(selected="batch"), gr.skip(), gr.skip(), item_id]
+                return [gr.Tabs(selected="compare"), gr.Tabs(selected="batch"), gr.skip(), gr.skip(), item_id,
+                        gr.Timer(active=True)]
             return skip
 
         history.open_btn.click(open_history_item, [history.selected],
-                               [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id],
+                               [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id, batch.timer],
                                api_name="open_history_item").then(api_name=False, **chat.open_chat)
         history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
+        # Polling timers run only while their tab is open: a hidden tab redrawing plots every 2 s costs the browser
+        # (and a 2-core machine) enough to make the visible tab stutter.
+        gated = [models.timer, exports_timer, batch.timer]
+        for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
+                                      (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models")):
+            tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * 2 + [gr.Timer(active=tab_id == "compare")],
+                                 None, gated, api_name=False, show_progress="hidden")
         models_tab.select(api_name=False, **models.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)

@@ -36,6 +36,7 @@ class BatchEvalTab:
     source: gr.Radio
     run_pick: gr.Dropdown
     eval_id: gr.Textbox
+    timer: gr.Timer
 
 
 def version_choices() -> list[tuple[str, str]]:
@@ -223,11 +224,12 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     history.input(pick_history, [history], [eval_id], api_name=False, show_progress="hidden")
     gr.on([f_model.input, f_outcome.input, f_query.submit], view, view_inputs, view_outputs, api_name=False,
           show_progress="hidden")
-    gr.Timer(POLL_S).tick(poll, view_inputs, view_outputs, api_name="poll_batch_eval", api_visibility="private",
+    timer = gr.Timer(POLL_S, active=False)  # app.py runs it only while Compare is open
+    timer.tick(poll, view_inputs, view_outputs, api_name="poll_batch_eval", api_visibility="private",
                           show_progress="hidden")
     stop.click(cancel, [eval_id, lang_state], None, api_name="batch_eval_stop")
     resume.click(do_resume, [eval_id, lang_state], None, api_name="batch_eval_resume")
     examples.select(select_example, [eval_id, lang_state], [detail], api_name=False)
     export_btn.click(export, [eval_id, lang_state], [csv_file], api_name="batch_eval_csv")
     mlflow_btn.click(open_mlflow, [eval_id, lang_state], [mlflow_link], api_name=False)
-    return BatchEvalTab(models=models, source=source, run_pick=run_pick, eval_id=eval_id)
+    return BatchEvalTab(models=models, source=source, run_pick=run_pick, eval_id=eval_id, timer=timer)

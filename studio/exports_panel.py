@@ -30,7 +30,8 @@ def jobs_frame(lang: str, jobs: list[ExportJob]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -> None:
+def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -> gr.Timer:
+    """Build the panel; returns its poll timer (inactive: app.py runs it only while the Models tab is open)."""
     settings = services.settings
     lang0 = settings.ui_language
     manager = ExportManager(settings)
@@ -67,4 +68,6 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
     action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
     model.focus(lambda: gr.update(choices=export_choices()), None, [model], api_name=False, show_progress="hidden")
     start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")
-    gr.Timer(2.0).tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")
+    timer = gr.Timer(2.0, active=False)
+    timer.tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")
+    return timer

@@ -182,7 +182,7 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                                    label="models.plot.ttft_ms", **plot_tr)
             log_box = tr.add(gr.Code(servers.logs(names0[0], LOG_LINES) if names0 else "", label=t(lang0, "models.log"), language=None,
                                      interactive=False, max_lines=16, elem_id="models-log"), label="models.log")
-        timer = gr.Timer(POLL_S)
+        timer = gr.Timer(POLL_S, active=False)  # app.py runs it only while this tab is open
 
     # ---- handlers --------------------------------------------------------------------------------------
     def refresh(lang: str):

@@ -36,7 +36,7 @@ RECORDER_JS = """
   const read = () => {
     const bots = box.querySelectorAll('[data-testid="bot"] .message-content');
     const last = bots[bots.length - 1];
-    const text = last ? last.innerText.trim() : '';
+    const text = last ? last.textContent.trim() : '';  // not innerText: that forces a layout on every token
     const done = !!(last && last.querySelector('.msg-stats'));
     const prev = rec.states[rec.states.length - 1];
     if (!prev || prev.text !== text || prev.done !== done) {
