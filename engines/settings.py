@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     vllm_base_url: str | None = None
     vllm_api_key: SecretStr | None = None
     huggingface_token: SecretStr | None = None
+    hf_endpoint: str | None = None  # a Hub mirror (e.g. a company proxy); None: huggingface.co
     offline_mode: bool = False
 
     default_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(map(str, LORA_RANKS))} (what vLLM accepts)")
         return v
 
-    @field_validator("vllm_base_url")
+    @field_validator("vllm_base_url", "hf_endpoint")
     @classmethod
     def _url_has_scheme(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
@@ -198,6 +199,8 @@ def environment_for_children(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     if settings.huggingface_token:
         env["HF_TOKEN"] = settings.huggingface_token.get_secret_value()
+    if settings.hf_endpoint:
+        env["HF_ENDPOINT"] = settings.hf_endpoint.rstrip("/")
     if settings.offline_mode:
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"

@@ -13,6 +13,7 @@ from studio.batch_eval_tab import build_batch_eval_tab, run_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
 from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
+from studio.download_panel import build_download_panel
 from studio.exports_panel import build_exports_panel
 from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
 from studio.finetune_view import runs_frame
@@ -78,6 +79,7 @@ def build_app(services: Services) -> gr.Blocks:
                 history = build_history_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.models"), id="models", elem_id="tab-models"), label="tab.models") as models_tab:
                 models = build_models_tab(services, tr, lang_state)
+                download_timer = build_download_panel(services, tr, lang_state, models.refresh)
                 exports_timer = build_exports_panel(services, tr, lang_state)
 
         def chat_with_run(rid: str):
@@ -140,11 +142,12 @@ def build_app(services: Services) -> gr.Blocks:
         history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
         # Polling timers run only while their tab is open: a hidden tab redrawing plots every 2 s costs the browser
         # (and a 2-core machine) enough to make the visible tab stutter.
-        gated = [models.timer, exports_timer, batch.timer]
+        models_timers = [models.timer, download_timer, exports_timer]
         for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
                                       (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models")):
-            tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * 2 + [gr.Timer(active=tab_id == "compare")],
-                                 None, gated, api_name=False, show_progress="hidden")
+            tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * len(models_timers)
+                                 + [gr.Timer(active=tab_id == "compare")],
+                                 None, [*models_timers, batch.timer], api_name=False, show_progress="hidden")
         models_tab.select(api_name=False, **models.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)

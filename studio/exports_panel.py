@@ -35,6 +35,9 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
     settings = services.settings
     lang0 = settings.ui_language
     manager = ExportManager(settings)
+
+    def exports() -> list[ExportJob]:
+        return [j for j in manager.jobs() if j.action != "download"]  # downloads have their own panel
     with tr.add(gr.Accordion(t(lang0, "exp.title"), open=False, elem_id="exp-panel"), label="exp.title"):
         tr.add(gr.Markdown(t(lang0, "exp.help")), value="exp.help")
         with gr.Row(equal_height=True):
@@ -47,7 +50,7 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
                           label="exp.repo")
             private = tr.add(gr.Checkbox(True, label=t(lang0, "exp.private"), scale=1), label="exp.private")
         start = tr.add(gr.Button(t(lang0, "exp.start"), variant="primary", elem_id="exp-start"), value="exp.start")
-        table = gr.Dataframe(jobs_frame(lang0, manager.jobs()), interactive=False, wrap=True, elem_id="exp-jobs")
+        table = gr.Dataframe(jobs_frame(lang0, exports()), interactive=False, wrap=True, elem_id="exp-jobs")
     last = gr.State("")
 
     def submit(model_v: str, action_v: str, repo_v: str, private_v: bool, lang: str):
@@ -58,10 +61,10 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         except ExportError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "exp.started", action=t(lang, f"exp.action.{action_v}"), model=model_v))
-        return jobs_frame(lang, manager.jobs())
+        return jobs_frame(lang, exports())
 
     def poll(lang: str, sig: str):
-        jobs = manager.jobs()
+        jobs = exports()
         new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
         return (jobs_frame(lang, jobs) if new != sig else gr.skip()), new
 

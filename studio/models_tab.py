@@ -27,6 +27,7 @@ from studio.models_view import (
     servers_signature,
     start_choices,
     start_options,
+    y_limits,
 )
 from studio.services import Services
 
@@ -38,6 +39,11 @@ LOG_LINES = 80
 def plot_value(frame: Any) -> Any:
     """None for an empty frame: a LinePlot given an empty frame first draws no line for the data sent later."""
     return frame if len(frame) else None
+
+
+def ttft_label(lang: str, frames: dict[str, Any]) -> str:
+    """The TTFT plot's title says why it is empty: TTFT exists only for requests."""
+    return t(lang, "models.plot.ttft_ms" if len(frames["ttft_ms"]) else "models.plot.ttft_ms_idle")
 
 
 @dataclass
@@ -119,7 +125,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                            pending_error=servers.pending_error())
 
     names0 = list(servers.status())
-    frames0 = {k: plot_value(v) for k, v in metric_frames(lang0, history).items()}
+    raw0 = metric_frames(lang0, history)
+    frames0, lims0 = {k: plot_value(v) for k, v in raw0.items()}, y_limits(raw0)
     with gr.Column(elem_id="models-tab"):
         health_box = gr.HTML(health(lang0), elem_id="models-health-box", padding=False)
         tr.add(gr.Markdown(f"### {t(lang0, 'models.registered')}"), value="models.registered_md")
@@ -168,17 +175,19 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
             plot_tr = {"x_title": "models.time", "color_title": "models.series"}
             with gr.Row():
                 requests_plot = tr.add(gr.LinePlot(frames0["requests"], y="requests", label=t(lang0, "models.plot.requests"),
-                                                   y_title=t(lang0, "models.plot.requests"), elem_id="models-plot-requests", **plot_common),
+                                                   y_title=t(lang0, "models.plot.requests"), y_lim=lims0["requests"],
+                                                   elem_id="models-plot-requests", **plot_common),
                                        label="models.plot.requests", y_title="models.plot.requests", **plot_tr)
                 kv_plot = tr.add(gr.LinePlot(frames0["kv_cache"], y="kv_cache_pct", label=t(lang0, "models.plot.kv_cache"),
                                              y_title="%", y_lim=[0, 100], elem_id="models-plot-kv", **plot_common),
                                  label="models.plot.kv_cache", **plot_tr)
             with gr.Row():
                 tps_plot = tr.add(gr.LinePlot(frames0["tokens_per_s"], y="tokens_per_s", label=t(lang0, "models.plot.tokens_per_s"),
-                                              y_title="tok/s", elem_id="models-plot-tps", **plot_common),
+                                              y_title="tok/s", y_lim=lims0["tokens_per_s"], elem_id="models-plot-tps",
+                                              **plot_common),
                                   label="models.plot.tokens_per_s", **plot_tr)
-                ttft_plot = tr.add(gr.LinePlot(frames0["ttft_ms"], y="ttft_ms", label=t(lang0, "models.plot.ttft_ms"),
-                                               y_title="ms", elem_id="models-plot-ttft", **plot_common),
+                ttft_plot = tr.add(gr.LinePlot(frames0["ttft_ms"], y="ttft_ms", label=ttft_label(lang0, raw0),
+                                               y_title="ms", y_lim=lims0["ttft_ms"], elem_id="models-plot-ttft", **plot_common),
                                    label="models.plot.ttft_ms", **plot_tr)
             log_box = tr.add(gr.Code(servers.logs(names0[0], LOG_LINES) if names0 else "", label=t(lang0, "models.log"), language=None,
                                      interactive=False, max_lines=16, elem_id="models-log"), label="models.log")
@@ -252,7 +261,11 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         out["health"] = h if changed("health", h) else gr.skip()
         if changed("metrics", f"{lang}|{history.version()}"):
             frames = metric_frames(lang, history)
-            out["plots"] = [plot_value(frames[k]) for k in ("requests", "kv_cache", "tokens_per_s", "ttft_ms")]
+            lims = y_limits(frames)
+            out["plots"] = [gr.update(value=plot_value(frames["requests"]), y_lim=lims["requests"]),
+                            plot_value(frames["kv_cache"]),
+                            gr.update(value=plot_value(frames["tokens_per_s"]), y_lim=lims["tokens_per_s"]),
+                            gr.update(value=plot_value(frames["ttft_ms"]), y_lim=lims["ttft_ms"], label=ttft_label(lang, frames))]
         else:
             out["plots"] = [gr.skip()] * 4
         log_text = servers.logs(selected, LOG_LINES) if selected else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,22 @@ def metric_frames(lang: str, history: MetricsHistory, names: Iterable[str] | Non
                 ttft.append({"time": r.t, "ttft_ms": r.mean_ttft_ms, "series": name})
     return {"requests": _frame(requests, "requests"), "kv_cache": _frame(kv, "kv_cache_pct"),
             "tokens_per_s": _frame(tps, "tokens_per_s"), "ttft_ms": _frame(ttft, "ttft_ms")}
+
+
+# Minimum y ranges: an idle server's flat zero line sits on a readable axis (0, 1, 2…) instead of one "0.000000" tick.
+Y_FLOOR = {"requests": 2.0, "tokens_per_s": 10.0, "ttft_ms": 50.0}
+Y_COLUMN = {"requests": "requests", "tokens_per_s": "tokens_per_s", "ttft_ms": "ttft_ms"}
+
+
+def y_limits(frames: Mapping[str, pd.DataFrame]) -> dict[str, list[float]]:
+    """[0, top] per plot: the floor, or a quarter above the highest value shown."""
+    out = {}
+    for key, floor in Y_FLOOR.items():
+        frame = frames.get(key)
+        peak = float(frame[Y_COLUMN[key]].max()) if frame is not None and len(frame) else 0.0
+        top = max(floor, peak * 1.25)
+        out[key] = [0.0, float(math.ceil(top)) if key == "requests" else round(top, 1)]
+    return out
 
 
 def servers_api(states: Mapping[str, ServerState], history: MetricsHistory) -> list[dict[str, Any]]:

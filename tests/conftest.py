@@ -77,10 +77,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def studio_url(session_dir, settings, endpoint):
-    """`python launch.py` in a subprocess on a free port, sharing the session's data dir (it reuses the server)."""
+def studio_url(session_dir, settings, endpoint, hub_mirror):
+    """`python launch.py` in a subprocess on a free port, sharing the session's data dir (it reuses the server);
+    Hub downloads go to the session's mirror."""
     port = free_port()
-    env = {**os.environ, "DATA_DIR": str(session_dir), "MODEL_CACHE_DIR": str(MODELS_DIR), "PORT": str(port)}
+    env = {**os.environ, "DATA_DIR": str(session_dir), "MODEL_CACHE_DIR": str(MODELS_DIR), "PORT": str(port),
+           "HF_ENDPOINT": hub_mirror.url}
     log = open(session_dir / "studio-app.log", "wb")
     proc = subprocess.Popen([sys.executable, "launch.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -142,6 +144,32 @@ def tiny_model(session_dir, bundled_model) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def hub_mirror(tiny_model, session_dir):
+    """A local Hub mirror (the real huggingface_hub client through HF_ENDPOINT): the tiny model as
+    studio-test/tiny-llama, a slow repo with two shards (6 and 40 MiB), a gated one and one without model files."""
+    from tests.hub_mirror import HubMirror, MirrorRepo
+
+    slow = session_dir / "hub-slow"
+    slow.mkdir(exist_ok=True)
+    (slow / "config.json").write_text('{"model_type": "llama"}')
+    (slow / "model-00001-of-00002.safetensors").write_bytes(os.urandom(6 * 1024 * 1024))
+    (slow / "model-00002-of-00002.safetensors").write_bytes(os.urandom(40 * 1024 * 1024))
+    empty = session_dir / "hub-empty"
+    empty.mkdir(exist_ok=True)
+    (empty / "README.md").write_text("no weights here")
+    (empty / "weights.bin").write_bytes(b"0" * 1024)
+    mirror = HubMirror({
+        "studio-test/tiny-llama": MirrorRepo(tiny_model),
+        "studio-test/tiny-llama-e2e": MirrorRepo(tiny_model, bytes_per_s=4 * 1024 * 1024),
+        "studio-test/slow": MirrorRepo(slow, bytes_per_s=6 * 1024 * 1024),
+        "studio-test/gated": MirrorRepo(tiny_model, gated=True),
+        "studio-test/empty": MirrorRepo(empty),
+    })
+    with mirror:
+        yield mirror
 
 
 @pytest.fixture(scope="session")

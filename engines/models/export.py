@@ -1,8 +1,9 @@
-"""Model exports, run as a subprocess: `python -m engines.models.export JOB_DIR`.
+"""Model jobs, run as a subprocess: `python -m engines.models.export JOB_DIR`.
 
 job.json names the action: `merge` (adapter + base → one 16-bit model folder), `gguf` (Unsloth's exporter on a
-CUDA GPU; elsewhere a llama.cpp converter if one is installed, else a clear error) or `push` (a model or adapter
-folder to the Hugging Face Hub, token from HF_TOKEN in the environment, never from the job file).
+CUDA GPU; elsewhere a llama.cpp converter if one is installed, else a clear error), `push` (a model or adapter
+folder to the Hugging Face Hub) or `download` (a Hub model into the hub cache, see download.py). The token comes
+from HF_TOKEN in the environment, never from the job file.
 Progress and the result go to events.jsonl (start, progress, done, error), like a training worker's.
 """
 
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from engines.training.events import EventWriter
+
+
+class JobError(RuntimeError):
+    """A failure whose message is already a sentence for the user (shown without the exception's class name)."""
+
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
                    "chat_template.jinja")
@@ -101,7 +107,13 @@ def push(job: dict[str, Any], ev: EventWriter) -> str:
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{job['repo_id']}")
 
 
-ACTIONS = {"merge": merge, "gguf": gguf, "push": push}
+def download(job: dict[str, Any], ev: EventWriter) -> str:
+    from engines.models.download import download as fetch
+
+    return fetch(job, lambda **fields: ev.emit("progress", **fields))
+
+
+ACTIONS = {"merge": merge, "gguf": gguf, "push": push, "download": download}
 
 
 def run(job_dir: Path) -> int:
@@ -111,7 +123,8 @@ def run(job_dir: Path) -> int:
     try:
         result = ACTIONS[job["action"]](job, ev)
     except Exception as exc:  # noqa: BLE001  # every failure becomes one readable event for the UI
-        ev.emit("error", message=f"{exc.__class__.__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
+        message = str(exc) if isinstance(exc, JobError) else f"{exc.__class__.__name__}: {exc}"
+        ev.emit("error", message=message, traceback=traceback.format_exc()[-4000:])
         return 1
     ev.emit("done", result=str(result))
     ev.close()
@@ -127,4 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the imported module, not __main__: download.py raises engines.models.export.JobError, which must be the
+    # class run() checks.
+    from engines.models.export import main as _main
+
+    raise SystemExit(_main())

@@ -1,19 +1,23 @@
-"""Export jobs (merge, GGUF, push to the Hub) as detached subprocesses whose state lives in files.
+"""Model jobs (merge, GGUF, push to the Hub, download from the Hub) as detached subprocesses whose state lives in files.
 
 Each job is a folder under exports/jobs with job.json, events.jsonl, export.log and pid: closing the browser or
-restarting the app loses nothing (the job keeps running, and its folder says how it ended).
+restarting the app loses nothing (the job keeps running, and its folder says how it ended). A finished download is
+registered in the model catalogue the first time the app reads its job, so it is there even if nobody was watching.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.models.download import remove_partial_files
 from engines.serving.manager import pid_alive
 from engines.settings import Settings, environment_for_children
 from engines.training.events import read_events
@@ -21,7 +25,8 @@ from engines.training.planning import model_folder
 from storage import catalog
 
 REPO = Path(__file__).resolve().parents[2]
-ACTIONS = ("merge", "gguf", "push")
+ACTIONS = ("merge", "gguf", "push", "download")
+REVISION = re.compile(r"^[\w./-]{1,100}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
@@ -34,12 +39,13 @@ class ExportJob:
     id: str
     action: str
     model: str
-    status: str  # running | done | error | interrupted
+    status: str  # running | done | error | cancelled | interrupted
     stage: str = ""
     pct: float = 0.0
     result: str | None = None
     error: str | None = None
     started: float = 0.0
+    detail: dict = field(default_factory=dict)  # the last progress event (bytes and files for a download)
 
 
 def _safe(name: str) -> str:
@@ -60,7 +66,7 @@ class ExportManager:
         return None, model_folder(self.settings, model)
 
     def submit(self, action: str, model: str, *, repo_id: str = "", private: bool = True, dtype: str = "bfloat16") -> str:
-        if action not in ACTIONS:
+        if action not in ACTIONS or action == "download":
             raise ExportError(f"Unknown export {action!r}.")
         adapter, base = self._sources(model)
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
@@ -81,6 +87,45 @@ class ExportManager:
             if not self.settings.huggingface_token:
                 raise ExportError("Pushing needs HUGGINGFACE_TOKEN in .env (then restart the studio).")
             job |= {"repo_id": repo_id, "private": bool(private), "folder": str(adapter or base)}
+        return self._spawn(action, name, job)
+
+    def submit_download(self, repo_id: str, revision: str = "") -> str:
+        """Download a Hub model into the hub cache (resumes what an earlier, stopped download left)."""
+        repo_id, revision = (repo_id or "").strip(), (revision or "").strip()
+        if not REPO_ID.match(repo_id):
+            raise ExportError("Give the Hub model as owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
+        if revision and (not REVISION.match(revision) or ".." in revision):
+            raise ExportError("A revision is a branch, tag or commit hash (letters, digits, '.', '_', '-', '/').")
+        if self.settings.offline_mode:
+            raise ExportError("The studio is offline (OFFLINE_MODE=true): downloads are off.")
+        for j in self.jobs():
+            if j.action == "download" and j.model == repo_id and j.status == "running":
+                raise ExportError(f"{repo_id} is already downloading.")
+        job = {"action": "download", "model": repo_id, "repo_id": repo_id, "revision": revision,
+               "cache_dir": str(self.settings.models_path / "hub")}
+        return self._spawn("download", _safe(repo_id), job)
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a running job (its whole process group); False when it was not running."""
+        j = self.job(job_id)
+        folder = self.root / job_id
+        if j is None or j.status != "running" or not (folder / "pid").is_file():
+            return False
+        (folder / "cancelled").touch()
+        pid = int((folder / "pid").read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if j.action == "download" and not pid_alive(pid):
+            spec = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+            remove_partial_files(Path(spec["cache_dir"]), spec["repo_id"])
+        return True
+
+    def _spawn(self, action: str, name: str, job: dict) -> str:
         job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{action}-{name}"
         folder = self.root / job_id
         folder.mkdir(parents=True, exist_ok=False)
@@ -102,14 +147,20 @@ class ExportManager:
         for ev in events:
             if ev["type"] == "progress":
                 j.stage, j.pct = ev.get("stage", ""), float(ev.get("pct", 0))
+                j.detail = {k: v for k, v in ev.items() if k not in ("t", "type", "stage", "pct")}
             elif ev["type"] == "done":
                 j.status, j.result, j.pct = "done", ev.get("result"), 100.0
             elif ev["type"] == "error":
                 j.status, j.error = "error", ev.get("message")
         if j.status == "running":
             pid = int((folder / "pid").read_text()) if (folder / "pid").is_file() else None
-            if not pid_alive(pid):
-                j.status, j.error = "interrupted", "The export process ended without a result (see export.log)."
+            if (folder / "cancelled").exists():
+                j.status = "cancelled"
+            elif not pid_alive(pid):
+                j.status, j.error = "interrupted", "The job's process ended without a result (see export.log)."
+        if j.status == "done" and j.action == "download" and not (folder / "registered").exists():
+            catalog.upsert_model(j.model, "base", path=j.result)
+            (folder / "registered").touch()
         return j
 
     def jobs(self, limit: int = 50) -> list[ExportJob]:

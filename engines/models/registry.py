@@ -94,26 +94,19 @@ def resolve_base_model(settings: Settings, id_or_path: str) -> ModelRecord:
 
 def _download_hub_model(settings: Settings, repo_id: str) -> str:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from engines.models.download import ALLOW_PATTERNS, hub_error_message
 
     token = settings.huggingface_token.get_secret_value() if settings.huggingface_token else None
-    cache = settings.models_path / "hub"
     try:
-        return snapshot_download(
-            repo_id, token=token, cache_dir=cache, local_files_only=settings.offline_mode,
-            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
-        )
-    except LocalEntryNotFoundError:
-        raise ModelError(
-            f"{repo_id} is not in the local cache and the studio is offline "
-            "(OFFLINE_MODE=true or no network). Download it once while online, or pass a local folder."
-        ) from None
-    except GatedRepoError:
-        raise ModelError(f"{repo_id} is gated: accept its licence on the hub and set HUGGINGFACE_TOKEN.") from None
-    except RepositoryNotFoundError:
-        raise ModelError(f"{repo_id} was not found on the hub (or HUGGINGFACE_TOKEN cannot see it).") from None
-    except OSError as exc:  # network errors surface as OSError subclasses
-        raise ModelError(f"Could not download {repo_id}: {exc.__class__.__name__}. Check the network or use a local folder.") from None
+        return snapshot_download(repo_id, token=token, cache_dir=settings.models_path / "hub",
+                                 local_files_only=settings.offline_mode, allow_patterns=ALLOW_PATTERNS,
+                                 endpoint=settings.hf_endpoint)
+    except OSError as exc:  # hub, network and disk errors are all OSError subclasses
+        if settings.offline_mode and exc.__class__.__name__ == "LocalEntryNotFoundError":
+            raise ModelError(f"{repo_id} is not in the local cache and the studio is offline (OFFLINE_MODE=true). "
+                             "Download it once while online (Models → Download), or pass a local folder.") from None
+        raise ModelError(hub_error_message(exc, repo_id)) from None
 
 
 class Registry:

@@ -34,6 +34,10 @@ class ServerError(RuntimeError):
     """A model server did not start or is not usable; the message carries its log tail."""
 
 
+class ServerStopped(ServerError):
+    """A server was stopped on request while it was starting (not a failure)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where to send OpenAI requests for one model name."""
@@ -263,6 +267,8 @@ class ServerManager:
             try:
                 self.ensure(resolve(), gpu=gpu, port=port, max_model_len=max_model_len,
                             gpu_memory_utilization=gpu_memory_utilization)
+            except ServerStopped as exc:
+                log.info("server.start_cancelled", reason=str(exc))
             except Exception as exc:  # shown in the status badge; the app keeps running
                 log.error("server.background_start_failed", error=str(exc)[:2000])
                 with self._lock:
@@ -314,6 +320,9 @@ class ServerManager:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self._alive(st):
+                if not st.wanted:  # stopped on request while it was starting: not a failure
+                    st.status, st.error = "stopped", None
+                    raise ServerStopped(f"The server for {st.name} was stopped while it was starting.")
                 code = st.proc.poll() if st.proc else None
                 st.status, st.error = "failed", f"exited with code {code}"
                 raise ServerError(f"Model server for {st.name} exited (code {code}). Log tail:\n{tail(st.log_path)}")

@@ -1,15 +1,17 @@
-"""End-to-end: the Models tab shows the bundled server healthy with live metrics plotted; the studio's own
-/metrics and /healthz answer next to the UI."""
+"""End-to-end: the Models tab shows the bundled server healthy with live metrics plotted; a Hub model downloads
+with progress; the studio's own /metrics and /healthz answer next to the UI."""
 
 from __future__ import annotations
 
 import re
+import shutil
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_chat_browser import open_app, screenshot
+from tests.conftest import MODELS_DIR
+from tests.e2e.test_chat_browser import DOCS, open_app, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -38,3 +40,33 @@ def test_the_studio_serves_prometheus_metrics_and_health(studio_url: str) -> Non
     assert 'studio_model_servers{status="ready"} 1.0' in metrics.text
     health = httpx.get(f"{studio_url}healthz", timeout=10)
     assert health.status_code == 200 and health.json()["db"] is True and health.json()["status"] in ("ok", "degraded")
+
+
+def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -> None:
+    """Through the session's Hub mirror: a gated model fails with its reason; a real one downloads with a progress
+    bar, lands in the models table and in Start's choices."""
+    shutil.rmtree(MODELS_DIR / "hub" / "models--studio-test--tiny-llama-e2e", ignore_errors=True)  # from a previous run
+    open_app(page, studio_url)
+    page.locator("#tab-models-button").click()
+    page.locator("#dl-panel").get_by_text("Download a model from the Hub").first.click()
+    repo = page.locator("#dl-repo textarea, #dl-repo input").first
+    box = page.locator("#dl-progress")
+
+    repo.fill("studio-test/gated")
+    page.locator("#dl-start").click()
+    expect(box).to_have_attribute("data-status", "error", timeout=30_000)
+    expect(box).to_contain_text("is gated")
+
+    repo.fill("studio-test/tiny-llama-e2e")
+    page.locator("#dl-start").click()
+    expect(box).to_have_attribute("data-job", re.compile("tiny-llama-e2e"))
+    expect(box).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(box).not_to_have_attribute("data-total", "0")
+    expect(page.locator("#dl-jobs")).to_contain_text("studio-test/tiny-llama-e2e")
+    expect(page.locator("#models-table")).to_contain_text("studio-test/tiny-llama-e2e", timeout=20_000)
+    page.locator("#models-start-box").get_by_text("Start a server").first.click()  # closed while a server runs
+    page.locator("#models-start-model input").click()
+    expect(page.get_by_role("option", name="studio-test/tiny-llama-e2e")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(500)
+    page.locator("#dl-panel").screenshot(path=str(DOCS / "models-download.png"))

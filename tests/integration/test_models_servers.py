@@ -97,7 +97,9 @@ def test_a_second_server_starts_restarts_and_stops_through_the_tab(settings, bun
         # One timer tick of the tab: /metrics polled, the health pill shows the server ready with its numbers.
         health, servers_table, _pick, requests, kv, tps, ttft, log_text, models_table, last = handlers["poll_models"]("en", SECOND, {})
         assert f"data-server='{SECOND}' data-status='ready' data-metrics='ok'" in health
-        assert history.latest(SECOND).ok and len(requests) == 2 and len(kv) == 1
+        assert history.latest(SECOND).ok and len(requests["value"]) == 2 and len(kv) == 1
+        assert requests["y_lim"] == [0.0, 2.0]  # idle: a readable 0–2 axis, not a single "0.000000" tick
+        assert ttft["value"] is None and "no requests" in ttft["label"]  # nothing was asked yet, and it says so
         assert servers_table.iloc[0, 0] == SECOND and "startup complete" in log_text.lower()
         assert SECOND in set(models_table.iloc[:, 0])
         unchanged = handlers["poll_models"]("en", SECOND, last)
@@ -121,6 +123,14 @@ def test_a_second_server_starts_restarts_and_stops_through_the_tab(settings, bun
         assert second.status()[SECOND].status == "stopped"
         health = handlers["poll_models"]("en", SECOND, {})[0]
         assert f"data-server='{SECOND}' data-status='stopped'" in health
+
+        # Stop while it is still starting: it ends "stopped", not "failed", and no start error is shown.
+        handlers["start_server"]("en", SECOND, "", None, 1024, None)
+        wait_for(second, SECOND, "starting", 30, [])
+        handlers["stop_server"]("en", SECOND)
+        time.sleep(2.0)  # the start thread notices the process is gone
+        assert second.status()[SECOND].status == "stopped" and second.pending_error() is None
+        assert f"data-server='{SECOND}' data-status='stopped'" in handlers["poll_models"]("en", SECOND, {})[0]
     finally:
         second.stop_all()
     assert endpoint.model in server_manager_names(endpoint)  # the session server was never touched

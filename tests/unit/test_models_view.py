@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,6 +32,7 @@ from studio.models_view import (
     servers_frame,
     start_choices,
     start_options,
+    y_limits,
 )
 
 SAMPLE = Path(__file__).parent / "data" / "vllm_metrics.txt"  # GET /metrics of vLLM 0.32 (CPU) under load
@@ -330,3 +332,12 @@ def test_metrics_and_healthz_routes_on_a_bare_fastapi_app(tmp_path):
 def test_database_check_is_real(db):
     assert monitoring.database_ok() is True
     assert monitoring.health_report(None)["status"] == "ok"
+
+
+def test_y_limits_have_a_floor_and_follow_the_peak() -> None:
+    empty = {"requests": pd.DataFrame({"requests": []}), "tokens_per_s": pd.DataFrame({"tokens_per_s": []}),
+             "ttft_ms": pd.DataFrame({"ttft_ms": []})}
+    assert y_limits(empty) == {"requests": [0.0, 2.0], "tokens_per_s": [0.0, 10.0], "ttft_ms": [0.0, 50.0]}
+    busy = {"requests": pd.DataFrame({"requests": [0.0, 7.0]}), "tokens_per_s": pd.DataFrame({"tokens_per_s": [30.0, 80.0]}),
+            "ttft_ms": pd.DataFrame({"ttft_ms": [400.0]})}
+    assert y_limits(busy) == {"requests": [0.0, 9.0], "tokens_per_s": [0.0, 100.0], "ttft_ms": [0.0, 500.0]}
