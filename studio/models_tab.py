@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from engines.models import resolve_base_model
-from engines.models.registry import ModelRecord
+from engines.models.exports import ExportManager
+from engines.models.registry import ModelError, ModelRecord, looks_like_hub_id
 from engines.serving import metrics
 from engines.serving.metrics import MetricsHistory
 from studio.i18n import Translatable, t
@@ -34,6 +36,7 @@ from studio.services import Services
 POLL_S = 2.0
 MODELS_REFRESH_S = 15.0  # the models table is re-read this often (and whenever a server changes state)
 LOG_LINES = 80
+DOWNLOAD_WAIT_S = 24 * 3600.0  # a Start that needs a download waits for it (a 70B model takes hours)
 
 
 def plot_value(frame: Any) -> Any:
@@ -70,14 +73,23 @@ def catalog_entries() -> list[Any]:
 
 def resolve_record(services: Services, name: str) -> ModelRecord:
     """A servable record for a base model name: the registry's, the catalogue's folder, else resolve it (bundled,
-    local folder or hub id; may convert or download, so call this off the UI thread)."""
+    local folder or hub id; may convert or download, so call this off the UI thread). A hub id is downloaded as a
+    job, so its progress shows in the Download panel."""
     rec = services.servers.registry.get(name)
     if rec is not None and rec.kind == "base":
         return rec
     for entry in catalog_entries():
         if entry.name == name and entry.kind == "base" and entry.path:
             return ModelRecord(name=name, kind="base", source=entry.path)
-    return resolve_base_model(services.settings, name)
+    settings = services.settings
+    if looks_like_hub_id(name) and not Path(name).expanduser().is_dir() and not settings.offline_mode:
+        jobs = ExportManager(settings)
+        running = next((j for j in jobs.jobs() if j.action == "download" and j.model == name and j.status == "running"), None)
+        job = jobs.wait(running.id if running else jobs.submit_download(name), timeout=DOWNLOAD_WAIT_S)
+        if job is None or job.status != "done":
+            raise ModelError(job.error if job and job.error else f"The download of {name} ended: {job.status if job else 'lost'}.")
+        return ModelRecord(name=name, kind="base", source=job.result)
+    return resolve_base_model(settings, name)
 
 
 def start_server(services: Services, name: str, options: StartOptions | None = None) -> threading.Thread:

@@ -73,7 +73,7 @@ def ensure_bundled_model(settings: Settings) -> Path:
         return out
 
 
-def _looks_like_hub_id(value: str) -> bool:
+def looks_like_hub_id(value: str) -> bool:
     parts = value.split("/")
     return len(parts) == 2 and all(parts) and not value.startswith((".", "/", "~"))
 
@@ -87,7 +87,7 @@ def resolve_base_model(settings: Settings, id_or_path: str) -> ModelRecord:
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} has no config.json: it is not a Hugging Face model folder.")
         return ModelRecord(name=path.name, kind="base", source=str(path.resolve()))
-    if not _looks_like_hub_id(id_or_path):
+    if not looks_like_hub_id(id_or_path):
         raise ModelError(f"{id_or_path!r} is neither a local model folder nor a hub id like org/name.")
     return ModelRecord(name=id_or_path, kind="base", source=_download_hub_model(settings, id_or_path))
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from engines.models import Registry, resolve_base_model
+from engines.models import ModelError, Registry, resolve_base_model
 from engines.models.exports import ExportError, ExportManager
 from engines.settings import load_settings
 from storage import catalog
@@ -119,3 +119,16 @@ def test_bad_requests_are_refused_before_anything_starts(manager, tmp_path) -> N
     finally:
         manager.cancel(job_id)
     assert not any(j.status == "running" for j in manager.jobs())
+
+
+def test_start_with_a_hub_id_downloads_it_as_a_job(manager) -> None:
+    """Start given a hub id that is not here yet: the download runs as a job (its progress is in the panel), and
+    the server is given the downloaded snapshot."""
+    services = SimpleNamespace(settings=manager.settings, servers=SimpleNamespace(registry=Registry()))
+    record = resolve_record(services, "studio-test/tiny-llama")
+    jobs = [j for j in manager.jobs() if j.action == "download"]
+    assert len(jobs) == 1 and jobs[0].status == "done" and record.source == jobs[0].result
+    assert (Path(record.source) / "config.json").is_file()
+    assert catalog.get_model("studio-test/tiny-llama").path == record.source
+    with pytest.raises(ModelError, match="is gated"):
+        resolve_record(services, "studio-test/gated")
