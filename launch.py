@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         from engines import monitoring
 
         monitoring.track_servers(servers)
-        # Prometheus /metrics and /healthz next to the UI (numbers only: no text, no secrets).
-        monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers))
+        # Prometheus /metrics and /healthz next to the UI (numbers only: no text, no secrets); /metrics asks for AUTH.
+        monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers), auth=settings.auth_pair)
         import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
 
         demo.block_thread()

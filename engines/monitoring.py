@@ -5,12 +5,15 @@ Light on purpose: prometheus_client and the storage models only, never torch/tra
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from fastapi import Request  # at module level: the route's annotation is resolved from these globals
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -141,15 +144,32 @@ def health_report(manager: ServerManager | None = None, *, db_check: Callable[[]
     return {"status": "ok" if db and not bad else "degraded", "db": db, "servers": servers, "time": time.time()}
 
 
-def install_routes(app: fastapi.FastAPI, health: Callable[[], dict]) -> None:
+def basic_auth_ok(header: str, auth: tuple[str, str]) -> bool:
+    """Whether an `Authorization: Basic …` header carries exactly `auth` (compared in constant time)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return bool(sep) & secrets.compare_digest(user, auth[0]) & secrets.compare_digest(password, auth[1])
+
+
+def install_routes(app: fastapi.FastAPI, health: Callable[[], dict], auth: tuple[str, str] | None = None) -> None:
     """Add `GET /metrics` (Prometheus text) and `GET /healthz` (JSON from `health()`, e.g. `health_report`).
 
-    /healthz answers 200 while the database works (status "ok" or "degraded") and 503 when it does not or when
-    `health()` itself fails, so a load balancer or container check only reacts to a studio that cannot work.
+    With `auth` (the studio's AUTH), /metrics asks for the same user and password as HTTP Basic (Prometheus's
+    `basic_auth`), so a shared or LAN-bound studio does not publish its usage. /healthz stays open for container
+    and load-balancer checks: it says only ok/degraded and server counts. /healthz answers 200 while the database
+    works (status "ok" or "degraded") and 503 when it does not or when `health()` itself fails.
     """
     from fastapi.responses import JSONResponse, Response
 
-    def get_metrics() -> Response:
+    def get_metrics(request: Request) -> Response:
+        if auth and not basic_auth_ok(request.headers.get("authorization", ""), auth):
+            return Response("authentication required\n", status_code=401,
+                            headers={"WWW-Authenticate": 'Basic realm="Chat Studio metrics"'})
         return Response(content=metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     def get_healthz() -> JSONResponse:

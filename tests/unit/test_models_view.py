@@ -329,6 +329,23 @@ def test_metrics_and_healthz_routes_on_a_bare_fastapi_app(tmp_path):
     assert r.status_code == 503 and r.json()["status"] == "degraded"
 
 
+def test_metrics_ask_for_the_studio_password_when_it_has_one(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    monitoring.install_routes(app, lambda: {"db": True}, auth=("admin", "s3cret"))
+    client = TestClient(app)
+    r = client.get("/metrics")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+    assert "studio_" not in r.text
+    assert client.get("/metrics", auth=("admin", "wrong")).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Basic %%%"}).status_code == 401
+    r = client.get("/metrics", auth=("admin", "s3cret"))
+    assert r.status_code == 200 and "studio_chat_messages_total" in r.text
+    assert client.get("/healthz").status_code == 200  # container checks need no password
+
+
 def test_database_check_is_real(db):
     assert monitoring.database_ok() is True
     assert monitoring.health_report(None)["status"] == "ok"
