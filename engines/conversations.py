@@ -160,13 +160,18 @@ def conversation_markdown(export: dict[str, Any]) -> str:
 class Prefetched:
     """Runs an update stream in its own task from the moment it is created, so the model request is in
     flight while the caller is still busy (e.g. Gradio rendering the user's message). `aclose()` (also
-    called when iteration ends or is cancelled) cancels the task and waits, so the partial answer is saved."""
+    called when iteration ends or is cancelled) cancels the task and waits, so the partial answer is saved.
+
+    With `min_interval`, the consumer gets at most one update per interval: updates carry the whole text so far,
+    so the ones that piled up meanwhile are merged into the newest. A small model streams 100+ tokens a second;
+    a browser re-rendering the answer for each falls behind and keeps "typing" after Stop."""
 
     _END = object()
 
-    def __init__(self, gen: AsyncIterator[TurnUpdate]) -> None:
+    def __init__(self, gen: AsyncIterator[TurnUpdate], *, min_interval: float = 0.0) -> None:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._gen = gen
+        self._min_interval = min_interval
         self._task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -178,12 +183,28 @@ class Prefetched:
         finally:
             await self._queue.put(self._END)
 
+    @staticmethod
+    def _partial(item: Any) -> bool:
+        return isinstance(item, TurnUpdate) and item.finished is None and item.error is None
+
     async def __aiter__(self) -> AsyncIterator[TurnUpdate]:
+        held = None  # an item taken while merging that must still be handled in order (the end, an error, the last update)
         try:
-            while (item := await self._queue.get()) is not self._END:
+            while True:
+                item, held = (held, None) if held is not None else (await self._queue.get(), None)
+                if item is self._END:
+                    return
                 if isinstance(item, Exception):
                     raise item
+                while self._partial(item) and not self._queue.empty():
+                    nxt = self._queue.get_nowait()
+                    if not self._partial(nxt):
+                        held = nxt
+                        break
+                    item = nxt
                 yield item
+                if self._min_interval and self._partial(item):
+                    await asyncio.sleep(self._min_interval)
         finally:
             await self.aclose()
 

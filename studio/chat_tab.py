@@ -19,6 +19,7 @@ from studio.messages import display_assistant, rows_to_chatbot
 from studio.services import Services
 
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
+UI_UPDATE_S = 0.05  # at most 20 redraws of a streaming answer per second (tokens in between are merged)
 
 
 @dataclass
@@ -158,7 +159,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         display.append({"role": "assistant", "content": ""})
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
-            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout)
+            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
+            min_interval=UI_UPDATE_S,
         )
         try:
             yield display
