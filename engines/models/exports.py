@@ -156,6 +156,8 @@ class ExportManager:
             pid = int((folder / "pid").read_text()) if (folder / "pid").is_file() else None
             if (folder / "cancelled").exists():
                 j.status = "cancelled"
+            elif pid is None and time.time() - j.started < 30:
+                pass  # spawned a moment ago: its pid file is being written
             elif not pid_alive(pid):
                 j.status, j.error = "interrupted", "The job's process ended without a result (see export.log)."
         if j.status == "done" and j.action == "download" and not (folder / "registered").exists():

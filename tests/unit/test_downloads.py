@@ -76,3 +76,22 @@ def test_the_progress_bar_says_bytes_files_rate_and_eta() -> None:
     assert "width:100.0%" in download_progress_html("en", done) and "2.00 GiB" in download_progress_html("en", done)
     frame = downloads_frame("en", [job, failed, done])
     assert list(frame["Status"]) == ["running", "failed", "done"] and frame["Size"][0] == "16.00 GiB"
+
+
+def test_a_job_spawned_a_moment_ago_is_running_not_interrupted(tmp_path) -> None:
+    """Between the job folder and its pid file there is a short window: the job is not "interrupted" in it."""
+    import json
+    import os
+    import time
+
+    from engines.models.exports import ExportManager
+    from engines.settings import load_settings
+
+    manager = ExportManager(load_settings(data_dir=tmp_path))
+    folder = manager.root / "20261128-000000-download-a-b"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"action": "download", "model": "a/b"}))
+    assert manager.job(folder.name).status == "running"
+    old = time.time() - 120
+    os.utime(folder / "job.json", (old, old))
+    assert manager.job(folder.name).status == "interrupted"
