@@ -49,7 +49,9 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
             repo = tr.add(gr.Textbox(label=t(lang0, "exp.repo"), placeholder="your-name/my-adapter", elem_id="exp-repo", scale=3),
                           label="exp.repo")
             private = tr.add(gr.Checkbox(True, label=t(lang0, "exp.private"), scale=1), label="exp.private")
-        start = tr.add(gr.Button(t(lang0, "exp.start"), variant="primary", elem_id="exp-start"), value="exp.start")
+        with gr.Row():
+            start = tr.add(gr.Button(t(lang0, "exp.start"), variant="primary", elem_id="exp-start"), value="exp.start")
+            cancel = tr.add(gr.Button(t(lang0, "exp.cancel"), variant="stop", elem_id="exp-cancel"), value="exp.cancel")
         table = gr.Dataframe(jobs_frame(lang0, exports()), interactive=False, wrap=True, elem_id="exp-jobs")
     last = gr.State("")
 
@@ -63,6 +65,14 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         gr.Info(t(lang, "exp.started", action=t(lang, f"exp.action.{action_v}"), model=model_v))
         return jobs_frame(lang, exports())
 
+    def stop(lang: str):
+        """Cancel the newest running export (its partial output is removed)."""
+        job = next((j for j in exports() if j.status == "running"), None)
+        if job is None or not manager.cancel(job.id):
+            raise gr.Error(t(lang, "exp.nothing_to_cancel"))
+        gr.Info(t(lang, "exp.cancelled", action=t(lang, f"exp.action.{job.action}"), model=job.model))
+        return jobs_frame(lang, exports())
+
     def poll(lang: str, sig: str):
         jobs = exports()
         new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
@@ -71,6 +81,7 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
     action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
     model.focus(lambda: gr.update(choices=export_choices()), None, [model], api_name=False, show_progress="hidden")
     start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")
+    cancel.click(stop, [lang_state], [table], api_name="cancel_export")
     timer = gr.Timer(2.0, active=False)
     timer.tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")
     return timer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,9 +121,14 @@ class ExportManager:
         deadline = time.monotonic() + 10
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if j.action == "download" and not pid_alive(pid):
+        if not pid_alive(pid):  # nothing half-written is left to be mistaken for a result
             spec = json.loads((folder / "job.json").read_text(encoding="utf-8"))
-            remove_partial_files(Path(spec["cache_dir"]), spec["repo_id"])
+            if j.action == "download":
+                remove_partial_files(Path(spec["cache_dir"]), spec["repo_id"])
+            elif j.action == "merge":
+                shutil.rmtree(Path(spec["out"] + ".partial"), ignore_errors=True)
+            elif j.action == "gguf":
+                Path(spec["out"]).unlink(missing_ok=True)
         return True
 
     def _spawn(self, action: str, name: str, job: dict) -> str:

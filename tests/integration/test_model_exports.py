@@ -60,3 +60,35 @@ def test_gguf_on_cpu_and_pushes_without_a_token_say_why(db, export_settings, bun
         exports.submit("push", bundled_model.name, repo_id="../../etc")
     with pytest.raises(ExportError, match="needs an adapter"):
         exports.submit("merge", bundled_model.name)
+
+
+def test_the_panel_cancels_a_running_merge_and_leaves_nothing_half_written(db, export_settings, bundled_model,
+                                                                           served_adapter, served_adapter_path):
+    import time
+
+    import gradio as gr
+
+    from engines.serving.manager import pid_alive
+    from studio.exports_panel import build_exports_panel
+    from studio.i18n import Translatable
+    from studio.services import Services
+
+    catalog.upsert_model(served_adapter, "adapter", path=str(served_adapter_path), parent=bundled_model.name)
+    with gr.Blocks() as demo:
+        build_exports_panel(Services(settings=export_settings, servers=ServerManager(export_settings)), Translatable(),
+                            gr.State("en"))
+    handlers = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    exports = ExportManager(export_settings)
+    with pytest.raises(gr.Error, match="No export is running"):
+        handlers["cancel_export"]("en")
+    handlers["export_model"](served_adapter, "merge", "", True, "en")
+    job = exports.jobs()[0]
+    deadline = time.monotonic() + 60
+    while exports.job(job.id).stage == "" and time.monotonic() < deadline:  # the worker has started its work
+        time.sleep(0.2)
+    assert exports.job(job.id).status == "running"
+    table = handlers["cancel_export"]("en")
+    assert list(table["Status"])[0] == "cancelled"
+    assert not pid_alive(int((exports.root / job.id / "pid").read_text()))
+    out = export_settings.exports_path / "merged" / f"{served_adapter}-merged"
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
