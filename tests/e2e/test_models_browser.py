@@ -70,3 +70,10 @@ def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -
     page.keyboard.press("Escape")
     page.wait_for_timeout(500)
     page.locator("#dl-panel").screenshot(path=str(DOCS / "models-download.png"))
+
+    # The export panel's Cancel with nothing running says so (a real cancel is in the integration tests).
+    page.locator("#exp-panel").get_by_text("Export a model").first.click()
+    page.locator("#exp-cancel").click()
+    expect(page.get_by_text("No export is running.").first).to_be_visible()
+    page.wait_for_timeout(300)
+    page.locator("#exp-panel").screenshot(path=str(DOCS / "models-export.png"))
