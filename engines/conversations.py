@@ -163,8 +163,8 @@ class Prefetched:
     called when iteration ends or is cancelled) cancels the task and waits, so the partial answer is saved.
 
     With `min_interval`, the consumer gets at most one update per interval: updates carry the whole text so far,
-    so the ones that piled up meanwhile are merged into the newest. A small model streams 100+ tokens a second;
-    a browser re-rendering the answer for each falls behind and keeps "typing" after Stop."""
+    so the ones that piled up meanwhile are merged into the newest. A model on a GPU can stream 100+ tokens a
+    second; a browser re-rendering the whole answer for each falls behind and keeps "typing" after Stop."""
 
     _END = object()
 

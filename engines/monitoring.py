@@ -1,6 +1,7 @@
 """The studio's own Prometheus metrics (`GET /metrics`) and health (`GET /healthz`), on a registry of its own.
 
-Light on purpose: prometheus_client and the storage models only, never torch/transformers/vllm (the UI imports it).
+Light on purpose: prometheus_client, fastapi (already loaded by Gradio) and the storage models only, never
+torch/transformers/vllm (the UI imports it).
 """
 
 from __future__ import annotations

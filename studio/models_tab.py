@@ -84,7 +84,7 @@ def resolve_record(services: Services, name: str) -> ModelRecord:
     settings = services.settings
     if looks_like_hub_id(name) and not Path(name).expanduser().is_dir() and not settings.offline_mode:
         jobs = ExportManager(settings)
-        running = next((j for j in jobs.jobs() if j.action == "download" and j.model == name and j.status == "running"), None)
+        running = jobs.running_download(name)
         job = jobs.wait(running.id if running else jobs.submit_download(name), timeout=DOWNLOAD_WAIT_S)
         if job is None or job.status != "done":
             raise ModelError(job.error if job and job.error else f"The download of {name} ended: {job.status if job else 'lost'}.")

@@ -195,8 +195,7 @@ def metric_frames(lang: str, history: MetricsHistory, names: Iterable[str] | Non
 
 
 # Minimum y ranges: an idle server's flat zero line sits on a readable axis (0, 1, 2…) instead of one "0.000000" tick.
-Y_FLOOR = {"requests": 2.0, "tokens_per_s": 10.0, "ttft_ms": 50.0}
-Y_COLUMN = {"requests": "requests", "tokens_per_s": "tokens_per_s", "ttft_ms": "ttft_ms"}
+Y_FLOOR = {"requests": 2.0, "tokens_per_s": 10.0, "ttft_ms": 50.0}  # plot key = its y column
 
 
 def y_limits(frames: Mapping[str, pd.DataFrame]) -> dict[str, list[float]]:
@@ -204,7 +203,7 @@ def y_limits(frames: Mapping[str, pd.DataFrame]) -> dict[str, list[float]]:
     out = {}
     for key, floor in Y_FLOOR.items():
         frame = frames.get(key)
-        peak = float(frame[Y_COLUMN[key]].max()) if frame is not None and len(frame) else 0.0
+        peak = float(frame[key].max()) if frame is not None and len(frame) else 0.0
         top = max(floor, peak * 1.25)
         out[key] = [0.0, float(math.ceil(top)) if key == "requests" else round(top, 1)]
     return out

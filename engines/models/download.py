@@ -7,6 +7,7 @@ keeps its finished files (weights are sharded), and downloading again fetches on
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -48,8 +49,8 @@ def hub_error_message(exc: BaseException, repo_id: str) -> str:
     if isinstance(exc, (LocalEntryNotFoundError, DryRunError)):
         return (f"The Hub could not be reached to download {repo_id}, and it is not in the local cache. "
                 "Check the network (or HF_ENDPOINT), or pass a local model folder.")
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return "The disk is full: free space under MODEL_CACHE_DIR and download again (it resumes)."
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.ENOSPC:
+        return "The disk is full: free space under MODEL_CACHE_DIR and download again (finished files are kept)."
     return f"Could not download {repo_id}: {exc.__class__.__name__}: {exc}"
 
 
@@ -86,11 +87,12 @@ def _progress_class(emit: Any, total: int, files_total: int) -> type:
     from tqdm.auto import tqdm
 
     state = {"bytes": 0, "files": 0, "t": 0.0, "start": time.monotonic()}
+    sink = open(os.devnull, "w")  # noqa: SIM115  # the bars draw here (one handle for the job's life); events are the output
 
     class EventTqdm(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
-            kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115  # tqdm writes here; the events are the output
+            kwargs["file"] = sink
             kwargs["mininterval"] = 3600  # never redraw: only update() matters
             super().__init__(*args, **kwargs)
 
@@ -103,16 +105,16 @@ def _progress_class(emit: Any, total: int, files_total: int) -> type:
             now = time.monotonic()
             if now - state["t"] >= PROGRESS_EVERY_S:
                 state["t"] = now
-                report(state, emit, total, files_total)
+                _report(state, emit, total, files_total)
             return out
 
     return EventTqdm
 
 
-def report(state: dict[str, Any], emit: Any, total: int, files_total: int, stage: str = "downloading") -> None:
+def _report(state: dict[str, Any], emit: Any, total: int, files_total: int) -> None:
     done = min(state["bytes"], total) if total else state["bytes"]
     elapsed = max(1e-6, time.monotonic() - state["start"])
-    emit(stage=stage, pct=round(100.0 * done / total, 1) if total else 0.0, bytes_done=done, bytes_total=total,
+    emit(stage="downloading", pct=round(100.0 * done / total, 1) if total else 0.0, bytes_done=done, bytes_total=total,
          files_done=state["files"], files_total=files_total, rate=round(done / elapsed))
 
 

@@ -99,12 +99,15 @@ class ExportManager:
             raise ExportError("A revision is a branch, tag or commit hash (letters, digits, '.', '_', '-', '/').")
         if self.settings.offline_mode:
             raise ExportError("The studio is offline (OFFLINE_MODE=true): downloads are off.")
-        for j in self.jobs():
-            if j.action == "download" and j.model == repo_id and j.status == "running":
-                raise ExportError(f"{repo_id} is already downloading.")
+        if self.running_download(repo_id) is not None:
+            raise ExportError(f"{repo_id} is already downloading.")
         job = {"action": "download", "model": repo_id, "repo_id": repo_id, "revision": revision,
                "cache_dir": str(self.settings.models_path / "hub")}
         return self._spawn("download", _safe(repo_id), job)
+
+    def running_download(self, repo_id: str) -> ExportJob | None:
+        """The download of `repo_id` that is running now, if any."""
+        return next((j for j in self.jobs() if j.action == "download" and j.model == repo_id and j.status == "running"), None)
 
     def cancel(self, job_id: str) -> bool:
         """Stop a running job (its whole process group); False when it was not running."""
