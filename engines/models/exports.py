@@ -8,18 +8,17 @@ registered in the model catalogue the first time the app reads its job, so it is
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.accounts import Actor, require_admin
 from engines.models.download import remove_partial_files
-from engines.serving.manager import pid_alive
+from engines.paths import is_inside
+from engines.processes import pid_alive, spawn_detached, stop_tree
 from engines.settings import Settings, environment_for_children
 from engines.training.events import read_events
 from engines.training.planning import model_folder
@@ -29,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 ACTIONS = ("merge", "gguf", "push", "download")
 REVISION = re.compile(r"^[\w./-]{1,100}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+DOWNLOAD_ACTION = "download models"  # PermissionDenied says "Only an admin can download models."
+EXPORT_ACTION = "export models"
 
 
 class ExportError(ValueError):
@@ -63,10 +64,15 @@ class ExportManager:
         entry = catalog.get_model(model)
         if entry is not None and entry.kind == "adapter":
             adapter = Path(entry.path) if entry.path else None
+            if adapter is not None and not is_inside(adapter, self.settings.data_roots):  # a row never makes us read outside
+                raise ExportError(f"The adapter folder of {model} is not inside the studio's data folders.")
             return adapter, model_folder(self.settings, entry.parent or "")
         return None, model_folder(self.settings, model)
 
-    def submit(self, action: str, model: str, *, repo_id: str = "", private: bool = True, dtype: str = "bfloat16") -> str:
+    def submit(self, action: str, model: str, *, actor: Actor, repo_id: str = "", private: bool = True,
+               dtype: str = "bfloat16") -> str:
+        """Start a merge / GGUF / push job (admins only); returns its id."""
+        require_admin(actor, EXPORT_ACTION)
         if action not in ACTIONS or action == "download":
             raise ExportError(f"Unknown export {action!r}.")
         adapter, base = self._sources(model)
@@ -90,8 +96,9 @@ class ExportManager:
             job |= {"repo_id": repo_id, "private": bool(private), "folder": str(adapter or base)}
         return self._spawn(action, name, job)
 
-    def submit_download(self, repo_id: str, revision: str = "") -> str:
-        """Download a Hub model into the hub cache (resumes what an earlier, stopped download left)."""
+    def submit_download(self, repo_id: str, revision: str = "", *, actor: Actor) -> str:
+        """Download a Hub model into the hub cache (admins only; resumes what an earlier, stopped download left)."""
+        require_admin(actor, DOWNLOAD_ACTION)
         repo_id, revision = (repo_id or "").strip(), (revision or "").strip()
         if not REPO_ID.match(repo_id):
             raise ExportError("Give the Hub model as owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
@@ -109,22 +116,16 @@ class ExportManager:
         """The download of `repo_id` that is running now, if any."""
         return next((j for j in self.jobs() if j.action == "download" and j.model == repo_id and j.status == "running"), None)
 
-    def cancel(self, job_id: str) -> bool:
-        """Stop a running job (its whole process group); False when it was not running."""
+    def cancel(self, job_id: str, *, actor: Actor) -> bool:
+        """Stop a running job (its whole process tree; admins only); False when it was not running."""
         j = self.job(job_id)
+        require_admin(actor, DOWNLOAD_ACTION if j is not None and j.action == "download" else EXPORT_ACTION)
         folder = self.root / job_id
         if j is None or j.status != "running" or not (folder / "pid").is_file():
             return False
         (folder / "cancelled").touch()
         pid = int((folder / "pid").read_text())
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 10
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not pid_alive(pid):  # nothing half-written is left to be mistaken for a result
+        if stop_tree(pid, grace=10.0):  # nothing half-written is left to be mistaken for a result
             spec = json.loads((folder / "job.json").read_text(encoding="utf-8"))
             if j.action == "download":
                 remove_partial_files(Path(spec["cache_dir"]), spec["repo_id"])
@@ -139,10 +140,9 @@ class ExportManager:
         folder = self.root / job_id
         folder.mkdir(parents=True, exist_ok=False)
         (folder / "job.json").write_text(json.dumps(job, indent=2), encoding="utf-8")
-        with open(folder / "export.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "engines.models.export", str(folder)], cwd=REPO, stdout=log,
-                                    stderr=subprocess.STDOUT, env=environment_for_children(self.settings),
-                                    start_new_session=True)  # its own group: it outlives a closed app
+        # Its own session: it outlives a closed app, and Cancel stops its whole tree.
+        proc = spawn_detached([sys.executable, "-m", "engines.models.export", str(folder)], log_path=folder / "export.log",
+                              env=environment_for_children(self.settings), cwd=REPO)
         (folder / "pid").write_text(str(proc.pid))
         return job_id
 

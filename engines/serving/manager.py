@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -20,7 +19,9 @@ from typing import Literal
 import httpx
 import structlog
 
+from engines.accounts import Actor, require_admin
 from engines.models.registry import ModelRecord, Registry
+from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
 from engines.settings import Settings, environment_for_children
 
 log = structlog.get_logger(__name__)
@@ -28,6 +29,9 @@ log = structlog.get_logger(__name__)
 Status = Literal["starting", "ready", "crashed", "failed", "stopped"]
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 600.0
+SERVERS_ACTION = "start or stop model servers"
+
+__all__ = ["Endpoint", "ServerError", "ServerManager", "ServerState", "ServerStopped", "free_port", "pid_alive", "tail"]
 
 
 class ServerError(RuntimeError):
@@ -57,6 +61,7 @@ class ServerState:
     gpu_memory_utilization: float | None = None
     status: Status = "starting"
     pid: int | None = None
+    started: int | None = None  # the leader's start time: its pid may be reused once it is gone
     error: str | None = None
     owned: bool = True  # started (or adopted from a dead owner) by this app: stopped at exit
     wanted: bool = True  # False once stopped on request: the watcher does not restart it
@@ -98,32 +103,6 @@ def cpu_has_bf16() -> bool:
 
 def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120]
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child still answers kill(0); treat it as dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def tail(path: Path | None, n: int = 40) -> str:
-    if not path or not path.is_file():
-        return ""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 64_000))
-        lines = fh.read().decode("utf-8", "replace").splitlines()
-    return "\n".join(lines[-n:])
 
 
 class ServerManager:
@@ -205,24 +184,37 @@ class ServerManager:
         return self.settings.servers_path / f"{safe_name(name)}.json"
 
     def _write_state(self, st: ServerState) -> None:
-        data = {"name": st.name, "source": st.source, "port": st.port, "pid": st.pid, "owner_pid": os.getpid()}
+        data = {"name": st.name, "source": st.source, "port": st.port, "pid": st.pid, "started": st.started,
+                "owner_pid": os.getpid()}
         self._state_file(st.name).write_text(json.dumps(data))
 
     def _adopt(self, record: ModelRecord) -> ServerState | None:
-        """Reuse a healthy server for this model left by this or an earlier app instance."""
+        """Reuse a healthy server for this model left by this or an earlier app instance. What is left of a crashed
+        one (its EngineCore and workers outlive a killed API process) is stopped first, so a replacement never runs
+        beside it; so is an unhealthy one whose app is gone."""
         path = self._state_file(record.name)
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            pid, started = data.get("pid"), data.get("started")
+        except (OSError, ValueError, AttributeError):
             return None
-        if data.get("source") != record.source or not pid_alive(data.get("pid")):
+        if not isinstance(pid, int) or not isinstance(started, (int, type(None))):
             return None
-        st = ServerState(name=record.name, source=record.source, port=int(data["port"]), pid=data["pid"])
+        if not pid_alive(pid, started):
+            self._clear_tree(record.name, pid, started)  # orphans of a crashed server: nobody can use them
+            return None
+        if data.get("source") != record.source:
+            return None
+        st = ServerState(name=record.name, source=record.source, port=int(data["port"]), pid=pid,
+                         started=started if started is not None else start_time(pid))
         st.log_path = self.settings.servers_path / f"{safe_name(record.name)}.log"
+        owner_gone = not pid_alive(data.get("owner_pid"))
         if not self._healthy(st) or record.name not in self._model_ids(st):
+            if owner_gone and started is not None:  # left broken (or half started) by its app: replaced, not kept beside
+                self._clear_tree(record.name, pid, started)
             return None
         st.status = "ready"
-        st.owned = not pid_alive(data.get("owner_pid"))  # its app is gone: this one takes it over
+        st.owned = owner_gone  # its app is gone: this one takes it over
         if st.owned:
             self._write_state(st)
         log.info("server.reused", model=record.name, port=st.port, pid=st.pid, owned=st.owned)
@@ -244,6 +236,8 @@ class ServerManager:
             if st and st.status == "ready" and self._alive(st) and self._healthy(st):
                 return self.endpoint_of(st)
             if not st or not self._alive(st):
+                if st is not None:  # a dead server of ours: its children may still run
+                    self._clear_tree(st.name, st.pid, st.started, st.proc)
                 st = self._adopt(record)
                 if st is None:
                     st = ServerState(name=record.name, source=record.source, port=port or free_port(), gpu=gpu,
@@ -278,30 +272,62 @@ class ServerManager:
         t.start()
         return t
 
+    # ---- what a person may do: the UI and the API call these, never the internal methods above ----------------
+    def start_server(
+        self, resolve: Callable[[], ModelRecord], *, actor: Actor, gpu: str | None = None, port: int | None = None,
+        max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
+    ) -> threading.Thread:
+        """`start_in_background` for an admin (PermissionDenied for anyone else)."""
+        require_admin(actor, SERVERS_ACTION)
+        log.info("server.start_requested", by=actor.name)
+        return self.start_in_background(resolve, gpu=gpu, port=port, max_model_len=max_model_len,
+                                        gpu_memory_utilization=gpu_memory_utilization)
+
+    def stop_server(self, name: str, *, actor: Actor) -> None:
+        """Stop a server (its whole process tree), for an admin."""
+        require_admin(actor, SERVERS_ACTION)
+        log.info("server.stop_requested", model=name, by=actor.name)
+        self.stop(name)
+
+    def restart_server(self, name: str, *, actor: Actor) -> threading.Thread:
+        """Stop a server and start it again with the same model, GPU, port and overrides, for an admin. The old tree
+        is gone before the new server starts. KeyError when no server has that name."""
+        require_admin(actor, SERVERS_ACTION)
+        st = self.status().get(name)
+        if st is None:
+            raise KeyError(name)
+        record = self.registry.get(name)
+        record = record if record is not None and record.kind == "base" else ModelRecord(name=name, kind="base", source=st.source)
+        log.info("server.restart_requested", model=name, by=actor.name)
+        self.stop(name)
+        return self.start_in_background(lambda: record, gpu=st.gpu, port=st.port, max_model_len=st.max_model_len,
+                                        gpu_memory_utilization=st.gpu_memory_utilization)
+
+    def _clear_tree(self, name: str, pid: int | None, started: int | None, proc: subprocess.Popen | None = None) -> None:
+        """Make sure nothing of an old server's process tree runs (API process, EngineCore, workers), or refuse."""
+        if not pid:
+            return
+        if not stop_tree(pid, started=started, proc=proc):
+            raise ServerError(f"The old server of {name} (pid {pid}) could not be stopped; not starting another beside it.")
+
     def _spawn(self, st: ServerState) -> None:
+        # A replacement never starts beside what is left of the previous server (a restart after a crash included).
+        self._clear_tree(st.name, st.pid, st.started, st.proc)
         record = self.registry.get(st.name) or ModelRecord(name=st.name, kind="base", source=st.source)
         st.log_path = self.settings.servers_path / f"{safe_name(st.name)}.log"
         cmd = self.command(record, st.port, max_model_len=st.max_model_len, gpu_memory_utilization=st.gpu_memory_utilization)
-        with open(st.log_path, "ab") as fh:
-            fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} port {st.port}\n".encode())
-            fh.flush()
-            st.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=self.environment(st.gpu),
-                start_new_session=True,  # its own process group: we stop the whole tree
-                cwd=self.settings.servers_path,
-            )
+        # Its own session: stop_tree finds the whole tree through it, even children whose parent was killed.
+        st.proc = spawn_detached(cmd, log_path=st.log_path, env=self.environment(st.gpu), cwd=self.settings.servers_path,
+                                 header=f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} port {st.port}\n")
         st.pid, st.status, st.error, st.owned = st.proc.pid, "starting", None, True
+        st.started = start_time(st.pid)
         self._write_state(st)
         log.info("server.start", model=st.name, port=st.port, pid=st.pid, gpu=st.gpu)
 
     def _alive(self, st: ServerState) -> bool:
         if st.proc is not None:
             return st.proc.poll() is None
-        return pid_alive(st.pid)
+        return pid_alive(st.pid, st.started)
 
     def _healthy(self, st: ServerState) -> bool:
         try:
@@ -336,22 +362,9 @@ class ServerManager:
         raise ServerError(f"Model server for {st.name} was not healthy after {timeout:.0f}s. Log tail:\n{tail(st.log_path)}")
 
     def _terminate(self, st: ServerState, grace: float = 15.0) -> None:
-        if not st.pid or not self._alive(st):
-            return
-        try:
-            os.killpg(st.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._alive(st):
-            time.sleep(0.2)
-        if self._alive(st):
-            try:
-                os.killpg(st.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if st.proc is not None:
-            st.proc.wait(timeout=5)
+        """Stop the server's whole tree, even when its API process is already gone (its EngineCore may not be)."""
+        if st.pid and not stop_tree(st.pid, started=st.started, grace=grace, proc=st.proc):
+            log.error("server.stop_incomplete", model=st.name, pid=st.pid)
 
     def stop(self, name: str) -> None:
         with self._lock:
@@ -397,11 +410,14 @@ class ServerManager:
             return
         st.restarts.append(now)
         st.status = "crashed"
-        with self._lock:
-            self._spawn(st)
         try:
+            # What is left of the crashed tree (EngineCore, workers) is stopped outside the lock: it may take seconds.
+            self._clear_tree(st.name, st.pid, st.started, st.proc)
+            with self._lock:
+                self._spawn(st)
             self._wait_healthy(st, self.settings.vllm_start_timeout)
         except ServerError as exc:
+            st.status, st.error = "failed", str(exc)[:500]
             log.error("server.restart_failed", model=st.name, error=str(exc)[:500])
 
     # ---- what is served ----------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -11,7 +9,8 @@ import time
 import httpx
 import structlog
 
-from engines.serving.manager import free_port, tail
+from engines.processes import spawn_detached, stop_tree, tail
+from engines.serving.manager import free_port
 from engines.settings import Settings, environment_for_children
 
 log = structlog.get_logger(__name__)
@@ -54,11 +53,7 @@ class MlflowUI:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self.settings.mlflow_artifacts_path.mkdir(parents=True, exist_ok=True)
             env = environment_for_children(self.settings) | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-            with open(log_path, "ab") as fh:
-                self.proc = subprocess.Popen(
-                    self.command(), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                    start_new_session=True, cwd=self.settings.data_dir.resolve(),
-                )
+            self.proc = spawn_detached(self.command(), log_path=log_path, env=env, cwd=self.settings.data_dir.resolve())
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -81,14 +76,7 @@ class MlflowUI:
             return base
 
     def stop(self) -> None:
+        """Stop the UI and every process it started (gunicorn workers included)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if proc is not None:
+            stop_tree(proc.pid, grace=10.0, proc=proc)
