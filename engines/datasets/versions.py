@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.formats import FormatError, Problem, Row, detect, normalise, read_records, to_sharegpt
 from engines.datasets.validate import check, invalid_rows
+from engines.paths import contained
 from engines.settings import Settings
 from storage import datasets as store
 from storage.db import database
@@ -98,10 +100,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def import_file(settings: Settings, path: Path, name: str, *, valid_only: bool = False, fmt: str | None = None,
+def import_file(settings: Settings, path: Path, name: str, *, actor: Actor, valid_only: bool = False, fmt: str | None = None,
                 mapping: dict[str, str] | None = None, model_format: Any = None, max_tokens: int | None = None,
                 note: str | None = None) -> ImportReport:
-    """A new dataset with version 1 from a file. Refused (nothing written) if any row is invalid, unless valid_only."""
+    """A new dataset of `actor`'s with version 1 from a file. Refused (nothing written) if any row is invalid, unless valid_only."""
     if not NAME_RE.match(name):
         raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
     if store.dataset_by_name(name):
@@ -115,9 +117,9 @@ def import_file(settings: Settings, path: Path, name: str, *, valid_only: bool =
         raise ImportRefused(report)
     report.skipped = sorted(bad)
     with database.atomic():
-        ds = store.create_dataset(name, source_format=report.format, note=note)
-        report.version = save_version(settings, ds.id, keep, note=note or f"imported from {path.name}")
-        draft.fill(ds.id, keep)
+        ds = store.create_dataset(name, source_format=report.format, note=note, owner_id=actor.id)
+        report.version = save_version(settings, ds.id, keep, actor=actor, note=note or f"imported from {path.name}")
+        draft.fill(ds.id, keep, actor=actor)
     if bad:
         report.skipped_path = write_skipped(settings, name, report)
     return report
@@ -127,12 +129,15 @@ def version_dir(settings: Settings, dataset_name: str) -> Path:
     return settings.datasets_path / "versions" / re.sub(r"[^A-Za-z0-9가-힣._-]+", "_", dataset_name)
 
 
-def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: str | None = None,
+def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, actor: Actor, note: str | None = None,
                  parent: DatasetVersion | None = None, source_conversations: list[int] | None = None) -> DatasetVersion:
-    """Write rows as an immutable JSONL file named by its content hash and record it (atomic: file, then row)."""
+    """Write rows as an immutable JSONL file named by its content hash and record it (atomic: file, then row).
+
+    Only the dataset's owner or an admin saves versions of it (PermissionDenied otherwise)."""
     ds = store.get_dataset(dataset_id)
     if ds is None:
         raise KeyError(dataset_id)
+    draft.writable(actor, ds.id)
     data = rows_bytes(rows)
     digest = hashlib.sha256(data).hexdigest()
     last = store.latest_version(dataset_id)
@@ -147,9 +152,15 @@ def save_version(settings: Settings, dataset_id: int, rows: list[Row], *, note: 
         raise
 
 
-def load_version(version: DatasetVersion) -> list[Row]:
+def version_file(settings: Settings, version: DatasetVersion) -> Path:
+    """The version's file, resolved. A row is not trusted (an archive or a hand edit may have written it): a path
+    outside the datasets folder raises OutsideDataFolder and nothing is read."""
+    return contained(version.path, (settings.datasets_path,), what="dataset version's file")
+
+
+def load_version(settings: Settings, version: DatasetVersion) -> list[Row]:
     rows = []
-    with open(version.path, encoding="utf-8") as fh:
+    with open(version_file(settings, version), encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             obj = json.loads(line)
             rows.append(Row(obj["messages"], obj.get("category"), n, {"split": obj["split"]} if obj.get("split") else {}))
@@ -163,7 +174,7 @@ class Diff:
     changed: list[tuple[Row, Row]]
 
 
-def diff_versions(old: DatasetVersion, new: DatasetVersion) -> Diff:
+def diff_versions(settings: Settings, old: DatasetVersion, new: DatasetVersion) -> Diff:
     """Rows added, removed, and changed (same first user turn, different content) from `old` to `new`."""
     def key(r: Row) -> str:
         return json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True)
@@ -171,7 +182,7 @@ def diff_versions(old: DatasetVersion, new: DatasetVersion) -> Diff:
     def first_user(r: Row) -> str:
         return next((m["content"] for m in r.messages if m["role"] == "user"), "")
 
-    a, b = load_version(old), load_version(new)
+    a, b = load_version(settings, old), load_version(settings, new)
     a_keys, b_keys = {key(r) for r in a}, {key(r) for r in b}
     only_a = [r for r in a if key(r) not in b_keys]
     only_b = [r for r in b if key(r) not in a_keys]
@@ -185,7 +196,7 @@ def diff_versions(old: DatasetVersion, new: DatasetVersion) -> Diff:
 
 def export_version(settings: Settings, version: DatasetVersion, fmt: str = "openai") -> Path:
     """JSONL (OpenAI messages or ShareGPT) or Parquet under DATA_DIR/exports."""
-    rows = load_version(version)
+    rows = load_version(settings, version)  # refuses a row pointing outside the data folder before anything is written
     base = settings.exports_path / "datasets" / f"{Path(version.path).parent.name}-v{version.version}"
     if fmt == "openai":
         out = base.with_suffix(".jsonl")
@@ -218,17 +229,18 @@ def write_skipped(settings: Settings, name: str, report: ImportReport) -> Path:
     return out
 
 
-def create_empty(name: str, note: str | None = None) -> int:
-    """A new dataset with no rows yet (to collect chat answers or generated examples into)."""
+def create_empty(name: str, note: str | None = None, *, actor: Actor) -> int:
+    """A new dataset of `actor`'s with no rows yet (to collect chat answers or generated examples into)."""
     if not NAME_RE.match(name):
         raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
     if store.dataset_by_name(name):
         raise ValueError(f"A dataset named {name!r} exists already.")
-    return store.create_dataset(name, source_format="studio", note=note).id
+    return store.create_dataset(name, source_format="studio", note=note, owner_id=actor.id).id
 
 
-def save_draft(settings: Settings, dataset_id: int, note: str | None = None) -> DatasetVersion:
+def save_draft(settings: Settings, dataset_id: int, note: str | None = None, *, actor: Actor) -> DatasetVersion:
     """Freeze the working copy as the next version (refused when a row is invalid or the copy is empty)."""
+    draft.writable(actor, dataset_id)  # before reading every row: a refusal costs nothing
     rows = draft.all_rows(dataset_id)
     if not rows:
         raise ValueError("The dataset has no rows to save.")
@@ -239,4 +251,4 @@ def save_draft(settings: Settings, dataset_id: int, note: str | None = None) -> 
     if last and last.content_hash == hashlib.sha256(rows_bytes(rows)).hexdigest():
         raise ValueError(f"Nothing changed since v{last.version}.")
     sources = sorted({r.extra["conversation_id"] for r in rows if r.extra.get("conversation_id")})
-    return save_version(settings, dataset_id, rows, note=note, source_conversations=sources)
+    return save_version(settings, dataset_id, rows, actor=actor, note=note, source_conversations=sources)

@@ -82,10 +82,13 @@ def from_rows(rows: list[Any], split: str | None = "eval") -> list[Example]:
     return _bounded(out)
 
 
-def from_dataset_version(version: Any, split: str | None = "eval") -> list[Example]:
+def from_dataset_version(settings: Any, version: Any, split: str | None = "eval") -> list[Example]:
     from engines.datasets.versions import load_version
 
-    examples = from_rows(load_version(version), split)
+    try:
+        examples = from_rows(load_version(settings, version), split)
+    except PermissionError as exc:  # the row points outside the data folder (OutsideDataFolder)
+        raise PromptSetError(str(exc)) from None
     if not examples:
         raise PromptSetError(
             f"{version.dataset.name} v{version.version} has no rows in its {split} split: "
@@ -138,7 +141,7 @@ def build_prompt_set(settings: Any, source: str, *, version_id: Any = None, spli
         if version is None:
             raise PromptSetError("Pick a saved dataset version (save one in the Datasets tab first).")
         which = None if split == "all" else "eval"
-        ps = PromptSet(from_dataset_version(version, which), f"{version.dataset.name} v{version.version} · {split}",
+        ps = PromptSet(from_dataset_version(settings, version, which), f"{version.dataset.name} v{version.version} · {split}",
                        dataset_version_id=version.id)
     elif source == "run":
         from engines.datasets.files import resolve_dataset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -11,12 +12,15 @@ from typing import Literal
 
 import structlog
 
+from engines.paths import is_inside
 from engines.settings import BUNDLED_MODEL, Settings, environment_for_children
 
 log = structlog.get_logger(__name__)
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _convert_lock = threading.Lock()
+# One sentence for every refused folder: whether an outside path exists is never revealed.
+OUTSIDE_MODEL_DIRS = "Model folders must be inside MODEL_CACHE_DIR or MODEL_DIRS."
 
 
 class ModelError(RuntimeError):
@@ -75,21 +79,44 @@ def ensure_bundled_model(settings: Settings) -> Path:
 
 def looks_like_hub_id(value: str) -> bool:
     parts = value.split("/")
-    return len(parts) == 2 and all(parts) and not value.startswith((".", "/", "~"))
+    return len(parts) == 2 and all(parts) and not value.startswith((".", "/", "~")) and ".." not in parts
+
+
+def model_roots(settings: Settings) -> tuple[Path, ...]:
+    """Where local model folders may be: MODEL_CACHE_DIR (downloads, the bundled model), the admin's MODEL_DIRS, and
+    the studio's own merged exports (a merged adapter is served from there)."""
+    return (*settings.allowed_model_paths, (settings.exports_path / "merged").resolve())
+
+
+def refusal(value: str) -> str:
+    """Why `value` is refused as a model folder: never depends on whether anything exists outside the model roots."""
+    value = str(value).strip()
+    if value.startswith(("/", ".", "~")) or "/" in value or os.sep in value:
+        return OUTSIDE_MODEL_DIRS
+    return f"{value!r} is neither a hub id like org/name nor a model folder. {OUTSIDE_MODEL_DIRS}"
+
+
+def local_model_folder(settings: Settings, path: str | Path) -> Path:
+    """The resolved folder if it lies inside the model roots (symlinks and `..` resolved first); else ModelError with
+    the same sentence whether or not the path exists outside."""
+    if not str(path).strip() or not is_inside(path, model_roots(settings)):
+        raise ModelError(refusal(str(path)))
+    return Path(path).expanduser().resolve()
 
 
 def resolve_base_model(settings: Settings, id_or_path: str) -> ModelRecord:
-    """Turn what the user typed (bundled name, local folder, hub id) into a servable record."""
+    """Turn what the user typed (bundled name, local folder, hub id) into a servable record. A local folder must lie
+    inside MODEL_CACHE_DIR, MODEL_DIRS or the studio's merged exports; an org/name that is no such folder is a hub id."""
+    id_or_path = (id_or_path or "").strip()
     if id_or_path in ("", BUNDLED_MODEL, "bundled", "default"):
         return ModelRecord(name=BUNDLED_MODEL, kind="base", source=str(ensure_bundled_model(settings)))
-    path = Path(id_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} has no config.json: it is not a Hugging Face model folder.")
-        return ModelRecord(name=path.name, kind="base", source=str(path.resolve()))
-    if not looks_like_hub_id(id_or_path):
-        raise ModelError(f"{id_or_path!r} is neither a local model folder nor a hub id like org/name.")
-    return ModelRecord(name=id_or_path, kind="base", source=_download_hub_model(settings, id_or_path))
+    # org/name is a folder only when it resolves inside the model roots: nothing outside is ever looked at.
+    if looks_like_hub_id(id_or_path) and not is_inside(id_or_path, model_roots(settings)):
+        return ModelRecord(name=id_or_path, kind="base", source=_download_hub_model(settings, id_or_path))
+    path = local_model_folder(settings, id_or_path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{id_or_path} has no config.json: it is not a Hugging Face model folder.")
+    return ModelRecord(name=Path(id_or_path).expanduser().name or path.name, kind="base", source=str(path))
 
 
 def _download_hub_model(settings: Settings, repo_id: str) -> str:

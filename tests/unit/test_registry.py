@@ -25,15 +25,15 @@ def test_bundled_model_resolves_to_a_converted_folder():
 
 def test_local_folder_and_bad_inputs(tmp_path):
     settings = load_settings(data_dir=tmp_path, offline_mode=True)
-    good = tmp_path / "my-model"
-    good.mkdir()
+    good = settings.models_path / "my-model"  # local folders live in MODEL_CACHE_DIR (or MODEL_DIRS)
+    good.mkdir(parents=True)
     (good / "config.json").write_text("{}")
     assert resolve_base_model(settings, str(good)).name == "my-model"
-    empty = tmp_path / "empty"
+    empty = settings.models_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelError, match="config.json"):
         resolve_base_model(settings, str(empty))
-    with pytest.raises(ModelError, match="neither a local model folder nor a hub id"):
+    with pytest.raises(ModelError, match="must be inside MODEL_CACHE_DIR or MODEL_DIRS"):
         resolve_base_model(settings, "not a model; rm -rf /")
 
 
