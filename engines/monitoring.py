@@ -145,8 +145,9 @@ def health_report(manager: ServerManager | None = None, *, db_check: Callable[[]
     return {"status": "ok" if db and not bad else "degraded", "db": db, "servers": servers, "time": time.time()}
 
 
-def basic_auth_ok(header: str, auth: tuple[str, str]) -> bool:
-    """Whether an `Authorization: Basic …` header carries exactly `auth` (compared in constant time)."""
+def basic_auth_ok(header: str, auth: tuple[str, str] | Callable[[str, str], bool]) -> bool:
+    """Whether an `Authorization: Basic …` header carries exactly `auth` (compared in constant time), or, with a
+    callable (e.g. `engines.accounts.check_login`), a user and password it accepts."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return False
@@ -154,21 +155,27 @@ def basic_auth_ok(header: str, auth: tuple[str, str]) -> bool:
         user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
     except (ValueError, UnicodeDecodeError):
         return False
+    if callable(auth):
+        return bool(sep) and bool(auth(user, password))
     return bool(sep) & secrets.compare_digest(user, auth[0]) & secrets.compare_digest(password, auth[1])
 
 
-def install_routes(app: fastapi.FastAPI, health: Callable[[], dict], auth: tuple[str, str] | None = None) -> None:
+def install_routes(app: fastapi.FastAPI, health: Callable[[], dict],
+                   auth: tuple[str, str] | Callable[[str, str], bool] | None = None,
+                   auth_required: Callable[[], bool] | None = None) -> None:
     """Add `GET /metrics` (Prometheus text) and `GET /healthz` (JSON from `health()`, e.g. `health_report`).
 
-    With `auth` (the studio's AUTH), /metrics asks for the same user and password as HTTP Basic (Prometheus's
-    `basic_auth`), so a shared or LAN-bound studio does not publish its usage. /healthz stays open for container
-    and load-balancer checks: it says only ok/degraded and server counts. /healthz answers 200 while the database
+    With `auth` (a user:password pair, or a check such as any enabled account's login), /metrics asks for it as
+    HTTP Basic (Prometheus's `basic_auth`), so a shared or LAN-bound studio does not publish its usage; with
+    `auth_required`, only while it returns True (a studio asks for logins once its first account exists).
+    /healthz stays open for container and load-balancer checks: it says only ok/degraded and server counts. /healthz answers 200 while the database
     works (status "ok" or "degraded") and 503 when it does not or when `health()` itself fails.
     """
     from fastapi.responses import JSONResponse, Response
 
     def get_metrics(request: Request) -> Response:
-        if auth and not basic_auth_ok(request.headers.get("authorization", ""), auth):
+        asked = auth is not None and (auth_required is None or auth_required())
+        if asked and not basic_auth_ok(request.headers.get("authorization", ""), auth):
             return Response("authentication required\n", status_code=401,
                             headers={"WWW-Authenticate": 'Basic realm="Chat Studio metrics"'})
         return Response(content=metrics_text(), media_type=CONTENT_TYPE_LATEST)

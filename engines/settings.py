@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database_url: str | None = None
     model_cache_dir: Path | None = None
+    # Extra folders (os.pathsep-separated) an admin allows models to be served and fine-tuned from, besides MODEL_CACHE_DIR.
+    model_dirs: str = ""
+
+    # Archive import limits: a hostile archive is refused before anything is written.
+    archive_max_bytes: int = Field(default=4 * 1024**3, ge=1)  # total uncompressed size
+    archive_max_entries: int = Field(default=10_000, ge=1)
+    archive_max_ratio: float = Field(default=200.0, ge=1.0)  # uncompressed / compressed, per entry and overall
+
+    # Logins: after this many failures in a row for one name or address, each further try waits longer.
+    login_max_failures: int = Field(default=5, ge=1)
 
     default_model: str = BUNDLED_MODEL
     vllm_base_url: str | None = None
@@ -148,6 +158,18 @@ class Settings(BaseSettings):
     @cached_property
     def mlflow_artifacts_path(self) -> Path:
         return (self.mlflow_artifact_root or self.data_dir / "mlflow-artifacts").resolve()
+
+    @cached_property
+    def allowed_model_paths(self) -> tuple[Path, ...]:
+        """Folders models may be read from: the model cache and the admin's MODEL_DIRS."""
+        extra = [Path(p).expanduser().resolve() for p in self.model_dirs.split(os.pathsep) if p.strip()]
+        return (self.models_path, *extra)
+
+    @cached_property
+    def data_roots(self) -> tuple[Path, ...]:
+        """Every folder the studio itself reads and writes; a path from a row, an archive or a request must lie inside one."""
+        roots = [self.data_dir.resolve(), self.logs_path, self.models_path, self.mlflow_artifacts_path]
+        return tuple(dict.fromkeys(roots))
 
     @property
     def db_url(self) -> str:

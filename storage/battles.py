@@ -12,9 +12,9 @@ VOTES = ("a", "b", "tie", "both_bad")
 
 
 def create_battle(prompt: str, model_a: str, model_b: str, *, blind: bool, params: dict[str, Any] | None = None,
-                  category: str | None = None, user_name: str | None = None) -> Battle:
+                  category: str | None = None, user_name: str | None = None, owner_id: int | None = None) -> Battle:
     return Battle.create(prompt=prompt, model_a=model_a, model_b=model_b, blind=blind, params=json.dumps(params or {}),
-                         category=category or None, user_name=user_name)
+                         category=category or None, user_name=user_name, owner_id=owner_id)
 
 
 def set_answers(battle_id: int, answer_a: str, answer_b: str) -> None:

@@ -13,17 +13,20 @@ from storage.models import Conversation, Message, utcnow
 TITLE_CHARS = 60
 
 
-def create_conversation(*, title: str = "New chat", model: str | None = None, system_prompt: str | None = None) -> Conversation:
-    return Conversation.create(title=title, model=model, system_prompt=system_prompt)
+def create_conversation(*, title: str = "New chat", model: str | None = None, system_prompt: str | None = None,
+                        owner_id: int | None = None, source: str = "ui") -> Conversation:
+    return Conversation.create(title=title, model=model, system_prompt=system_prompt, owner_id=owner_id, source=source)
 
 
 def get_conversation(conversation_id: int) -> Conversation | None:
     return Conversation.get_or_none(Conversation.id == conversation_id)
 
 
-def list_conversations(search: str = "", limit: int = 200) -> list[Conversation]:
-    """Newest first; `search` matches titles and message text (case-insensitive)."""
+def list_conversations(search: str = "", limit: int = 200, *, owner_id: int | None = None) -> list[Conversation]:
+    """Newest first, of one owner when `owner_id` is given; `search` matches titles and message text (case-insensitive)."""
     q = Conversation.select().order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    if owner_id is not None:
+        q = q.where(Conversation.owner_id == owner_id)
     term = search.strip()
     if term:
         like = f"%{term.lower()}%"
@@ -119,3 +122,8 @@ def conversation_export(conversation_id: int) -> dict[str, Any]:
             for m in active_messages(conversation_id)
         ],
     }
+
+
+def mark_streaming_interrupted() -> int:
+    """Every answer still 'streaming' becomes 'interrupted' (its writer died mid-answer); returns how many."""
+    return Message.update(finish_reason="interrupted").where(Message.finish_reason == "streaming").execute()

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 
-from storage.models import Dataset, DatasetVersion, utcnow
+from storage.models import Dataset, DatasetVersion, User, utcnow
 
 
-def create_dataset(name: str, source_format: str | None = None, note: str | None = None) -> Dataset:
-    return Dataset.create(name=name, source_format=source_format, note=note)
+def _with_owner():
+    """Datasets with `owner_name` (the owner's user name, None if unowned) for display: one indexed lookup per row."""
+    return Dataset.select(Dataset, User.select(User.name).where(User.id == Dataset.owner_id).alias("owner_name"))
+
+
+def create_dataset(name: str, source_format: str | None = None, note: str | None = None, *,
+                   owner_id: int | None = None) -> Dataset:
+    return Dataset.create(name=name, source_format=source_format, note=note, owner_id=owner_id)
 
 
 def get_dataset(dataset_id: int) -> Dataset | None:
-    return Dataset.get_or_none(Dataset.id == dataset_id)
+    """The dataset (with `owner_name`), or None."""
+    return _with_owner().where(Dataset.id == dataset_id).first()
 
 
 def dataset_by_name(name: str) -> Dataset | None:
@@ -20,7 +27,8 @@ def dataset_by_name(name: str) -> Dataset | None:
 
 
 def list_datasets() -> list[Dataset]:
-    return list(Dataset.select().order_by(Dataset.updated_at.desc()))
+    """Newest-changed first, each with `owner_name`."""
+    return list(_with_owner().order_by(Dataset.updated_at.desc()))
 
 
 def add_version(dataset: Dataset, *, path: str, content_hash: str, row_count: int, fmt: str = "openai",

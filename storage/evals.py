@@ -5,26 +5,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from storage.models import EvalResult, EvalRun, utcnow
+from storage.models import EvalResult, EvalRun, User, utcnow
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
 
 
+def _with_owner():
+    """Evaluations with `owner_name` (the owner's user name, None if unowned) for display."""
+    return EvalRun.select(EvalRun, User.select(User.name).where(User.id == EvalRun.owner_id).alias("owner_name"))
+
+
 def create_eval(*, name: str, models: list[str], judge: str | None, source: str, params: dict[str, Any],
                 examples: list[dict[str, Any]], dataset_version_id: int | None = None,
-                training_run_id: int | None = None) -> EvalRun:
+                training_run_id: int | None = None, owner_id: int | None = None) -> EvalRun:
     return EvalRun.create(name=name, models=json.dumps(models), judge=judge or None, source=source,
                           params=json.dumps(params), examples=json.dumps(examples, ensure_ascii=False),
-                          dataset_version_id=dataset_version_id, training_run_id=training_run_id, status="queued")
+                          dataset_version_id=dataset_version_id, training_run_id=training_run_id, status="queued",
+                          owner_id=owner_id)
 
 
 def get_eval(eval_id: int) -> EvalRun | None:
-    return EvalRun.get_or_none(EvalRun.id == eval_id)
+    """The evaluation (with `owner_name`), or None."""
+    return _with_owner().where(EvalRun.id == eval_id).first()
 
 
 def list_evals(limit: int = 200) -> list[EvalRun]:
-    return list(EvalRun.select().order_by(EvalRun.id.desc()).limit(limit))
+    """Newest first, each with `owner_name`."""
+    return list(_with_owner().order_by(EvalRun.id.desc()).limit(limit))
 
 
 def update_eval(eval_id: int, **fields: Any) -> None:

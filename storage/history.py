@@ -41,6 +41,7 @@ class Filters:
     model: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    viewer: int | None = None  # users.id: chats and battles are private, so only the viewer's own are listed
 
 
 Cursor = tuple[dt.datetime, str, int]  # (time, kind, id) of the last item shown
@@ -59,6 +60,8 @@ def _window(q, column, f: Filters, kind: str, before: Cursor | None, id_column):
 
 def _chats(f: Filters, before: Cursor | None, limit: int, ids: list[int] | None = None) -> list[Item]:
     q = Conversation.select()
+    if f.viewer is not None:
+        q = q.where(Conversation.owner_id == f.viewer)
     if f.model:
         q = q.where(Conversation.model == f.model)
     if ids is not None:
@@ -89,6 +92,8 @@ def _versions(f: Filters, before: Cursor | None, limit: int, text: str | None = 
 
 def _battles(f: Filters, before: Cursor | None, limit: int, text: str | None = None) -> list[Item]:
     q = Battle.select()
+    if f.viewer is not None:
+        q = q.where(Battle.owner_id == f.viewer)
     if f.model:
         q = q.where((Battle.model_a == f.model) | (Battle.model_b == f.model))
     if text:

@@ -273,6 +273,44 @@ def m007_history_search_and_lineage(db: Database) -> None:
     )
 
 
+OWNED_TABLES = ("conversations", "battles", "datasets", "training_runs", "eval_runs")
+
+
+def m008_users_api_keys_and_owners(db: Database) -> None:
+    """Accounts (argon2 hashes, roles), hashed per-user API keys, and an owner on every person's rows.
+
+    Existing rows keep owner_id NULL here; engines.accounts gives them to the first admin when one exists."""
+    t = _types(db)
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS users (
+            id {t['pk']},
+            name VARCHAR(100) NOT NULL UNIQUE,
+            password_hash TEXT,
+            role VARCHAR(16) NOT NULL DEFAULT 'member',
+            disabled BOOLEAN NOT NULL DEFAULT FALSE,
+            created_at {t['ts']} NOT NULL)"""
+    )
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS api_keys (
+            id {t['pk']},
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name VARCHAR(100) NOT NULL,
+            prefix VARCHAR(16) NOT NULL,
+            key_hash VARCHAR(64) NOT NULL UNIQUE,
+            created_at {t['ts']} NOT NULL,
+            last_used_at {t['ts']},
+            revoked_at {t['ts']})"""
+    )
+    migrator = SchemaMigrator.from_database(db)
+    for table in OWNED_TABLES:
+        if "owner_id" not in {c.name for c in db.get_columns(table)}:
+            migrate(migrator.add_column(table, "owner_id", IntegerField(null=True)))
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_owner_id ON {table} (owner_id)")
+    if "source" not in {c.name for c in db.get_columns("conversations")}:
+        # plain ALTER: peewee's NOT NULL path rebuilds the table, which the FTS triggers on conversations forbid
+        db.execute_sql("ALTER TABLE conversations ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'ui'")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
@@ -281,6 +319,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (5, m005_battles),
     (6, m006_eval_runs_and_results),
     (7, m007_history_search_and_lineage),
+    (8, m008_users_api_keys_and_owners),
 ]
 
 

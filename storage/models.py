@@ -28,8 +28,40 @@ class BaseModel(Model):
         database = database
 
 
+class User(BaseModel):
+    """A person who logs in; `password_hash` is argon2 (None: cannot log in, e.g. the local owner without AUTH)."""
+
+    id = AutoField()
+    name = CharField(max_length=100, unique=True)
+    password_hash = TextField(null=True)
+    role = CharField(max_length=16, default="member")  # admin | member
+    disabled = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+
+
+class ApiKey(BaseModel):
+    """A per-user API key, stored only as its SHA-256; `prefix` (the first characters) identifies it in lists."""
+
+    id = AutoField()
+    user = ForeignKeyField(User, backref="api_keys", on_delete="CASCADE", column_name="user_id")
+    name = CharField(max_length=100)
+    prefix = CharField(max_length=16)
+    key_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
 class Conversation(BaseModel):
     id = AutoField()
+    owner_id = IntegerField(null=True, index=True)  # users.id; every conversation belongs to one person
+    source = CharField(max_length=16, default="ui")  # ui | api
     title = CharField(max_length=200, default="New chat")
     model = CharField(max_length=300, null=True)
     system_prompt = TextField(null=True)
@@ -52,7 +84,7 @@ class Message(BaseModel):
     completion_tokens = IntegerField(null=True)
     tok_per_s = FloatField(null=True)
     duration_ms = FloatField(null=True)
-    finish_reason = CharField(max_length=32, null=True)  # stop | length | stopped | error | streaming
+    finish_reason = CharField(max_length=32, null=True)  # stop | length | stopped | error | streaming | interrupted
     error = TextField(null=True)
     feedback = IntegerField(default=0)  # -1 down, 0 none, 1 up
     active = BooleanField(default=True)  # False once regenerated or edited away; kept, never deleted
@@ -82,6 +114,7 @@ class TrainingRun(BaseModel):
     """One fine-tuning job; survives the browser and the app (pid + heartbeat + events offset)."""
 
     id = AutoField()
+    owner_id = IntegerField(null=True, index=True)  # users.id: changed only by its owner or an admin
     name = CharField(max_length=200, unique=True)  # also the adapter's served name
     base_model = CharField(max_length=300)
     dataset = TextField()
@@ -113,6 +146,7 @@ class TrainingRun(BaseModel):
 
 class Dataset(BaseModel):
     id = AutoField()
+    owner_id = IntegerField(null=True, index=True)  # users.id: changed only by its owner or an admin
     name = CharField(max_length=200, unique=True)
     source_format = CharField(max_length=32, null=True)  # the layout it was imported from
     note = TextField(null=True)
@@ -175,6 +209,7 @@ class Battle(BaseModel):
     """One comparison of two models on one prompt; `vote` is a | b | tie | both_bad once a person voted."""
 
     id = AutoField()
+    owner_id = IntegerField(null=True, index=True)  # users.id: changed only by its owner or an admin
     prompt = TextField()
     model_a = CharField(max_length=300)
     model_b = CharField(max_length=300)
@@ -196,6 +231,7 @@ class EvalRun(BaseModel):
     """One batch evaluation: which models answered which prompt set, judged by whom; `summary` holds the scores."""
 
     id = AutoField()
+    owner_id = IntegerField(null=True, index=True)  # users.id: changed only by its owner or an admin
     name = CharField(max_length=200)
     status = CharField(max_length=16, default="queued")  # queued | running | completed | failed | cancelled | interrupted
     phase = CharField(max_length=16, null=True)  # generate | judge | score | log

@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from storage.models import TrainingRun, utcnow
+from storage.models import TrainingRun, User, utcnow
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "failed", "cancelled")
 
 
+def _with_owner():
+    """Runs with `owner_name` (the owner's user name, None if unowned) for display."""
+    return TrainingRun.select(TrainingRun, User.select(User.name).where(User.id == TrainingRun.owner_id).alias("owner_name"))
+
+
 def create_run(*, name: str, base_model: str, dataset: str, method: str, spec: dict[str, Any], run_dir: str,
-               dataset_version_id: int | None = None) -> TrainingRun:
+               dataset_version_id: int | None = None, owner_id: int | None = None) -> TrainingRun:
     return TrainingRun.create(
         name=name, base_model=base_model, dataset=dataset, method=method, spec=json.dumps(spec),
-        run_dir=run_dir, status="queued", dataset_version_id=dataset_version_id,
+        run_dir=run_dir, status="queued", dataset_version_id=dataset_version_id, owner_id=owner_id,
     )
 
 
 def get_run(run_id: int) -> TrainingRun | None:
-    return TrainingRun.get_or_none(TrainingRun.id == run_id)
+    """The run (with `owner_name`), or None."""
+    return _with_owner().where(TrainingRun.id == run_id).first()
 
 
 def run_by_name(name: str) -> TrainingRun | None:
@@ -34,7 +40,8 @@ def update_run(run_id: int, **fields: Any) -> None:
 
 
 def list_runs(limit: int = 200, statuses: tuple[str, ...] | None = None) -> list[TrainingRun]:
-    q = TrainingRun.select().order_by(TrainingRun.id.desc()).limit(limit)
+    """Newest first, each with `owner_name`."""
+    q = _with_owner().order_by(TrainingRun.id.desc()).limit(limit)
     if statuses:
         q = q.where(TrainingRun.status.in_(statuses))
     return list(q)

@@ -13,7 +13,11 @@ def columns(db, table):
 
 def test_fresh_database_has_the_final_schema(db):
     assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
-    assert {"id", "title", "model", "system_prompt", "created_at", "updated_at"} == columns(db, "conversations")
+    assert {"id", "title", "model", "system_prompt", "created_at", "updated_at", "owner_id", "source"} == columns(db, "conversations")
+    for table in ("battles", "datasets", "training_runs", "eval_runs"):
+        assert "owner_id" in columns(db, table)
+    assert {"id", "name", "password_hash", "role", "disabled", "created_at"} == columns(db, "users")
+    assert {"id", "user_id", "name", "prefix", "key_hash", "created_at", "last_used_at", "revoked_at"} == columns(db, "api_keys")
     assert applied_migrations(db) == {n for n, _ in MIGRATIONS}
     assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -37,6 +41,7 @@ def test_upgrade_from_every_older_schema_keeps_data(tmp_path):
         assert db.table_exists("training_runs") and db.table_exists("models")
         row = db.execute_sql("SELECT content, active FROM messages").fetchone()
         assert row[0] == "안녕" and row[1] in (1, True)
+        assert db.execute_sql("SELECT owner_id, source FROM conversations").fetchone() == (None, "ui")  # adopted at start
         db.close()
 
 
