@@ -13,10 +13,11 @@ from typing import Any
 import structlog
 
 from engines import monitoring
+from engines.accounts import Actor
 from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
 from engines.serving import ServerManager
 from storage import chats, database
-from storage.models import Message
+from storage.models import Conversation, Message
 
 log = structlog.get_logger(__name__)
 
@@ -97,19 +98,83 @@ async def answer(
             log.info("chat.stopped", conversation_id=conversation_id, model=model, partial_chars=len(text))
 
 
-def store_user_turn(conversation_id: int | None, text: str, *, model: str | None = None, system_prompt: str | None = None) -> int:
+class ConversationNotFound(LookupError):
+    """No such conversation of the acting user (another person's conversation is reported the same way)."""
+
+
+def conversation_id(value: Any) -> int:
+    """A conversation id from a form or an API call, or one clear sentence."""
+    try:
+        cid = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ConversationNotFound(f"A conversation id is a whole number, not {str(value)[:40]!r}.") from None
+    if cid < 1:
+        raise ConversationNotFound(f"There is no conversation {cid}.")
+    return cid
+
+
+def own_conversation(actor: Actor, value: Any) -> Conversation:
+    """The actor's conversation with this id; conversations are private, so another's is 'not found' too."""
+    cid = conversation_id(value)
+    conv = chats.get_conversation(cid)
+    if conv is None or conv.owner_id != actor.id:
+        raise ConversationNotFound(f"There is no conversation {cid} of yours.")
+    return conv
+
+
+def list_conversations(actor: Actor, search: str = "", limit: int = 200) -> list[Conversation]:
+    """The actor's conversations, newest first."""
+    return chats.list_conversations(search, limit, owner_id=actor.id)
+
+
+def active_messages(actor: Actor, value: Any) -> list[Message]:
+    return chats.active_messages(own_conversation(actor, value).id)
+
+
+def store_user_turn(actor: Actor, conversation_id: int | None, text: str, *, model: str | None = None,
+                    system_prompt: str | None = None, source: str = "ui") -> int:
     """Create the conversation if needed and store the user's message, in one commit; returns its id."""
     with database.atomic():
-        cid = start_conversation(conversation_id, model=model, system_prompt=system_prompt)
+        cid = start_conversation(actor, conversation_id, model=model, system_prompt=system_prompt, source=source)
         add_user_message(cid, text)
     return cid
 
 
-def start_conversation(conversation_id: int | None, *, model: str | None = None, system_prompt: str | None = None) -> int:
-    """The given conversation if it exists, else a new one."""
-    if conversation_id and chats.get_conversation(int(conversation_id)):
-        return int(conversation_id)
-    return chats.create_conversation(model=model, system_prompt=system_prompt).id
+def start_conversation(actor: Actor, conversation_id: int | None, *, model: str | None = None,
+                       system_prompt: str | None = None, source: str = "ui") -> int:
+    """The actor's conversation with this id if it exists, else a new one (another person's id is refused)."""
+    if conversation_id:
+        conv = chats.get_conversation(int(conversation_id))
+        if conv is not None:
+            return own_conversation(actor, conv.id).id
+    return chats.create_conversation(model=model, system_prompt=system_prompt, owner_id=actor.id, source=source).id
+
+
+def rename_conversation(actor: Actor, value: Any, title: str) -> None:
+    chats.rename_conversation(own_conversation(actor, value).id, title)
+
+
+def delete_conversation(actor: Actor, value: Any) -> None:
+    chats.delete_conversation(own_conversation(actor, value).id)
+
+
+def set_feedback(actor: Actor, value: Any, message_index: Any, feedback: Any) -> int:
+    """👍 (1), 👎 (-1) or clear (0) on the active message at `message_index` of the actor's conversation; returns its id."""
+    rows = chats.active_messages(own_conversation(actor, value).id)
+    try:
+        index, vote = int(str(message_index).strip()), int(str(feedback).strip())
+    except (TypeError, ValueError):
+        raise ValueError("The message index and the feedback are whole numbers (feedback: 1, 0 or -1).") from None
+    if vote not in (-1, 0, 1):
+        raise ValueError("Feedback is 1 (👍), -1 (👎) or 0 (clear).")
+    if not 0 <= index < len(rows):
+        raise ValueError(f"There is no message at index {index} (the conversation has {len(rows)}).")
+    chats.set_feedback(rows[index].id, vote)
+    return rows[index].id
+
+
+def export_conversation(actor: Actor, value: Any) -> dict[str, Any]:
+    return chats.conversation_export(own_conversation(actor, value).id)
 
 
 def add_user_message(conversation_id: int, text: str) -> Message:
@@ -120,6 +185,7 @@ def add_user_message(conversation_id: int, text: str) -> Message:
 
 
 def last_user_message(conversation_id: int) -> Message | None:
+    """The last active user message (callers check ownership first: own_conversation)."""
     users = [m for m in chats.active_messages(conversation_id) if m.role == "user"]
     return users[-1] if users else None
 
@@ -224,3 +290,13 @@ async def _drain(gen: AsyncIterator[TurnUpdate]) -> TurnUpdate | None:
 def run_turn_sync(gen: AsyncIterator[TurnUpdate]) -> TurnUpdate | None:
     """Run a turn to completion from synchronous code (scripts, tests)."""
     return asyncio.run(_drain(gen))
+
+
+def mark_interrupted_answers() -> int:
+    """At start, before anyone can chat: answers cut off by a crash stop looking finished (shown as interrupted).
+
+    Safe only while no other studio writes to the same database; launch.py holds the DATA_DIR lock first."""
+    count = chats.mark_streaming_interrupted()
+    if count:
+        log.info("chat.interrupted_answers", count=count)
+    return count

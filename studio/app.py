@@ -9,8 +9,10 @@ import gradio as gr
 from engines.datasets import dataset_choices
 from engines.training.jobs import served_base_name
 from studio import datasets_view
+from studio.account_tab import build_account_tab, whoami_html
 from studio.batch_eval_tab import build_batch_eval_tab, run_choices
-from studio.chat_tab import build_chat_tab, conversation_choices, model_choices, status_html
+from studio.chat_tab import build_chat_tab, conversation_choices, status_html
+from studio.choices import model_choices
 from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
 from studio.download_panel import build_download_panel
@@ -20,6 +22,7 @@ from studio.finetune_view import runs_frame
 from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
 from studio.models_tab import build_models_tab
+from studio.people import actor_of
 from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -55,13 +58,15 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Column(scale=4, min_width=300):
                 title = gr.Markdown(_title(lang0), elem_id="app-title")
                 tr.add(gr.Markdown(t(lang0, "app.subtitle"), elem_id="app-subtitle"), value="app.subtitle")
-            language = tr.add(
-                gr.Radio(
-                    choices=[(label, code) for code, label in LANGUAGES.items()], value=lang0,
-                    label=t(lang0, "app.language"), elem_id="language-switch", scale=1, min_width=200,
-                ),
-                label="app.language",
-            )
+            with gr.Column(scale=1, min_width=220, elem_id="app-header-side"):
+                whoami = gr.HTML(whoami_html(lang0, None), elem_id="whoami-box", padding=False)
+                language = tr.add(
+                    gr.Radio(
+                        choices=[(label, code) for code, label in LANGUAGES.items()], value=lang0,
+                        label=t(lang0, "app.language"), elem_id="language-switch", min_width=200,
+                    ),
+                    label="app.language",
+                )
         with gr.Tabs(elem_id="tabs") as tabs:
             with tr.add(gr.Tab(t(lang0, "tab.chat"), id="chat", elem_id="tab-chat"), label="tab.chat") as chat_tab:
                 chat = build_chat_tab(services, tr, lang_state)
@@ -81,6 +86,8 @@ def build_app(services: Services) -> gr.Blocks:
                 models = build_models_tab(services, tr, lang_state)
                 download_timer = build_download_panel(services, tr, lang_state, models.refresh)
                 exports_timer = build_exports_panel(services, tr, lang_state)
+            with tr.add(gr.Tab(t(lang0, "tab.account"), id="account", elem_id="tab-account"), label="tab.account") as account_tab:
+                account = build_account_tab(services, tr, lang_state)
 
         def chat_with_run(rid: str):
             """Open Chat with the run's adapter picked."""
@@ -112,19 +119,20 @@ def build_app(services: Services) -> gr.Blocks:
         finetune.compare_btn.click(compare_with_base, [finetune.run_id],
                                    [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
                                     batch.run_pick], api_name="compare_with_base")
-        def open_history_item(key: str):
+        def open_history_item(key: str, request: gr.Request):
             """History's "Open": the item in its own tab (chats load in Chat, runs in Fine-tune, evaluations in Compare)."""
-            from storage import chats
+            from engines import conversations as turns
 
             kind, _, item_id = (key or "").partition(":")
             skip = [gr.skip()] * 6
             if kind == "chat":
-                from studio.chat_tab import conversation_choices
-
-                conv = chats.get_conversation(int(item_id))
-                if conv is None:
+                actor = actor_of(request)
+                try:
+                    conv = turns.own_conversation(actor, item_id)
+                except turns.ConversationNotFound as exc:
+                    gr.Warning(str(exc))
                     return skip
-                choices = conversation_choices()
+                choices = conversation_choices(actor)
                 if item_id not in {v for _, v in choices}:  # an old chat beyond the sidebar's newest 200
                     choices.append((conv.title, item_id))
                 return [gr.Tabs(selected="chat"), gr.skip(), gr.update(choices=choices, value=item_id),
@@ -144,11 +152,13 @@ def build_app(services: Services) -> gr.Blocks:
         # (and a 2-core machine) enough to make the visible tab stutter.
         models_timers = [models.timer, download_timer, exports_timer]
         for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
-                                      (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models")):
+                                      (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models"),
+                                      (account_tab, "account")):
             tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * len(models_timers)
                                  + [gr.Timer(active=tab_id == "compare")],
                                  None, [*models_timers, batch.timer], api_name=False, show_progress="hidden")
         models_tab.select(api_name=False, **models.refresh)
+        account_tab.select(api_name=False, show_progress="hidden", **account.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
         # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.
@@ -176,18 +186,24 @@ def build_app(services: Services) -> gr.Blocks:
             lang = lang if lang in LANGUAGES else lang0
             return [lang, *relabel_updates(lang)[1]]
 
+        def relabel_all(lang: str, request: gr.Request):
+            """The language switch: every label, and the logged-in badge."""
+            lang = lang if lang in LANGUAGES else lang0
+            return [*relabel(lang), whoami_html(lang, request)]
+
         # Set by the load event once every label and list is in place (tests and scripts wait for it).
         ready = gr.HTML("", elem_id="app-ready-box", padding=False)
 
-        def on_load(lang: str):
-            """A fresh page: the language this browser chose last, the conversation list, the servers."""
+        def on_load(lang: str, request: gr.Request):
+            """A fresh page: the language this browser chose last, who is logged in, their conversations, the servers."""
             return [
-                *relabel(lang), gr.update(choices=conversation_choices(), value=None),
+                *relabel(lang), whoami_html(lang if lang in LANGUAGES else lang0, request),
+                gr.update(choices=conversation_choices(actor_of(request)), value=None),
                 gr.update(choices=base_model_choices(services)), gr.update(choices=dataset_choices(settings)),
                 _focus_run(), gr.update(choices=datasets_view.dataset_choices()),
                 "<span id='app-ready'></span>",
             ]
 
-        language.input(relabel, [language], [lang_state, *components], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden")
+        demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
     return demo

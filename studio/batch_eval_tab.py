@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from engines.accounts import PermissionDenied
 from engines.datasets.files import DatasetFileError
 from engines.evaluation import report
 from engines.evaluation.prompts import PromptSetError, build_prompt_set
@@ -23,8 +24,9 @@ from studio.batch_eval_view import (
     score_bars,
     summary_table,
 )
-from studio.chat_tab import model_choices
+from studio.choices import model_choices
 from studio.i18n import Translatable, t
+from studio.people import actor_of, ownership_hint
 from studio.services import Services
 
 POLL_S = 1.0
@@ -48,7 +50,9 @@ def run_choices() -> list[tuple[str, str]]:
 
 
 def eval_choices() -> list[tuple[str, str]]:
-    return [(f"#{e.id} {e.name} · {e.status}", str(e.id)) for e in evals.list_evals(100)]
+    """Every evaluation of the team, each labelled with its owner (only they or an admin stop/resume it)."""
+    return [(f"#{e.id} {e.name} · {e.status}" + (f" · {e.owner_name}" if getattr(e, "owner_name", None) else ""), str(e.id))
+            for e in evals.list_evals(100)]
 
 
 def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) -> BatchEvalTab:
@@ -94,6 +98,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                 resume = tr.add(gr.Button(t(lang0, "ev.resume"), elem_id="ev-resume"), value="ev.resume")
             history = tr.add(gr.Dropdown(choices=eval_choices(), value=None, label=t(lang0, "ev.history"), elem_id="ev-history"),
                              label="ev.history")
+            owner_md = gr.Markdown("", elem_id="ev-owner")
         with gr.Column(scale=3, min_width=420):
             eval_id = gr.Textbox(value="", visible=False, elem_id="ev-id")
             progress = gr.HTML("", elem_id="ev-progress")
@@ -130,13 +135,14 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                 gr.update(choices=[(t(settings.ui_language, "ev.no_judge"), ""), *((n, n) for n in names)]),
                 gr.update(choices=version_choices()), gr.update(choices=run_choices()))
 
-    def submit(models_v, judge_v, src, version_v, split_v, run_v, pasted_v, name_v, temp, mt, conc, limit_v, lang):
+    def submit(models_v, judge_v, src, version_v, split_v, run_v, pasted_v, name_v, temp, mt, conc, limit_v, lang,
+               request: gr.Request):
         if manager is None:
             raise gr.Error(t(lang, "ev.unavailable"))
         try:
             ps = build_prompt_set(settings, src, version_id=version_v, split=split_v, run_id=run_v, pasted=pasted_v,
                                   limit=int(limit_v or 0))
-            eid = manager.submit(name=name_v or "", models=list(models_v or []), judge=judge_v or None,
+            eid = manager.submit(actor=actor_of(request), name=name_v or "", models=list(models_v or []), judge=judge_v or None,
                                  examples=[e.as_dict() for e in ps.examples], source=ps.source,
                                  params={"temperature": float(temp), "max_tokens": int(mt), "concurrency": int(conc or 1)},
                                  dataset_version_id=ps.dataset_version_id, training_run_id=ps.training_run_id)
@@ -169,20 +175,40 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     def pick_history(hid: str):
         return hid or ""
 
-    def cancel(eid: str, lang: str):
-        if manager and str(eid).isdigit() and manager.cancel(int(eid)):
+    def _owner(eid: str) -> str:
+        run = evals.get_eval(int(eid)) if str(eid).isdigit() else None
+        return (getattr(run, "owner_name", None) if run else None) or "—"
+
+    def cancel(eid: str, lang: str, request: gr.Request):
+        try:
+            stopped = bool(manager and str(eid).isdigit() and manager.cancel(int(eid), actor=actor_of(request)))
+        except PermissionDenied:
+            gr.Warning(t(lang, "own.denied", owner=_owner(eid)))
+            return
+        if stopped:
             gr.Info(t(lang, "ev.stopping"))
         else:
             gr.Warning(t(lang, "ev.not_running"))
 
-    def do_resume(eid: str, lang: str):
+    def do_resume(eid: str, lang: str, request: gr.Request):
         if manager is None or not str(eid).isdigit():
             raise gr.Error(t(lang, "ev.pick_one"))
         try:
-            manager.resume(int(eid))
+            manager.resume(int(eid), actor=actor_of(request))
+        except PermissionDenied:
+            raise gr.Error(t(lang, "own.denied", owner=_owner(eid))) from None
         except EvalError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ev.resumed"))
+
+    def ownership(eid: str, lang: str, request: gr.Request):
+        """Who owns the open evaluation; Stop/Resume are disabled (with the reason) for someone who may not change it.
+        Only a hint: the manager refuses anyway."""
+        run = evals.get_eval(int(eid)) if str(eid).isdigit() else None
+        if run is None:
+            return "", gr.update(interactive=True), gr.update(interactive=True)
+        line, may = ownership_hint(request, run, lang)
+        return line, gr.update(interactive=may), gr.update(interactive=may)
 
     def select_example(evt: gr.SelectData, eid: str, lang: str):
         row = evt.row_value
@@ -221,6 +247,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     start.click(submit, [models, judge, source, version, split, run_pick, pasted, name, temperature, max_tokens, concurrency,
                          limit, lang_state], [eval_id, history], api_name="batch_eval")
     eval_id.change(view, view_inputs, view_outputs, api_name=False, show_progress="hidden")
+    eval_id.change(ownership, [eval_id, lang_state], [owner_md, stop, resume], api_name=False, show_progress="hidden")
     history.input(pick_history, [history], [eval_id], api_name=False, show_progress="hidden")
     gr.on([f_model.input, f_outcome.input, f_query.submit], view, view_inputs, view_outputs, api_name=False,
           show_progress="hidden")

@@ -11,11 +11,14 @@ from typing import Any
 import gradio as gr
 
 from engines import conversations as turns
+from engines.accounts import Actor
 from engines.inference import ChatParams
 from storage import chats
+from studio.choices import model_choices
 from studio.datasets_view import dataset_choices
 from studio.i18n import Translatable, t
 from studio.messages import display_assistant, rows_to_chatbot
+from studio.people import actor_of
 from studio.services import Services
 
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
@@ -45,8 +48,19 @@ def _params(temperature: float, top_p: float, max_tokens: float, seed: float | N
     return ChatParams(temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens), seed=seed_i)
 
 
-def conversation_choices(search: str = "") -> list[tuple[str, str]]:
-    return [(c.title, str(c.id)) for c in chats.list_conversations(search)]
+def conversation_choices(actor: Actor, search: str = "") -> list[tuple[str, str]]:
+    """The acting user's conversations (nobody sees another person's)."""
+    return [(c.title, str(c.id)) for c in turns.list_conversations(actor, search)]
+
+
+def _own(actor: Actor, cid_value: Any, lang: str) -> int:
+    """The id of the actor's conversation, or a clear error (a bad id, someone else's or a deleted one)."""
+    if cid_value in (None, ""):
+        raise gr.Error(t(lang, "chat.no_conversation"))
+    try:
+        return turns.own_conversation(actor, cid_value).id
+    except turns.ConversationNotFound as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def status_html(services: Services, lang: str) -> str:
@@ -69,14 +83,6 @@ def status_html(services: Services, lang: str) -> str:
     if not pills:
         pills.append(f"<span class='server-pill stopped'>{t(lang, 'status.no_server_mode' if services.no_serve else 'status.none')}</span>")
     return f"<div class='server-status' data-testid='server-status'>{''.join(pills)}</div>"
-
-
-def model_choices(services: Services) -> list[tuple[str, str]]:
-    out = []
-    for rec in services.servers.served_models():
-        label = f"{rec.name}  ← {rec.parent}" if rec.kind == "adapter" else rec.name
-        out.append((label, rec.name))
-    return out
 
 
 def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> ChatTab:
@@ -182,27 +188,33 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             raise gr.Error(t(lang, "chat.no_model"))
         return model_name
 
-    async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+    async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
+                   request: gr.Request):
         """Store the user's message, then stream the answer (outputs: chatbot, conversation id, input box, list)."""
         lang = lang or lang0
+        actor = actor_of(request)
         if not (message_text or "").strip():
             gr.Warning(t(lang, "chat.empty_message"))
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         model_name = _model_or_error(model_name, lang)
-        cid = turns.store_user_turn(_conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
+        try:
+            cid = turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
+        except turns.ConversationNotFound as exc:
+            raise gr.Error(str(exc)) from None
         first = True
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             if first:
                 first = False
-                yield display, str(cid), "", gr.update(choices=conversation_choices(), value=str(cid))
+                yield display, str(cid), "", gr.update(choices=conversation_choices(actor), value=str(cid))
             else:
                 yield display, gr.skip(), gr.skip(), gr.skip()
 
-    async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+    async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
+                         request: gr.Request):
         """Keep the last answer (inactive) and stream a new one for the same user message."""
         lang = lang or lang0
-        cid = _conv_id(cid_value)
+        cid = _own(actor_of(request), cid_value, lang) if cid_value not in (None, "") else None
         if cid is None or not turns.retire_last_answer(cid):
             gr.Warning(t(lang, "chat.nothing_to_regenerate"))
             yield gr.skip()
@@ -210,10 +222,11 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
             yield display
 
-    async def edit_last(new_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+    async def edit_last(new_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
+                        request: gr.Request):
         """Replace the last user message with `new_text` (the old one is kept inactive) and answer again."""
         lang = lang or lang0
-        cid = _conv_id(cid_value)
+        cid = _own(actor_of(request), cid_value, lang) if cid_value not in (None, "") else None
         last = turns.last_user_message(cid) if cid else None
         if last is None:
             gr.Warning(t(lang, "chat.no_conversation"))
@@ -227,14 +240,16 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
             yield display, ""
 
-    async def on_retry(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
-        async for display in regenerate(cid_value, model_name, system_prompt, temp, tp, mt, sd, lang):
+    async def on_retry(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
+                       request: gr.Request):
+        async for display in regenerate(cid_value, model_name, system_prompt, temp, tp, mt, sd, lang, request):
             yield display
 
-    async def on_edit(edit: gr.EditData, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str):
+    async def on_edit(edit: gr.EditData, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float,
+                      lang: str, request: gr.Request):
         """The chatbot's own edit icon: any user message may be edited; what followed it is kept inactive."""
         lang = lang or lang0
-        cid = _conv_id(cid_value)
+        cid = _own(actor_of(request), cid_value, lang) if cid_value not in (None, "") else None
         rows = chats.active_messages(cid) if cid else []
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         if not rows or index >= len(rows) or rows[index].role != "user":
@@ -246,25 +261,24 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
             yield display
 
-    def on_like(like: gr.LikeData, cid_value: str) -> None:
-        cid = _conv_id(cid_value)
-        if cid is None:
+    def on_like(like: gr.LikeData, cid_value: str, request: gr.Request) -> None:
+        if cid_value in (None, ""):
             return
         index = like.index if isinstance(like.index, int) else like.index[0]
         value = 1 if like.liked is True or like.liked == "Like" else -1 if like.liked is False or like.liked == "Dislike" else 0
-        set_feedback(cid, index, value)
+        set_feedback(cid_value, index, value, request)
 
-    def set_feedback(conversation_id: int, message_index: int, value: int) -> str:
-        """Thumbs up (1), down (-1) or clear (0) on the message at `message_index` of the conversation."""
-        rows = chats.active_messages(int(conversation_id))
-        if not 0 <= int(message_index) < len(rows):
-            raise gr.Error("No message at that index.")
-        chats.set_feedback(rows[int(message_index)].id, int(value))
+    def set_feedback(conversation_id: int, message_index: int, value: int, request: gr.Request) -> str:
+        """Thumbs up (1), down (-1) or clear (0) on the message at `message_index` of one of your conversations."""
+        try:
+            turns.set_feedback(actor_of(request), conversation_id, message_index, value)
+        except (turns.ConversationNotFound, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
         return "ok"
 
-    def edit_last_text(cid_value: str, lang: str):
+    def edit_last_text(cid_value: str, lang: str, request: gr.Request):
         """Put the last user message back into the input box for editing."""
-        cid = _conv_id(cid_value)
+        cid = _own(actor_of(request), cid_value, lang or lang0) if cid_value not in (None, "") else None
         last = turns.last_user_message(cid) if cid else None
         if last is None:
             gr.Warning(t(lang or lang0, "chat.no_conversation"))
@@ -276,44 +290,48 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """Start an empty conversation (stored when its first message is sent)."""
         return [], "", "", gr.update(value=None), ""
 
-    def open_chat(cid_value: str, lang: str):
-        """Load a conversation into the chat (outputs: chatbot, id, system prompt, rename box, model)."""
-        cid = _conv_id(cid_value)
-        conv = chats.get_conversation(cid) if cid else None
-        if conv is None:
+    def open_chat(cid_value: str, lang: str, request: gr.Request):
+        """Load one of your conversations into the chat (outputs: chatbot, id, system prompt, rename box, model)."""
+        if cid_value in (None, ""):
             return [], "", gr.skip(), "", gr.skip()
+        try:
+            conv = turns.own_conversation(actor_of(request), cid_value)
+        except turns.ConversationNotFound as exc:
+            gr.Warning(str(exc))
+            return [], "", gr.skip(), "", gr.skip()
+        cid = conv.id
         model_update = conv.model if conv.model else gr.skip()
         return rows_to_chatbot(chats.active_messages(cid), lang or lang0), str(cid), conv.system_prompt or "", conv.title, model_update
 
-    def search_chats(term: str):
-        return gr.update(choices=conversation_choices(term or ""))
+    def search_chats(term: str, request: gr.Request):
+        return gr.update(choices=conversation_choices(actor_of(request), term or ""))
 
-    def rename_chat(cid_value: str, title: str, lang: str):
-        cid = _conv_id(cid_value)
-        if cid is None:
-            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
+    def rename_chat(cid_value: str, title: str, lang: str, request: gr.Request):
+        actor = actor_of(request)
+        cid = _own(actor, cid_value, lang or lang0)
         try:
-            chats.rename_conversation(cid, title or "")
+            turns.rename_conversation(actor, cid, title or "")
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang or lang0, "chat.renamed"))
-        return gr.update(choices=conversation_choices(), value=str(cid))
+        return gr.update(choices=conversation_choices(actor), value=str(cid))
 
-    def delete_chat(cid_value: str, lang: str):
-        cid = _conv_id(cid_value)
-        if cid is None:
-            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
-        chats.delete_conversation(cid)
+    def delete_chat(cid_value: str, lang: str, request: gr.Request):
+        actor = actor_of(request)
+        cid = _own(actor, cid_value, lang or lang0)
+        turns.delete_conversation(actor, cid)
         gr.Info(t(lang or lang0, "chat.deleted"))
-        return [], "", gr.update(choices=conversation_choices(), value=None), ""
+        return [], "", gr.update(choices=conversation_choices(actor), value=None), ""
 
-    def export_chat(cid_value: str, lang: str) -> list[str]:
+    def export_chat(cid_value: str, lang: str, request: gr.Request) -> list[str]:
         """Write the conversation as JSON and Markdown under the studio's exports folder; returns both paths."""
-        cid = _conv_id(cid_value)
-        if cid is None or chats.get_conversation(cid) is None:
-            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
-        data = chats.conversation_export(cid)
+        actor = actor_of(request)
+        cid = _own(actor, cid_value, lang or lang0)
+        data = turns.export_conversation(actor, cid)
         folder = settings.exports_path
+        folder.mkdir(parents=True, exist_ok=True)
+        # Per person, so one person's export never overwrites (or is served as) another's.
+        folder = folder / f"user-{actor.id}"
         folder.mkdir(parents=True, exist_ok=True)
         json_path = folder / f"conversation-{cid}.json"
         md_path = folder / f"conversation-{cid}.md"
@@ -330,7 +348,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """Names of every model a chat can use now (base models, adapters, external)."""
         return [r.name for r in services.servers.served_models()]
 
-    def add_to_dataset(cid_value: str, ds_value: str | None, lang: str) -> None:
+    def add_to_dataset(cid_value: str, ds_value: str | None, lang: str, request: gr.Request) -> None:
         """The conversation (system prompt and turns up to the last finished answer) becomes a dataset row."""
         from engines.datasets import from_chats
         from storage import datasets as dstore
@@ -339,8 +357,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         if cid is None or ds_id is None:
             raise gr.Error(t(lang, "ds.pick_first"))
         try:
-            row_id = from_chats.add_conversation(ds_id, cid)
-        except (ValueError, KeyError) as exc:
+            row_id = from_chats.add_conversation(ds_id, cid, actor=actor_of(request))
+        except (ValueError, KeyError, PermissionError) as exc:  # PermissionDenied: not your chat, or not your dataset
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "chat.added_to_dataset", name=dstore.get_dataset(ds_id).name, id=row_id))
 

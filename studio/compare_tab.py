@@ -12,12 +12,21 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from engines.evaluation.compare import draw_pair, stream_many, votes
+from engines.evaluation.compare import (
+    BattleNotFound,
+    draw_pair,
+    record_vote,
+    save_battle_answers,
+    start_battle,
+    stream_many,
+    votes,
+)
 from engines.evaluation.ratings import leaderboard, win_matrix
 from engines.inference import ChatParams, Delta, Finished, InferenceError
 from storage import battles
-from studio.chat_tab import model_choices
+from studio.choices import model_choices
 from studio.i18n import Translatable, t
+from studio.people import actor_of
 from studio.services import Services
 
 MAX_PANES = 4
@@ -129,8 +138,9 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         names = [v for _, v in model_choices(services)] or names0
         return [gr.update(choices=names) for _ in range(MAX_PANES)]
 
-    async def run(prompt_v: str, mode_v: str, n: float, cat: str, sys_p: str, temp: float, mt: float, state: dict, lang: str,
-                  *rest: Any):
+    async def run(request: gr.Request, prompt_v: str, mode_v: str, n: float, cat: str, sys_p: str, temp: float, mt: float,
+                  state: dict, lang: str, *rest: Any):
+        # `request` comes first: Gradio injects it by position, and only before a *args parameter.
         picked, histories = list(rest[:MAX_PANES]), [list(h or []) for h in rest[MAX_PANES:]]
         text = (prompt_v or "").strip()
         if not text:
@@ -164,10 +174,10 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             convs.append(msgs)
         battle = None
         if len(names) == 2:
-            battle = battles.create_battle(text, names[0], names[1], blind=bool(state.get("blind")),
-                                           params={"temperature": temp, "max_tokens": int(mt), "system": sys_p or ""},
-                                           category=(cat or "").strip() or None)
-        state.update(battle_id=battle.id if battle else None, voted=False, revealed=False)
+            battle = start_battle(actor_of(request), text, names[0], names[1], blind=bool(state.get("blind")),
+                                  params={"temperature": temp, "max_tokens": int(mt), "system": sys_p or ""},
+                                  category=(cat or "").strip() or None)
+        state.update(battle_id=battle, voted=False, revealed=False)
         pane_stats = ["" for _ in range(MAX_PANES)]
         heads = _labels(lang, state, MAX_PANES)
         yield _frame(histories, heads, pane_stats, state, "", voting=False)
@@ -185,23 +195,31 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                 last = now
                 yield _frame(histories, heads, pane_stats, state, "", voting=False)
         if battle:
-            battles.set_answers(battle.id, histories[0][-1]["content"], histories[1][-1]["content"])
+            save_battle_answers(actor_of(request), battle, histories[0][-1]["content"], histories[1][-1]["content"])
         yield _frame(histories, heads, pane_stats, state, t(lang, "cmp.vote_now") if battle else "", voting=bool(battle))
 
     def _frame(histories, heads, pane_stats, state, reveal_text, *, voting: bool):
         return [*[gr.update(value=h) for h in histories], *heads, *pane_stats, state, gr.update(visible=voting), reveal_text, ""]
 
-    def vote(choice: str, state: dict, lang: str, since_v: float, cat_v: str, blind_v: bool):
+    def vote(choice: str, state: dict, lang: str, since_v: float, cat_v: str, blind_v: bool, request: gr.Request):
         state = dict(state or {})
         if not state.get("battle_id") or state.get("voted"):
             raise gr.Error(t(lang, "cmp.no_battle"))
-        b = battles.record_vote(state["battle_id"], choice)
+        try:
+            b = record_vote(actor_of(request), state["battle_id"], choice)
+        except (BattleNotFound, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
         state.update(voted=True, revealed=True)
         winner = {"a": b.model_a, "b": b.model_b}.get(choice)
         text = t(lang, "cmp.revealed", a=b.model_a, b=b.model_b) + " " + (
             t(lang, "cmp.winner", model=winner) if winner else t(lang, f"cmp.result_{choice}"))
         return (state, gr.update(visible=False), html.escape(text),
                 *_labels(lang, state, MAX_PANES), *leaderboard_outputs(lang, since_v, cat_v, blind_v))
+
+    def _voter(choice: str):
+        def on_vote(s: dict, lang: str, a: float, b_: str, c: bool, request: gr.Request):
+            return vote(choice, s, lang, a, b_, c, request)
+        return on_vote
 
     def clear():
         return [*[gr.update(value=[]) for _ in range(MAX_PANES)], *["" for _ in range(MAX_PANES)],
@@ -218,7 +236,7 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     new_round.click(clear, None, [*bots, *headers, *stats, round_state, vote_row, reveal], api_name="compare_new_round")
     board_inputs = [since, board_category, blind_only]
     for v, btn in zip(battles.VOTES, vote_btns, strict=True):
-        btn.click(lambda s, lang, a, b_, c, v=v: vote(v, s, lang, a, b_, c), [round_state, lang_state, *board_inputs],
+        btn.click(_voter(v), [round_state, lang_state, *board_inputs],
                   [round_state, vote_row, reveal, *headers, board, matrix, counts_plot], api_name=f"vote_{v}")
     refresh_btn.click(lambda lang, a, b_, c: leaderboard_outputs(lang, a, b_, c), [lang_state, *board_inputs],
                       [board, matrix, counts_plot], api_name="leaderboard")

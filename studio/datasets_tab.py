@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engines.accounts import PermissionDenied
 from engines.datasets import draft, from_chats
 from engines.datasets.formats import FormatError, fields_found, read_records
 from engines.datasets.render import ModelFormat
@@ -37,6 +40,7 @@ from studio.datasets_view import (
     turns_histogram,
 )
 from studio.i18n import Translatable, t
+from studio.people import actor_of, ownership_hint
 from studio.services import Services
 
 ANY = "(all)"
@@ -61,6 +65,20 @@ def _id(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _owner_name(ds_id: int | None) -> str:
+    ds = store.get_dataset(ds_id) if ds_id else None
+    return (getattr(ds, "owner_name", None) if ds else None) or "—"
+
+
+@contextmanager
+def _may_change(ds_id: int | None, lang: str) -> Iterator[None]:
+    """An engine's refusal (not the owner, not an admin) becomes one translated sentence, never a traceback."""
+    try:
+        yield
+    except PermissionDenied:
+        raise gr.Error(t(lang, "own.denied", owner=_owner_name(ds_id))) from None
 
 
 def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) -> DatasetsTab:
@@ -137,6 +155,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 page_no = tr.add(gr.Number(1, precision=0, minimum=1, label=t(lang0, "ds.page"), scale=1, min_width=90,
                                            elem_id="ds-page"), label="ds.page")
             page_info = gr.Markdown("", elem_id="ds-page-info")
+            owner_md = gr.Markdown("", elem_id="ds-owner")
             table = gr.Dataframe(value=rows_frame(lang0, draft.Page([], 0, 1, 1)), interactive=False, max_height=420, wrap=True, elem_id="ds-table",
                                  column_widths=["7%", "12%", "8%", "7%", "33%", "33%"])
             with gr.Row():
@@ -257,7 +276,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)), path.stem)
 
     def do_import(file: Any, name: str, only_valid: bool, mu: str | None, ma: str | None, msys: str | None, mcat: str | None,
-                  template_model: str, lang: str):
+                  template_model: str, lang: str, request: gr.Request):
         if file is None:
             raise gr.Error(t(lang, "ds.no_file"))
         path = Path(file if isinstance(file, str) else file.name)
@@ -265,8 +284,8 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         if mapping and not (mapping.get("user") and mapping.get("assistant")):
             raise gr.Error(t(lang, "ds.map_needed"))
         try:
-            report = import_file(settings, path, (name or path.stem).strip(), valid_only=bool(only_valid), mapping=mapping,
-                                 model_format=model_format(template_model), max_tokens=settings.vllm_max_model_len)
+            report = import_file(settings, path, (name or path.stem).strip(), actor=actor_of(request), valid_only=bool(only_valid),
+                                 mapping=mapping, model_format=model_format(template_model), max_tokens=settings.vllm_max_model_len)
         except ImportRefused as exc:
             errs = exc.report.errors
             return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
@@ -282,9 +301,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)),
                 gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None))
 
-    def create(name: str, lang: str):
+    def create(name: str, lang: str, request: gr.Request):
         try:
-            ds_id = create_empty((name or "").strip())
+            ds_id = create_empty((name or "").strip(), actor=actor_of(request))
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return gr.update(choices=dataset_choices(), value=str(ds_id))
@@ -296,58 +315,74 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             raise gr.Error(t(lang, "ds.pick_first"))
         return ds_id
 
-    def save_row(ds_value: str, rid: float | None, frame: Any, cat: str, template_model: str, lang: str):
-        _need(ds_value, lang)
+    def save_row(ds_value: str, rid: float | None, frame: Any, cat: str, template_model: str, lang: str, request: gr.Request):
+        ds_id = _need(ds_value, lang)
         if not rid:
             raise gr.Error(t(lang, "ds.pick_row"))
         msgs = _turns(frame)
         try:
-            draft.update_row(int(rid), msgs, (cat or "").strip() or None)
+            with _may_change(ds_id, lang):
+                draft.update_row(int(rid), msgs, (cat or "").strip() or None, actor=actor_of(request))
         except draft.EditError as exc:
             raise gr.Error(str(exc)) from None
         return t(lang, "ds.row_saved", id=int(rid)), _preview(msgs, template_model, lang)
 
-    def add_row(ds_value: str, frame: Any, cat: str, template_model: str, lang: str):
+    def add_row(ds_value: str, frame: Any, cat: str, template_model: str, lang: str, request: gr.Request):
         ds_id = _need(ds_value, lang)
         msgs = _turns(frame)
         try:
-            new_id = draft.add_row(ds_id, msgs, (cat or "").strip() or None)
+            with _may_change(ds_id, lang):
+                new_id = draft.add_row(ds_id, msgs, (cat or "").strip() or None, actor=actor_of(request))
         except draft.EditError as exc:
             raise gr.Error(str(exc)) from None
         return t(lang, "ds.row_added", id=new_id), new_id
 
-    def delete_row(ds_value: str, rid: float | None, lang: str):
+    def delete_row(ds_value: str, rid: float | None, lang: str, request: gr.Request):
         ds_id = _need(ds_value, lang)
-        n = draft.delete_rows(ds_id, [int(rid)]) if rid else 0
+        with _may_change(ds_id, lang):
+            n = draft.delete_rows(ds_id, [int(rid)], actor=actor_of(request)) if rid else 0
         return t(lang, "ds.deleted", n=n), None
 
-    def bulk_delete(ds_value: str, search_v: str, cat_v: str, split_v: str, lang: str):
+    def bulk_delete(ds_value: str, search_v: str, cat_v: str, split_v: str, lang: str, request: gr.Request):
         ds_id = _need(ds_value, lang)
         try:
-            n = draft.delete_matching(ds_id, **_filters(search_v, cat_v, split_v))
+            with _may_change(ds_id, lang):
+                n = draft.delete_matching(ds_id, actor=actor_of(request), **_filters(search_v, cat_v, split_v))
         except draft.EditError as exc:
             raise gr.Error(str(exc)) from None
         return t(lang, "ds.deleted", n=n)
 
-    def dedupe(ds_value: str, lang: str, near: bool = False):
-        return t(lang, "ds.deduped", n=draft.dedupe(_need(ds_value, lang), near=near))
+    def dedupe(ds_value: str, lang: str, request: gr.Request, near: bool = False):
+        ds_id = _need(ds_value, lang)
+        with _may_change(ds_id, lang):
+            return t(lang, "ds.deduped", n=draft.dedupe(ds_id, actor=actor_of(request), near=near))
 
-    def undo(ds_value: str, lang: str):
-        action = draft.undo(_need(ds_value, lang))
+    def dedupe_near(ds_value: str, lang: str, request: gr.Request):
+        return dedupe(ds_value, lang, request, near=True)
+
+    def undo(ds_value: str, lang: str, request: gr.Request):
+        ds_id = _need(ds_value, lang)
+        with _may_change(ds_id, lang):
+            action = draft.undo(ds_id, actor=actor_of(request))
         return t(lang, "ds.undone", action=action) if action else t(lang, "ds.nothing_to_undo")
 
-    def split(ds_value: str, frac: float, seed: float, lang: str):
+    def split(ds_value: str, frac: float, seed: float, lang: str, request: gr.Request):
+        ds_id = _need(ds_value, lang)
         try:
-            n_train, n_eval = draft.assign_split(_need(ds_value, lang), float(frac or 0), int(seed or 0))
+            with _may_change(ds_id, lang):
+                n_train, n_eval = draft.assign_split(ds_id, float(frac or 0), int(seed or 0), actor=actor_of(request))
         except draft.EditError as exc:
             raise gr.Error(str(exc)) from None
         return t(lang, "ds.split_done", train=n_train, eval=n_eval)
 
-    def thumbs(ds_value: str, lang: str):
-        return t(lang, "ds.thumbs_added", n=from_chats.add_thumbs_up(_need(ds_value, lang)))
+    def thumbs(ds_value: str, lang: str, request: gr.Request):
+        ds_id = _need(ds_value, lang)
+        with _may_change(ds_id, lang):
+            return t(lang, "ds.thumbs_added", n=from_chats.add_thumbs_up(ds_id, actor=actor_of(request)))
 
     async def generate(ds_value: str, model_name: str, topic: str, seeds_text: str, system: str, n: float, conc: float,
-                       max_tokens: float, lang: str, progress: gr.Progress = gr.Progress()):  # noqa: B008  # gradio's way
+                       max_tokens: float, lang: str, request: gr.Request,
+                       progress: gr.Progress = gr.Progress()):  # noqa: B008  # gradio's way
         """Questions (from the topic) and answers from a served model, appended for review; failures are counted."""
         from engines.datasets.synthetic import synthesize
         from engines.inference import ChatParams
@@ -358,11 +393,13 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             raise gr.Error(t(lang, "ds.synth_no_model", model=model_name))
         progress(0.0, desc=t(lang, "ds.synth_running"))
         try:
-            report = await synthesize(
-                endpoint, ds_id, n=int(n or 1), topic=topic or "", seeds=(seeds_text or "").splitlines(), system=system or "",
-                params=ChatParams(temperature=0.8, max_tokens=int(max_tokens or 192)), concurrency=int(conc or 8),
-                on_progress=lambda frac, label: progress(frac, desc=label),
-            )
+            with _may_change(ds_id, lang):
+                report = await synthesize(
+                    endpoint, ds_id, actor=actor_of(request), n=int(n or 1), topic=topic or "",
+                    seeds=(seeds_text or "").splitlines(), system=system or "",
+                    params=ChatParams(temperature=0.8, max_tokens=int(max_tokens or 192)), concurrency=int(conc or 8),
+                    on_progress=lambda frac, label: progress(frac, desc=label),
+                )
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         msg = t(lang, "ds.synth_done", added=report.added, failed=report.failed)
@@ -375,10 +412,11 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return gr.update(choices=names)
 
     # ---- versions ---------------------------------------------------------------------------------------
-    def save_version(ds_value: str, note_v: str, lang: str):
+    def save_version(ds_value: str, note_v: str, lang: str, request: gr.Request):
         ds_id = _need(ds_value, lang)
         try:
-            v = save_draft(settings, ds_id, note=(note_v or "").strip() or None)
+            with _may_change(ds_id, lang):
+                v = save_draft(settings, ds_id, note=(note_v or "").strip() or None, actor=actor_of(request))
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ds.version_saved", version=v.version, rows=f"{v.row_count:,}"))
@@ -390,14 +428,20 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         a, b = store.get_version(_id(old_v) or 0), store.get_version(_id(new_v) or 0)
         if not a or not b or a.id == b.id:
             return ""
-        d = diff_versions(a, b)
+        try:
+            d = diff_versions(settings, a, b)
+        except PermissionError as exc:  # a version row pointing outside the data folder: said, nothing read
+            raise gr.Error(str(exc)) from None
         return t(lang, "ds.diff", old=a.version, new=b.version, added=len(d.added), removed=len(d.removed), changed=len(d.changed))
 
     def export(v_value: str | None, fmt: str, lang: str):
         v = store.get_version(_id(v_value) or 0)
         if v is None:
             raise gr.Error(t(lang, "ds.pick_version"))
-        return str(export_version(settings, v, fmt))
+        try:
+            return str(export_version(settings, v, fmt))
+        except PermissionError as exc:  # a version row pointing outside the data folder: said, nothing read
+            raise gr.Error(str(exc)) from None
 
     def stats(ds_value: str, template_model: str, lang: str):
         ds_id = _need(ds_value, lang)
@@ -414,10 +458,23 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                tokens=f"{sum(counts):,}", model=template_model if fmt else "≈ chars/4")
         return md, token_histogram(per_role), turns_histogram(turns_), categories_frame(draft.categories(ds_id))
 
+    change_buttons = [save_row_btn, add_row_btn, delete_row_btn, bulk_btn, dedupe_btn, dedupe_near_btn, undo_btn, split_btn,
+                      synth_btn, thumbs_btn, save_btn]
+
+    def ownership(ds_value: str, lang: str, request: gr.Request):
+        """Who owns the open dataset; its change buttons are disabled (with the reason) for someone who may not change it.
+        Only a hint: the engines refuse the change anyway."""
+        ds = store.get_dataset(_id(ds_value) or 0)
+        if ds is None:
+            return "", *[gr.update(interactive=True)] * len(change_buttons)
+        line, may = ownership_hint(request, ds, lang)
+        return line, *[gr.update(interactive=may)] * len(change_buttons)
+
     # ---- wiring -----------------------------------------------------------------------------------------
     refresh = {"fn": show_page, "inputs": page_inputs, "outputs": page_outputs, "show_progress": "hidden"}
     dataset.change(open_dataset, [dataset, lang_state], [dataset_id, versions, compare_to, page_no, search, category, split_filter],
-                   api_name="open_dataset").then(**refresh)
+                   api_name="open_dataset").then(**refresh).then(
+        ownership, [dataset_id, lang_state], [owner_md, *change_buttons], api_name=False, show_progress="hidden")
     search.submit(lambda: 1, None, [page_no], api_name=False).then(**refresh)
     gr.on([category.input, split_filter.input], lambda: 1, None, [page_no], api_name=False).then(**refresh)
     page_no.submit(api_name="page_rows", **refresh)
@@ -444,8 +501,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     bulk_btn.click(bulk_delete, [dataset_id, search, category, split_filter, lang_state], [status],
                    api_name="bulk_delete").then(**refresh)
     dedupe_btn.click(dedupe, [dataset_id, lang_state], [status], api_name="dedupe").then(**refresh)
-    dedupe_near_btn.click(lambda d, lang: dedupe(d, lang, near=True), [dataset_id, lang_state], [status],
-                          api_name="dedupe_near").then(**refresh)
+    dedupe_near_btn.click(dedupe_near, [dataset_id, lang_state], [status], api_name="dedupe_near").then(**refresh)
     undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh)
     split_btn.click(split, [dataset_id, eval_frac, split_seed, lang_state], [status], api_name="split").then(**refresh)
     synth_btn.click(generate, [dataset_id, synth_model, synth_topic, synth_seeds, synth_system, synth_n, synth_conc, synth_tokens,
@@ -457,5 +513,6 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name="diff_versions")
     export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name="export_version")
     stats_btn.click(stats, [dataset_id, template_of, lang_state], [stats_md, tok_plot, turns_plot, cat_plot], api_name="dataset_stats")
-    gr.api(lambda: [{"id": d.id, "name": d.name, "rows": draft.count(d.id)} for d in store.list_datasets()], api_name="list_datasets")
+    gr.api(lambda: [{"id": d.id, "name": d.name, "rows": draft.count(d.id), "owner": d.owner_name} for d in store.list_datasets()],
+           api_name="list_datasets")
     return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh)

@@ -85,5 +85,6 @@ def dataset_choices() -> list[tuple[str, str]]:
     out = []
     for d in store.list_datasets():
         last = store.latest_version(d.id)
-        out.append((f"{d.name} · {draft.count(d.id):,} rows" + (f" · v{last.version}" if last else ""), str(d.id)))
+        owner = f" · {d.owner_name}" if getattr(d, "owner_name", None) else ""  # visible to the team: say whose it is
+        out.append((f"{d.name} · {draft.count(d.id):,} rows" + (f" · v{last.version}" if last else "") + owner, str(d.id)))
     return out

@@ -10,8 +10,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engines.accounts import PermissionDenied
 from engines.models.exports import ExportError, ExportJob, ExportManager
 from studio.i18n import Translatable, t
+from studio.models_view import admin_controls
+from studio.people import actor_of
 from studio.services import Services
 
 POLL_S = 1.0
@@ -87,6 +90,8 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
     with tr.add(gr.Accordion(t(lang0, "dl.title"), open=any(j.status == "running" for j in jobs0), elem_id="dl-panel"),
                 label="dl.title"):
         tr.add(gr.Markdown(t(lang0, "dl.offline" if offline else "dl.help")), value="dl.offline" if offline else "dl.help")
+        admin_note = tr.add(gr.Markdown(t(lang0, "models.admin_only"), visible=False, elem_id="dl-admin-only"),
+                            value="models.admin_only")
         with gr.Row(equal_height=True):
             repo = tr.add(gr.Textbox(label=t(lang0, "dl.repo"), placeholder="Qwen/Qwen2.5-0.5B-Instruct", scale=3,
                                      elem_id="dl-repo", interactive=not offline), label="dl.repo")
@@ -101,18 +106,25 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
     job_state = gr.State("")
     last = gr.State("")
 
-    def submit(repo_v: str, revision_v: str, lang: str):
+    def submit(repo_v: str, revision_v: str, lang: str, request: gr.Request | None = None):
         try:
-            job_id = manager.submit_download(repo_v, revision_v)
+            job_id = manager.submit_download(repo_v, revision_v, actor=actor_of(request))
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
         except ExportError as exc:
             raise gr.Error(str(exc)) from None
         jobs = downloads()
         return job_id, download_progress_html(lang, current(jobs, job_id)), downloads_frame(lang, jobs)
 
-    def stop(job_id: str, lang: str):
+    def stop(job_id: str, lang: str, request: gr.Request | None = None):
+        actor = actor_of(request)
         jobs = downloads()
         job = current(jobs, job_id)
-        if job is None or job.status != "running" or not manager.cancel(job.id):
+        try:
+            cancelled = job is not None and job.status == "running" and manager.cancel(job.id, actor=actor)
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
+        if not cancelled:
             raise gr.Error(t(lang, "dl.nothing_to_cancel"))
         gr.Info(t(lang, "dl.cancelled", model=job.model))
         jobs = downloads()
@@ -129,6 +141,12 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
         models = models_refresh["fn"](lang) if finished else (gr.skip(), gr.skip())
         return download_progress_html(lang, job), downloads_frame(lang, jobs), new, *models
 
+    def access(request: gr.Request | None = None):
+        """On page load: a member sees the download form disabled, with the reason."""
+        return admin_controls(actor_of(request).is_admin, 4, enabled=not offline)
+
+    gr.on(None, access, None, [admin_note, repo, revision, start, cancel], api_name="download_access",
+          api_visibility="private", show_progress="hidden")
     start.click(submit, [repo, revision, lang_state], [job_state, progress, table], api_name="download_model")
     cancel.click(stop, [job_state, lang_state], [progress, table], api_name="cancel_download")
     timer = gr.Timer(POLL_S, active=False)

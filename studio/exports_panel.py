@@ -8,10 +8,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engines.accounts import PermissionDenied
 from engines.models.exports import ExportError, ExportJob, ExportManager
 from engines.settings import BUNDLED_MODEL
 from storage import catalog
 from studio.i18n import Translatable, t
+from studio.models_view import admin_controls
+from studio.people import actor_of
 from studio.services import Services
 
 
@@ -40,6 +43,8 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         return [j for j in manager.jobs() if j.action != "download"]  # downloads have their own panel
     with tr.add(gr.Accordion(t(lang0, "exp.title"), open=False, elem_id="exp-panel"), label="exp.title"):
         tr.add(gr.Markdown(t(lang0, "exp.help")), value="exp.help")
+        admin_note = tr.add(gr.Markdown(t(lang0, "models.admin_only"), visible=False, elem_id="exp-admin-only"),
+                            value="models.admin_only")
         with gr.Row(equal_height=True):
             model = tr.add(gr.Dropdown(choices=export_choices(), value=None, label=t(lang0, "exp.model"), elem_id="exp-model",
                                        scale=2), label="exp.model")
@@ -55,20 +60,28 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         table = gr.Dataframe(jobs_frame(lang0, exports()), interactive=False, wrap=True, elem_id="exp-jobs")
     last = gr.State("")
 
-    def submit(model_v: str, action_v: str, repo_v: str, private_v: bool, lang: str):
+    def submit(model_v: str, action_v: str, repo_v: str, private_v: bool, lang: str, request: gr.Request | None = None):
+        actor = actor_of(request)
         if not model_v:
             raise gr.Error(t(lang, "exp.pick_model"))
         try:
-            manager.submit(action_v, model_v, repo_id=(repo_v or "").strip(), private=bool(private_v))
+            manager.submit(action_v, model_v, actor=actor, repo_id=(repo_v or "").strip(), private=bool(private_v))
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
         except ExportError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "exp.started", action=t(lang, f"exp.action.{action_v}"), model=model_v))
         return jobs_frame(lang, exports())
 
-    def stop(lang: str):
+    def stop(lang: str, request: gr.Request | None = None):
         """Cancel the newest running export (its partial output is removed)."""
+        actor = actor_of(request)
         job = next((j for j in exports() if j.status == "running"), None)
-        if job is None or not manager.cancel(job.id):
+        try:
+            cancelled = job is not None and manager.cancel(job.id, actor=actor)
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
+        if not cancelled:
             raise gr.Error(t(lang, "exp.nothing_to_cancel"))
         gr.Info(t(lang, "exp.cancelled", action=t(lang, f"exp.action.{job.action}"), model=job.model))
         return jobs_frame(lang, exports())
@@ -78,6 +91,12 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
         return (jobs_frame(lang, jobs) if new != sig else gr.skip()), new
 
+    def access(request: gr.Request | None = None):
+        """On page load: a member sees the export form disabled, with the reason."""
+        return admin_controls(actor_of(request).is_admin, 6)
+
+    gr.on(None, access, None, [admin_note, model, action, repo, private, start, cancel], api_name="exports_access",
+          api_visibility="private", show_progress="hidden")
     action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
     model.focus(lambda: gr.update(choices=export_choices()), None, [model], api_name=False, show_progress="hidden")
     start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")

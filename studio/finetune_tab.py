@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from engines.accounts import PermissionDenied
 from engines.datasets import DatasetFileError, dataset_choices, save_upload
 from engines.training import PRESETS, SpecError, detect, preset, spec_from_yaml, spec_to_yaml, validate_spec
 from engines.training.planning import estimate_for
@@ -17,6 +18,7 @@ from engines.training.spec import ALL_LINEAR
 from storage import runs
 from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
 from studio.i18n import Translatable, t
+from studio.people import actor_of, ownership_hint
 from studio.services import Services
 
 FIELDS = (
@@ -152,10 +154,11 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             tr.add(gr.Markdown(f"### {t(lang0, 'ft.runs')}"), value="ft.runs_md")
             runs_table = gr.Dataframe(
                 value=runs_frame(lang0, runs.list_runs(50)), interactive=False, max_height=220, elem_id="ft-runs-table",
-                wrap=True, column_widths=["6%", "30%", "19%", "15%", "9%", "9%", "12%"],
+                wrap=True, column_widths=["6%", "26%", "17%", "14%", "9%", "9%", "10%", "9%"],
             )
             run_id = gr.Textbox(value="", visible=False, elem_id="ft-run-id")
             progress = gr.HTML(progress_html(lang0, None, None), elem_id="ft-progress-box", padding=False)
+            owner_md = gr.Markdown("", elem_id="ft-owner")
             with gr.Row():
                 cancel_btn = tr.add(gr.Button(t(lang0, "ft.cancel"), variant="stop", size="sm", visible=False, elem_id="ft-cancel"), value="ft.cancel")
                 resume_btn = tr.add(gr.Button(t(lang0, "ft.resume"), size="sm", visible=False, elem_id="ft-resume"), value="ft.resume")
@@ -235,12 +238,12 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return [data[f] for f in FIELDS]
 
     # ---- runs --------------------------------------------------------------------------------------
-    def submit(lang: str, *values: Any):
+    def submit(request: gr.Request, lang: str, *values: Any):  # the request first: Gradio injects it only before *values
         if jobs is None:
             raise gr.Error(t(lang, "ft.no_jobs"))
         data = form_data(values)
         try:
-            rid = jobs.submit(data)
+            rid = jobs.submit(data, actor=actor_of(request))
         except SpecError as exc:
             return gr.skip(), errors_markdown(lang, exc.fields), gr.skip(), gr.skip()
         gr.Info(t(lang, "ft.queued", name=data["output_name"]))
@@ -278,20 +281,40 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         row = evt.row_value if evt.row_value else None
         return str(row[0]) if row else gr.skip()
 
-    def cancel(rid_value: str, lang: str):
+    def _denied(rid_value: str, lang: str) -> gr.Error:
+        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
+        return gr.Error(t(lang, "own.denied", owner=(getattr(run, "owner_name", None) if run else None) or "—"))
+
+    def cancel(rid_value: str, lang: str, request: gr.Request):
         if jobs and str(rid_value).isdigit():
-            state = jobs.cancel(int(rid_value))
+            try:
+                state = jobs.cancel(int(rid_value), actor=actor_of(request))
+            except PermissionDenied:
+                raise _denied(rid_value, lang) from None
+            except ValueError as exc:  # e.g. a run folder outside the studio's data (a hand-edited row): nothing signalled
+                raise gr.Error(str(exc)) from None
             gr.Info(t(lang, f"ft.cancel_{'done' if state == 'cancelled' else 'sent'}"))
         return show_run(rid_value, lang)
 
-    def resume(rid_value: str, lang: str):
+    def resume(rid_value: str, lang: str, request: gr.Request):
         if jobs and str(rid_value).isdigit():
             try:
-                jobs.resume(int(rid_value))
+                jobs.resume(int(rid_value), actor=actor_of(request))
+            except PermissionDenied:
+                raise _denied(rid_value, lang) from None
             except ValueError as exc:
                 raise gr.Error(str(exc)) from None
             gr.Info(t(lang, "ft.resumed"))
         return show_run(rid_value, lang)
+
+    def ownership(rid_value: str, lang: str, request: gr.Request):
+        """Who owns the selected run; Cancel/Resume are disabled (with the reason) for someone who may not change it.
+        Only a hint: the job manager refuses anyway."""
+        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
+        if run is None:
+            return "", gr.update(interactive=True), gr.update(interactive=True)
+        line, may = ownership_hint(request, run, lang)
+        return line, gr.update(interactive=may), gr.update(interactive=may)
 
     def open_mlflow(rid_value: str, lang: str):
         run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
@@ -305,7 +328,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
     def list_runs_api() -> list[dict[str, Any]]:
         return [
-            {"id": r.id, "name": r.name, "status": r.status, "step": r.step, "total_steps": r.total_steps,
+            {"id": r.id, "name": r.name, "owner": r.owner_name, "status": r.status, "step": r.step, "total_steps": r.total_steps,
              "base_model": r.base_model, "mlflow_run_id": r.mlflow_run_id, "metrics": runs.run_metrics(r)}
             for r in runs.list_runs(200)
         ]
@@ -321,6 +344,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
     run_id.change(show_run, [run_id, lang_state], run_outputs, api_name="show_run", show_progress="hidden")
+    run_id.change(ownership, [run_id, lang_state], [owner_md, cancel_btn, resume_btn], api_name=False, show_progress="hidden")
     timer.tick(poll, [run_id, lang_state, last_sig, last_curves], [runs_table, last_sig, last_curves, *run_outputs], api_name="poll_training",
                api_visibility="private", show_progress="hidden", concurrency_limit=None)
     cancel_btn.click(cancel, [run_id, lang_state], run_outputs, api_name="cancel_training")

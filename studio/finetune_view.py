@@ -19,7 +19,7 @@ STATUS_ICON = {"queued": "○", "running": "▶", "completed": "✓", "failed": 
 
 
 def runs_frame(lang: str, rows: list[TrainingRun]) -> pd.DataFrame:
-    cols = [t(lang, f"ft.col.{c}") for c in ("id", "name", "base", "status", "progress", "loss", "created")]
+    cols = [t(lang, f"ft.col.{c}") for c in ("id", "name", "base", "status", "progress", "loss", "created", "owner")]
     data = []
     for r in rows:
         m = runs.run_metrics(r)
@@ -28,6 +28,7 @@ def runs_frame(lang: str, rows: list[TrainingRun]) -> pd.DataFrame:
         data.append([
             r.id, r.name, r.base_model, f"{STATUS_ICON.get(r.status, '')} {t(lang, f'ft.status.{r.status}')}", progress,
             f"{loss:.4f}" if isinstance(loss, int | float) else "", r.created_at.strftime("%m-%d %H:%M"),
+            getattr(r, "owner_name", None) or "",  # runs are the team's: say whose each one is
         ])
     return pd.DataFrame(data, columns=cols)
 

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from engines.accounts import PermissionDenied
 from engines.history import items as history_items
 from engines.history.archive import ArchiveError, export_archive, import_archive
 from engines.history.lineage import compare_runs, lineage
@@ -16,6 +17,7 @@ from storage import catalog, runs
 from storage.history import KINDS, Filters, models_seen, search, timeline
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
 from studio.i18n import Translatable, t
+from studio.people import actor_of
 from studio.services import Services
 
 PAGE = 50
@@ -98,13 +100,14 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     selected = gr.State("")
 
     # ---- handlers ----------------------------------------------------------------------------------------------
-    def _filters(kinds_v, model_v, since_v) -> Filters:
-        return Filters(kinds=tuple(kinds_v or ()), model=model_v or None, since=since_of(since_v))
+    def _filters(kinds_v, model_v, since_v, request: gr.Request) -> Filters:
+        """The filters, always limited to what the acting user may see (their own chats and battles)."""
+        return Filters(kinds=tuple(kinds_v or ()), model=model_v or None, since=since_of(since_v), viewer=actor_of(request).id)
 
-    def load(q, kinds_v, model_v, since_v, lang):
+    def load(q, kinds_v, model_v, since_v, lang, request: gr.Request):
         """First page: matches of the search words, or the newest items."""
         started = time.perf_counter()
-        f = _filters(kinds_v, model_v, since_v)
+        f = _filters(kinds_v, model_v, since_v, request)
         got = search(q, f, limit=PAGE) if (q or "").strip() else timeline(f, limit=PAGE)
         ms = (time.perf_counter() - started) * 1000
         nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE and not (q or "").strip() else None
@@ -112,48 +115,51 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                 t(lang, "hist.count", n=len(got), ms=f"{ms:.0f}"), gr.update(visible=nxt is not None),
                 gr.update(choices=[(t(lang, "hist.any_model"), ""), *((m, m) for m in model_names())]))
 
-    def more(kinds_v, model_v, since_v, cur, shown, current, lang):
+    def more(kinds_v, model_v, since_v, cur, shown, current, lang, request: gr.Request):
         """The next page (older than the last row shown), appended."""
         if not cur:
             return gr.skip(), shown, None, gr.skip(), gr.update(visible=False)
-        got = timeline(_filters(kinds_v, model_v, since_v), before=tuple(cur), limit=PAGE)
+        got = timeline(_filters(kinds_v, model_v, since_v, request), before=tuple(cur), limit=PAGE)
         frame = pd.concat([current, items_table(lang, got)], ignore_index=True) if len(current) else items_table(lang, got)
         all_keys = shown + [i.key for i in got]
         nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE else None
         return frame, all_keys, nxt, t(lang, "hist.count", n=len(all_keys), ms="–"), gr.update(visible=nxt is not None)
 
-    def pick(evt: gr.SelectData, shown: list[str], lang: str):
+    def pick(evt: gr.SelectData, shown: list[str], lang: str, request: gr.Request):
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         if row is None or row >= len(shown):
             return gr.skip(), "", gr.skip(), gr.skip(), gr.update(visible=False)
         key = shown[row]
-        kind, item_id = key.split(":")
-        text = history_items.describe(kind, int(item_id)) or t(lang, "hist.gone")
+        kind, item_id = history_items.parse_key(key)
+        text = history_items.describe(kind, item_id, actor_of(request)) or t(lang, "hist.gone")
         openable = kind in ("chat", "run", "eval")
         return text, key, gr.update(interactive=openable), gr.update(interactive=True), gr.update(visible=False)
 
     def ask_delete(key: str, lang: str):
         if not key:
             raise gr.Error(t(lang, "hist.pick"))
-        kind, item_id = key.split(":")
+        try:
+            kind, item_id = history_items.parse_key(key)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
         return gr.update(visible=True), t(lang, "hist.confirm_text", kind=t(lang, f"hist.kind.{kind}"), id=item_id)
 
-    def do_delete(key: str, q, kinds_v, model_v, since_v, lang):
-        kind, item_id = key.split(":")
+    def do_delete(key: str, q, kinds_v, model_v, since_v, lang, request: gr.Request):
         try:
-            name = history_items.delete(settings, kind, int(item_id))
-        except history_items.DeleteRefused as exc:
+            kind, item_id = history_items.parse_key(key)
+            name = history_items.delete(settings, kind, item_id, actor_of(request))
+        except (history_items.DeleteRefused, PermissionDenied, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         except KeyError:
             name = key
         gr.Info(t(lang, "hist.deleted", name=name))
         return (gr.update(visible=False), t(lang, "hist.pick"), "", gr.update(interactive=False),
-                gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang)[:3])
+                gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang, request)[:3])
 
-    def show_lineage(name: str, lang: str):
+    def show_lineage(name: str, lang: str, request: gr.Request):
         if not name:
             return "", gr.skip()
-        lin = lineage(settings, name)
+        lin = lineage(settings, name, actor_of(request))
         return lineage_markdown(lang, lin), lin.curves if lin.curves is not None else gr.skip()
 
     def lineage_choices():
@@ -165,21 +171,21 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             return gr.skip(), gr.skip()
         return compare_runs(settings, picked)
 
-    def do_export(lang: str):
+    def do_export(lang: str, request: gr.Request):
         try:
-            path = export_archive(settings)
-        except OSError as exc:
+            path = export_archive(settings, actor=actor_of(request))
+        except (PermissionDenied, OSError) as exc:  # a member is told only admins move archives
             raise gr.Error(str(exc)) from None
         return gr.update(value=str(path), visible=True), t(lang, "hist.exported", name=path.name)
 
-    def do_import(file: Any, lang: str):
+    def do_import(file: Any, lang: str, request: gr.Request):
         if not file:
             raise gr.Error(t(lang, "hist.import_pick"))
         from pathlib import Path
 
         try:
-            counts = import_archive(settings, Path(file if isinstance(file, str) else file.name))
-        except ArchiveError as exc:
+            counts = import_archive(settings, Path(file if isinstance(file, str) else file.name), actor=actor_of(request))
+        except (ArchiveError, PermissionDenied) as exc:
             return f"⚠ {exc}"
         return t(lang, "hist.imported", rows=sum(counts.values()), tables=len([v for v in counts.values() if v]))
 

@@ -70,6 +70,8 @@ def display_assistant(lang: str, text: str, row: Any | None = None, *, error: st
         shown += f"{STATS_MARK}{line}</sub>"
     elif finish == "stopped":
         shown += f"{STATS_MARK}{t(lang, 'chat.stopped')}</sub>"
+    elif finish == "interrupted":  # cut off by a crash or restart (marked at the next start): never pass it off as finished
+        shown += f"\n\n⚠️ *{t(lang, 'chat.interrupted')}*"
     return shown
 
 

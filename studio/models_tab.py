@@ -6,19 +6,22 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from engines.accounts import Actor, PermissionDenied
 from engines.models import resolve_base_model
 from engines.models.exports import ExportManager
-from engines.models.registry import ModelError, ModelRecord, looks_like_hub_id
+from engines.models.registry import ModelError, ModelRecord, local_model_folder, looks_like_hub_id, model_roots
+from engines.paths import is_inside
 from engines.serving import metrics
 from engines.serving.metrics import MetricsHistory
+from engines.training.planning import base_model_problem
 from studio.i18n import Translatable, t
 from studio.models_view import (
     StartOptions,
+    admin_controls,
     errors_markdown,
     health_html,
     metric_frames,
@@ -31,6 +34,7 @@ from studio.models_view import (
     start_options,
     y_limits,
 )
+from studio.people import actor_of
 from studio.services import Services
 
 POLL_S = 2.0
@@ -71,52 +75,46 @@ def catalog_entries() -> list[Any]:
         return []
 
 
-def resolve_record(services: Services, name: str) -> ModelRecord:
+def resolve_record(services: Services, name: str, *, actor: Actor) -> ModelRecord:
     """A servable record for a base model name: the registry's, the catalogue's folder, else resolve it (bundled,
-    local folder or hub id; may convert or download, so call this off the UI thread). A hub id is downloaded as a
-    job, so its progress shows in the Download panel."""
+    local folder inside MODEL_CACHE_DIR / MODEL_DIRS, or hub id; may convert or download, so call this off the UI
+    thread). A hub id is downloaded as a job started by `actor`, so its progress shows in the Download panel."""
     rec = services.servers.registry.get(name)
     if rec is not None and rec.kind == "base":
         return rec
-    for entry in catalog_entries():
-        if entry.name == name and entry.kind == "base" and entry.path:
-            return ModelRecord(name=name, kind="base", source=entry.path)
     settings = services.settings
-    if looks_like_hub_id(name) and not Path(name).expanduser().is_dir() and not settings.offline_mode:
+    for entry in catalog_entries():
+        if entry.name == name and entry.kind == "base" and entry.path:  # a row's path is checked like a typed one
+            return ModelRecord(name=name, kind="base", source=str(local_model_folder(settings, entry.path)))
+    # An org/name that is no folder inside the model roots is a hub id (nothing outside the roots is looked at).
+    if looks_like_hub_id(name) and not is_inside(name, model_roots(settings)) and not settings.offline_mode:
         jobs = ExportManager(settings)
         running = jobs.running_download(name)
-        job = jobs.wait(running.id if running else jobs.submit_download(name), timeout=DOWNLOAD_WAIT_S)
+        job = jobs.wait(running.id if running else jobs.submit_download(name, actor=actor), timeout=DOWNLOAD_WAIT_S)
         if job is None or job.status != "done":
             raise ModelError(job.error if job and job.error else f"The download of {name} ended: {job.status if job else 'lost'}.")
         return ModelRecord(name=name, kind="base", source=job.result)
     return resolve_base_model(settings, name)
 
 
-def start_server(services: Services, name: str, options: StartOptions | None = None) -> threading.Thread:
-    """Start (or reuse) the server of a base model in the background; its state shows up in `servers.status()`."""
+def start_server(services: Services, name: str, options: StartOptions | None = None, *, actor: Actor) -> threading.Thread:
+    """Start (or reuse) the server of a base model in the background (admins only); its state shows up in
+    `servers.status()`."""
     o = options or StartOptions()
-    return services.servers.start_in_background(
-        lambda: resolve_record(services, name), gpu=o.gpu, port=o.port, max_model_len=o.max_model_len,
-        gpu_memory_utilization=o.gpu_memory_utilization,
+    return services.servers.start_server(
+        lambda: resolve_record(services, name, actor=actor), actor=actor, gpu=o.gpu, port=o.port,
+        max_model_len=o.max_model_len, gpu_memory_utilization=o.gpu_memory_utilization,
     )
 
 
-def stop_server(services: Services, name: str) -> None:
-    """Stop a server (its metrics history is kept: the plots show the gap)."""
-    services.servers.stop(name)
+def stop_server(services: Services, name: str, *, actor: Actor) -> None:
+    """Stop a server, its whole process tree (admins only; its metrics history is kept: the plots show the gap)."""
+    services.servers.stop_server(name, actor=actor)
 
 
-def restart_server(services: Services, name: str) -> threading.Thread:
-    """Stop a server and start it again with the same model, GPU, port and overrides."""
-    st = services.servers.status().get(name)
-    if st is None:
-        raise KeyError(name)
-    record = services.servers.registry.get(name)
-    record = record if record is not None and record.kind == "base" else ModelRecord(name=name, kind="base", source=st.source)
-    services.servers.stop(name)
-    return services.servers.start_in_background(
-        lambda: record, gpu=st.gpu, port=st.port, max_model_len=st.max_model_len, gpu_memory_utilization=st.gpu_memory_utilization,
-    )
+def restart_server(services: Services, name: str, *, actor: Actor) -> threading.Thread:
+    """Stop a server and start it again with the same model, GPU, port and overrides (admins only)."""
+    return services.servers.restart_server(name, actor=actor)
 
 
 def build_models_tab(services: Services, tr: Translatable, lang_state: Any, history: MetricsHistory | None = None) -> ModelsTab:
@@ -149,6 +147,9 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         tr.add(gr.Markdown(f"### {t(lang0, 'models.servers')}"), value="models.servers_md")
         tr.add(gr.Markdown(t(lang0, "models.no_serve"), visible=not manage, elem_id="models-no-serve"), value="models.no_serve")
         with gr.Column(visible=manage, elem_id="models-servers"):
+            # Shown to a member on page load (the buttons below are then disabled): why they cannot start or stop.
+            admin_note = tr.add(gr.Markdown(t(lang0, "models.admin_only"), visible=False, elem_id="models-admin-only"),
+                                value="models.admin_only")
             servers_table = gr.Dataframe(value=servers_frame(lang0, servers.status()), interactive=False, max_height=220,
                                          wrap=True, elem_id="models-servers-table")
             with gr.Row(equal_height=False):
@@ -209,36 +210,63 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
     def refresh(lang: str):
         return models_frame(lang, rows()), gr.update(choices=choices())
 
-    def on_start(lang: str, model: str | None, gpu_v: str, port_v: Any, max_len_v: Any, mem_v: Any):
+    def admin(lang: str, request: gr.Request | None) -> Actor:
+        """The acting admin; a member is told why (the engines refuse them too)."""
+        actor = actor_of(request)
+        if not actor.is_admin:
+            raise gr.Error(t(lang, "models.admin_only"))
+        return actor
+
+    def on_start(lang: str, model: str | None, gpu_v: str, port_v: Any, max_len_v: Any, mem_v: Any,
+                 request: gr.Request | None = None):
         if not manage:
             raise gr.Error(t(lang, "models.no_serve"))
+        actor = admin(lang, request)
         model = (model or "").strip()
         if not model:
             return errors_markdown(lang, {"model": t(lang, "models.pick_model")}), gr.skip(), gr.skip(), gr.skip()
         options, errors = start_options(lang, gpu_v, port_v, max_len_v, mem_v)
+        if servers.registry.get(model) is None and (problem := base_model_problem(settings, model)):
+            errors["model"] = problem  # a folder outside MODEL_CACHE_DIR / MODEL_DIRS: said now, not in the badge later
+            options = None
         if options is None:
             return errors_markdown(lang, errors), gr.skip(), gr.skip(), gr.skip()
         current = servers.status().get(model)
         if current is not None and current.status in ("starting", "ready"):
             msg = t(lang, "models.already", name=model, status=t(lang, f"status.{current.status}"))
             return "", msg, gr.skip(), gr.update(value=model)
-        start_server(services, model, options)
+        try:
+            start_server(services, model, options, actor=actor)
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
         time.sleep(0.3)  # the new server's state usually exists by now: the table shows it at once
         states = servers.status()
         return "", t(lang, "models.starting", name=model), servers_frame(lang, states), gr.update(choices=list(states), value=model)
 
-    def on_stop(lang: str, name: str | None):
+    def on_stop(lang: str, name: str | None, request: gr.Request | None = None):
+        actor = admin(lang, request)
         if not manage or not name:
             return t(lang, "models.pick_server"), gr.skip()
-        stop_server(services, name)
+        try:
+            stop_server(services, name, actor=actor)
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
         return t(lang, "models.stopped", name=name), servers_frame(lang, servers.status())
 
-    def on_restart(lang: str, name: str | None):
+    def on_restart(lang: str, name: str | None, request: gr.Request | None = None):
+        actor = admin(lang, request)
         if not manage or not name or name not in servers.status():
             return t(lang, "models.pick_server"), gr.skip()
-        restart_server(services, name)
+        try:
+            restart_server(services, name, actor=actor)
+        except (PermissionDenied, KeyError) as exc:
+            raise gr.Error(t(lang, "models.admin_only" if isinstance(exc, PermissionDenied) else "models.pick_server")) from None
         time.sleep(0.3)
         return t(lang, "models.restarting", name=name), servers_frame(lang, servers.status())
+
+    def access(request: gr.Request | None = None):
+        """On page load: a member sees Start / Stop / Restart disabled, with the reason."""
+        return admin_controls(actor_of(request).is_admin, 3)
 
     def show_log(name: str | None):
         return servers.logs(name, LOG_LINES) if name else ""
@@ -305,6 +333,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                     api_name="start_server")
     stop_btn.click(on_stop, [lang_state, server_pick], [action_msg, servers_table], api_name="stop_server")
     restart_btn.click(on_restart, [lang_state, server_pick], [action_msg, servers_table], api_name="restart_server")
+    gr.on(None, access, None, [admin_note, start_btn, stop_btn, restart_btn], api_name="models_access", api_visibility="private",
+          show_progress="hidden")
     server_pick.change(show_log, [server_pick], [log_box], api_name="server_log", show_progress="hidden")
     servers_table.select(select_server, None, [server_pick], api_name="select_server", api_visibility="private")
     timer.tick(poll, [lang_state, server_pick, last_state],

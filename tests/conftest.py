@@ -30,6 +30,14 @@ def db(tmp_path):
     database.close()
 
 
+@pytest.fixture
+def owner(db):
+    """The local owner (first admin) of a fresh database: rows made without an owner are theirs."""
+    from engines import accounts
+
+    return accounts.bootstrap(None)
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("studio")
@@ -39,7 +47,9 @@ def session_dir(tmp_path_factory) -> Path:
 def settings(session_dir):
     from engines.settings import load_settings
 
-    return load_settings(data_dir=session_dir, model_cache_dir=MODELS_DIR, vllm_start_timeout=400, request_timeout=60)
+    # MODEL_DIRS: the session's own small models (tiny_model) may be fine-tuned and served from there.
+    return load_settings(data_dir=session_dir, model_cache_dir=MODELS_DIR, model_dirs=str(session_dir / "local-models"),
+                         vllm_start_timeout=400, request_timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -76,36 +86,51 @@ def free_port() -> int:
     return _free_port()
 
 
+def start_studio(data_dir: Path, env: dict[str, str], *args: str, ready_path: str = "",
+                 timeout: float = 120) -> tuple[subprocess.Popen, str, Path]:
+    """`python launch.py ARGS` in its own session on a free port with `env` added; returns (process, base URL,
+    output file) once GET base URL + `ready_path` answers 200. Output goes to data_dir/studio-PORT.log."""
+    port = free_port()
+    full_env = {**os.environ, "DATA_DIR": str(data_dir), "MODEL_CACHE_DIR": str(MODELS_DIR), "PORT": str(port), **env}
+    log_path = data_dir / f"studio-{port}.log"
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the file descriptor
+        proc = subprocess.Popen([sys.executable, "launch.py", *args], cwd=ROOT, env=full_env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    host = next((a for i, a in enumerate(args) if i and args[i - 1] == "--host"), "127.0.0.1")
+    url = f"http://{host}:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(log_path.read_text()[-3000:])
+        try:
+            if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                return proc, url, log_path
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_studio(proc)
+    raise RuntimeError(f"studio did not answer within {timeout:.0f} s: " + log_path.read_text()[-2000:])
+
+
+def stop_studio(proc: subprocess.Popen) -> None:
+    """SIGTERM to the studio's process group (its servers stop with it), then SIGKILL after 30 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def studio_url(session_dir, settings, endpoint, hub_mirror):
     """`python launch.py` in a subprocess on a free port, sharing the session's data dir (it reuses the server);
     Hub downloads go to the session's mirror."""
-    port = free_port()
-    env = {**os.environ, "DATA_DIR": str(session_dir), "MODEL_CACHE_DIR": str(MODELS_DIR), "PORT": str(port),
-           "HF_ENDPOINT": hub_mirror.url}
-    log = open(session_dir / "studio-app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "launch.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((session_dir / "studio-app.log").read_text()[-3000:])
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
-        raise RuntimeError("studio did not answer within 90 s")
+    proc, url, _ = start_studio(session_dir, {"HF_ENDPOINT": hub_mirror.url}, timeout=90)
     yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    stop_studio(proc)
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +158,7 @@ def tiny_model(session_dir, bundled_model) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out = session_dir / "tiny-llama"
+    out = session_dir / "local-models" / "tiny-llama"  # inside the session settings' MODEL_DIRS
     tok = AutoTokenizer.from_pretrained(bundled_model.source)
     torch.manual_seed(0)
     cfg = LlamaConfig(
@@ -200,9 +225,12 @@ def served_adapter(session_dir, settings, server_manager, endpoint, bundled_mode
     fixture_settings = load_settings(data_dir=session_dir / "fixture-data", model_cache_dir=MODELS_DIR)
     db = connect(f"sqlite:///{session_dir / 'fixture-adapter.db'}")
     try:
+        from engines import accounts
+
         jm = JobManager(fixture_settings, None, poll_s=0.5)
         rid = jm.submit({"base_model": bundled_model.name, "dataset": "assets/datasets/studio-helper-en.jsonl",
-                         "output_name": name, "max_steps": 2, "batch_size": 2, "max_seq_len": 256, "lora_r": 8})
+                         "output_name": name, "max_steps": 2, "batch_size": 2, "max_seq_len": 256, "lora_r": 8},
+                        actor=accounts.bootstrap(None))
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
             jm.tick()

@@ -1,6 +1,7 @@
 """A dataset's working copy: rows in SQL (paged, filtered and searched server-side), every change undoable.
 
 Edits land here; "save version" freezes the working copy into an immutable file (versions.py).
+Every change takes the acting user: datasets are visible to the whole team, changed only by their owner or an admin.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Any
 
 from peewee import fn
 
+from engines.accounts import Actor, require_owner
 from engines.datasets.formats import Row
 from engines.datasets.validate import near_key, row_problems
+from storage import datasets as store
 from storage.db import database
-from storage.models import DatasetEdit, DatasetRow
+from storage.models import Dataset, DatasetEdit, DatasetRow
 
 PAGE_SIZE = 50
 BATCH = 2000  # rows per INSERT: 7 columns x 2000 stays under SQLite's 32766 bound parameters
@@ -42,8 +45,18 @@ def _log(dataset_id: int, action: str, before: list[dict[str, Any]]) -> None:
     DatasetEdit.create(dataset=dataset_id, action=action, before=json.dumps(before, ensure_ascii=False))
 
 
-def fill(dataset_id: int, rows: list[Row], *, replace: bool = True, action: str | None = None) -> int:
+def writable(actor: Actor, dataset_id: int) -> Dataset:
+    """The dataset if `actor` may change it (its owner or an admin); PermissionDenied if not, EditError if there is none."""
+    ds = store.get_dataset(int(dataset_id))
+    if ds is None:
+        raise EditError(f"There is no dataset {dataset_id}.")
+    require_owner(actor, ds.owner_id, "dataset")
+    return ds
+
+
+def fill(dataset_id: int, rows: list[Row], *, actor: Actor, replace: bool = True, action: str | None = None) -> int:
     """Put rows into the working copy (replacing it, or appended); logged for undo when `action` is given."""
+    writable(actor, dataset_id)
     with database.atomic():
         if replace:
             if action:
@@ -118,10 +131,11 @@ def _checked(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages
 
 
-def update_row(row_id: int, messages: list[dict[str, str]], category: str | None) -> None:
+def update_row(row_id: int, messages: list[dict[str, str]], category: str | None, *, actor: Actor) -> None:
     row = get_row(row_id)
     if row is None:
         raise KeyError(row_id)
+    writable(actor, row.dataset_id)
     _checked(messages)
     with database.atomic():
         _log(row.dataset_id, "edit", _snapshot([row]))
@@ -129,8 +143,9 @@ def update_row(row_id: int, messages: list[dict[str, str]], category: str | None
                           search=_search_text(messages), tokens=None).where(DatasetRow.id == row_id).execute()
 
 
-def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | None = None, *, action: str = "add",
-            conversation_id: int | None = None) -> int:
+def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | None = None, *, actor: Actor,
+            action: str = "add", conversation_id: int | None = None) -> int:
+    writable(actor, dataset_id)
     _checked(messages)
     with database.atomic():
         row = DatasetRow.create(dataset=dataset_id, messages=json.dumps(messages, ensure_ascii=False),
@@ -139,7 +154,12 @@ def add_row(dataset_id: int, messages: list[dict[str, str]], category: str | Non
     return row.id
 
 
-def delete_rows(dataset_id: int, row_ids: list[int], action: str = "delete") -> int:
+def delete_rows(dataset_id: int, row_ids: list[int], action: str = "delete", *, actor: Actor) -> int:
+    writable(actor, dataset_id)
+    return _delete_rows(dataset_id, row_ids, action)
+
+
+def _delete_rows(dataset_id: int, row_ids: list[int], action: str) -> int:
     rows = list(DatasetRow.select().where((DatasetRow.dataset == dataset_id) & (DatasetRow.id.in_(row_ids))))
     if not rows:
         return 0
@@ -149,16 +169,19 @@ def delete_rows(dataset_id: int, row_ids: list[int], action: str = "delete") -> 
     return len(rows)
 
 
-def delete_matching(dataset_id: int, *, search: str = "", category: str | None = None, split: str | None = None) -> int:
+def delete_matching(dataset_id: int, *, actor: Actor, search: str = "", category: str | None = None,
+                    split: str | None = None) -> int:
     """Bulk delete everything the current filter shows (undoable as one change)."""
+    writable(actor, dataset_id)
     if not (search.strip() or category or split):
         raise EditError("Set a filter first: bulk delete removes the rows the filter shows.")
     ids = [r.id for r in _query(dataset_id, search, category, split).select(DatasetRow.id)]
-    return delete_rows(dataset_id, ids, action="bulk_delete")
+    return _delete_rows(dataset_id, ids, "bulk_delete")
 
 
-def dedupe(dataset_id: int, *, near: bool = False) -> int:
+def dedupe(dataset_id: int, *, actor: Actor, near: bool = False) -> int:
     """Remove exact (or near) duplicates, keeping the first of each; returns how many went."""
+    writable(actor, dataset_id)
     seen: set[str] = set()
     drop = []
     for r in DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id).iterator():
@@ -166,11 +189,12 @@ def dedupe(dataset_id: int, *, near: bool = False) -> int:
         if key in seen:
             drop.append(r.id)
         seen.add(key)
-    return delete_rows(dataset_id, drop, action="dedupe") if drop else 0
+    return _delete_rows(dataset_id, drop, "dedupe") if drop else 0
 
 
-def assign_split(dataset_id: int, eval_fraction: float, seed: int) -> tuple[int, int]:
+def assign_split(dataset_id: int, eval_fraction: float, seed: int, *, actor: Actor) -> tuple[int, int]:
     """Mark rows train/eval with a seeded shuffle (at least one eval row when asked); returns (train, eval)."""
+    writable(actor, dataset_id)
     if not 0 <= eval_fraction < 1:
         raise EditError("The eval fraction must be between 0 and 1.")
     rows = list(DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id))
@@ -186,8 +210,9 @@ def assign_split(dataset_id: int, eval_fraction: float, seed: int) -> tuple[int,
     return len(ids) - n_eval, n_eval
 
 
-def undo(dataset_id: int) -> str | None:
+def undo(dataset_id: int, *, actor: Actor) -> str | None:
     """Revert the last change; returns its action name, or None when there is nothing to undo."""
+    writable(actor, dataset_id)
     last = DatasetEdit.select().where(DatasetEdit.dataset == dataset_id).order_by(DatasetEdit.id.desc()).first()
     if last is None:
         return None

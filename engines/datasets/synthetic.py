@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.formats import Row
 from engines.inference import ChatParams, generate_many
@@ -34,10 +35,13 @@ def _clean_question(text: str) -> str:
 
 
 async def synthesize(
-    endpoint: Endpoint, dataset_id: int, *, n: int, topic: str = "", seeds: list[str] | None = None, system: str = "",
+    endpoint: Endpoint, dataset_id: int, *, actor: Actor, n: int, topic: str = "", seeds: list[str] | None = None, system: str = "",
     params: ChatParams | None = None, concurrency: int = 8, on_progress: Callable[[float, str], None] | None = None,
 ) -> SynthesisReport:
-    """Generate `n` rows (questions from `topic` unless `seeds` are given), answer them, append them (undoable)."""
+    """Generate `n` rows (questions from `topic` unless `seeds` are given), answer them, append them (undoable).
+
+    Refused before any request when `actor` may not change the dataset."""
+    draft.writable(actor, dataset_id)
     if n < 1 or n > 10_000:
         raise ValueError("Generate between 1 and 10,000 examples at a time.")
     seeds = [s.strip() for s in (seeds or []) if s.strip()]
@@ -72,5 +76,5 @@ async def synthesize(
             errors.append(g.error or "empty answer")
             continue
         rows.append(Row([*p, {"role": "assistant", "content": g.text.strip()}], "synthetic"))
-    added = draft.fill(dataset_id, rows, replace=False, action="synthetic") if rows else 0
+    added = draft.fill(dataset_id, rows, actor=actor, replace=False, action="synthetic") if rows else 0
     return SynthesisReport(added=added, failed=n - added, errors=errors[:20])

@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+from engines.accounts import Actor
 from engines.evaluation.ratings import Vote
 from engines.inference import ChatParams, InferenceError, stream_chat
 from engines.serving.manager import Endpoint
@@ -52,6 +53,37 @@ def draw_pair(models: list[str], rng: random.Random | None = None) -> tuple[str,
         raise ValueError("The arena needs at least two served models (a base and an adapter, say).")
     a, b = (rng or random.SystemRandom()).sample(pool, 2)
     return a, b
+
+
+class BattleNotFound(LookupError):
+    """No such battle of the acting user (votes are private: another person's battle is 'not found' too)."""
+
+
+def start_battle(actor: Actor, prompt: str, model_a: str, model_b: str, *, blind: bool, params: dict[str, Any] | None = None,
+                 category: str | None = None) -> int:
+    """Record a two-model round owned by the actor; returns its id."""
+    return battles.create_battle(prompt, model_a, model_b, blind=blind, params=params, category=category,
+                                 user_name=actor.name, owner_id=actor.id).id
+
+
+def _own_battle(actor: Actor, battle_id: Any):
+    try:
+        bid = int(battle_id)
+    except (TypeError, ValueError):
+        raise BattleNotFound(f"A battle id is a whole number, not {str(battle_id)[:40]!r}.") from None
+    battle = battles.get_battle(bid)
+    if battle is None or battle.owner_id != actor.id:
+        raise BattleNotFound(f"There is no battle {bid} of yours.")
+    return battle
+
+
+def save_battle_answers(actor: Actor, battle_id: int, answer_a: str, answer_b: str) -> None:
+    battles.set_answers(_own_battle(actor, battle_id).id, answer_a, answer_b)
+
+
+def record_vote(actor: Actor, battle_id: int, choice: str):
+    """The actor's vote on their own battle (a | b | tie | both_bad); returns the battle with its models revealed."""
+    return battles.record_vote(_own_battle(actor, battle_id).id, choice)
 
 
 def votes(**filters: Any) -> list[Vote]:

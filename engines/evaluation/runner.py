@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from engines.accounts import Actor, require_owner
 from engines.evaluation import report
 from engines.evaluation.judge import judge_pair
 from engines.evaluation.metrics import reference_scores
@@ -72,9 +73,10 @@ class EvalManager:
                     evals.update_eval(run.id, status="interrupted", phase=None)
         return picked
 
-    def submit(self, *, name: str, models: list[str], examples: list[dict[str, Any]], source: str,
+    def submit(self, *, actor: Actor, name: str, models: list[str], examples: list[dict[str, Any]], source: str,
                judge: str | None = None, params: dict[str, Any] | None = None, dataset_version_id: int | None = None,
                training_run_id: int | None = None) -> int:
+        """Store and start an evaluation owned by `actor` (visible to the team; stopped/resumed by its owner or an admin)."""
         models = [m for m in dict.fromkeys(m.strip() for m in models if m and m.strip())]
         if not models:
             raise EvalError("Pick at least one model to evaluate.")
@@ -88,19 +90,29 @@ class EvalManager:
         p = {"temperature": 0.0, "max_tokens": 256, "concurrency": self.settings.eval_concurrency, "retries": 2, **(params or {})}
         run = evals.create_eval(name=name.strip() or f"eval {time.strftime('%Y-%m-%d %H:%M')}", models=models, judge=judge,
                                 source=source, params=p, examples=examples, dataset_version_id=dataset_version_id,
-                                training_run_id=training_run_id)
-        log.info("eval.submitted", eval_id=run.id, models=len(models), examples=len(examples), judge=bool(judge))
+                                training_run_id=training_run_id, owner_id=actor.id)
+        log.info("eval.submitted", eval_id=run.id, models=len(models), examples=len(examples), judge=bool(judge), owner=actor.name)
         self._launch(run.id)
         return run.id
 
-    def resume(self, eval_id: int) -> None:
+    def resume(self, eval_id: int, *, actor: Actor) -> None:
         run = evals.get_eval(eval_id)
+        if run is not None:
+            require_owner(actor, run.owner_id, "evaluation")
         if run is None or run.status not in evals.RESUMABLE:
             raise EvalError("Only an interrupted, failed or cancelled evaluation can be resumed.")
         evals.update_eval(eval_id, status="queued", error=None, finished_at=None)
         self._launch(eval_id)
 
-    def cancel(self, eval_id: int) -> bool:
+    def cancel(self, eval_id: int, *, actor: Actor) -> bool:
+        """Stop a running evaluation (its owner or an admin); False when it is not running here."""
+        run = evals.get_eval(eval_id)
+        if run is None:
+            return False
+        require_owner(actor, run.owner_id, "evaluation")
+        return self._cancel(eval_id)
+
+    def _cancel(self, eval_id: int) -> bool:
         with self._lock:
             held = self._tasks.get(eval_id)
         if not held:
@@ -125,7 +137,7 @@ class EvalManager:
         """At app exit: cancel what runs (saved rows stay; the next start picks the rest up)."""
         self._stopping = True
         for eval_id in list(self._tasks):
-            self.cancel(eval_id)
+            self._cancel(eval_id)
         for t in list(self._threads.values()):
             t.join(10)
 

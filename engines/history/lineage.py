@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from engines.accounts import Actor
+from engines.paths import is_inside
 from engines.settings import Settings
 from engines.training.events import read_events
 from storage import catalog, runs
@@ -68,7 +70,7 @@ def run_curves(settings: Settings, run: TrainingRun, label: str | None = None) -
             rows = []
     if not rows:
         events_file = Path(run.run_dir) / "events.jsonl"
-        if events_file.is_file():
+        if is_inside(events_file, settings.data_roots) and events_file.is_file():  # a row never makes us read outside
             events, _ = read_events(events_file)
             for ev in events:
                 if ev.get("type") != "metric":
@@ -81,7 +83,8 @@ def run_curves(settings: Settings, run: TrainingRun, label: str | None = None) -
     return frame.astype({"step": "int64", "loss": "float64", "series": "str"}), source
 
 
-def lineage(settings: Settings, name: str) -> Lineage:
+def lineage(settings: Settings, name: str, viewer: Actor | None = None) -> Lineage:
+    """Where `name` came from and went; source chats are listed only when they are the viewer's own (chats are private)."""
     entry = catalog.get_model(name)
     run = runs.get_run(entry.run_id) if entry and entry.run_id else runs.run_by_name(name)
     kind = entry.kind if entry else ("adapter" if run else "unknown")
@@ -93,7 +96,10 @@ def lineage(settings: Settings, name: str) -> Lineage:
             lin.version = DatasetVersion.get_or_none(DatasetVersion.path.endswith(Path(run.dataset).name))
         if lin.version and lin.version.source_conversations:
             ids = json.loads(lin.version.source_conversations)
-            lin.source_chats = list(Conversation.select().where(Conversation.id.in_(ids)).order_by(Conversation.id))
+            own = Conversation.select().where(Conversation.id.in_(ids))
+            if viewer is not None:
+                own = own.where(Conversation.owner_id == viewer.id)
+            lin.source_chats = list(own.order_by(Conversation.id))
         lin.curves, lin.curves_source = run_curves(settings, run)
     if kind in ("base", "unknown") and not run:
         lin.adapters = list(ModelEntry.select().where((ModelEntry.kind == "adapter") & (ModelEntry.parent == name)))

@@ -22,8 +22,10 @@ from typing import Any
 
 import structlog
 
+from engines.accounts import Actor, require_owner
 from engines.datasets.files import DatasetFileError, resolve_dataset
 from engines.models.registry import BUNDLED_MODEL, ModelError, ModelRecord, resolve_base_model
+from engines.paths import OutsideDataFolder, contained, is_inside
 from engines.serving.manager import ServerManager, pid_alive, tail
 from engines.settings import Settings, environment_for_children
 from engines.training.events import read_events
@@ -86,6 +88,14 @@ class JobManager:
         """The exact argv of a worker (a list: never a shell string)."""
         return [self.settings.server_python, "-m", "engines.training.worker", str(run_dir)]
 
+    def folder(self, run: TrainingRun) -> Path:
+        """A run's folder, resolved. The row is not trusted (an archive or a hand edit may have written it): a folder
+        that is not below the runs folder raises OutsideDataFolder, and nothing there is read, written or started."""
+        path = contained(run.run_dir, (self.settings.runs_path,), what="run's folder")
+        if path == self.settings.runs_path:
+            raise OutsideDataFolder("The run's folder is not inside the studio's data folders.")
+        return path
+
     def command_preview(self, output_name: str) -> str:
         return shlex.join(self.command(self.settings.runs_path / output_name))
 
@@ -101,15 +111,17 @@ class JobManager:
             resolve_dataset(self.settings, spec.dataset)
         except DatasetFileError as exc:
             problems["dataset"] = str(exc)
-        base = Path(spec.base_model).expanduser()
-        if spec.base_model.startswith(("/", ".", "~")) and not (base / "config.json").is_file():
-            problems["base_model"] = f"{spec.base_model} is not a model folder (no config.json)"
+        from engines.training.planning import base_model_problem  # only MODEL_CACHE_DIR / MODEL_DIRS folders
+
+        if (base_problem := base_model_problem(self.settings, spec.base_model)) is not None:
+            problems["base_model"] = base_problem
         if problems:
             raise SpecError(problems)
         return spec
 
     # ---- submit / cancel / resume ---------------------------------------------------------
-    def submit(self, data: dict[str, Any] | TrainSpec, *, dataset_version_id: int | None = None) -> int:
+    def submit(self, data: dict[str, Any] | TrainSpec, *, actor: Actor, dataset_version_id: int | None = None) -> int:
+        """Queue a run owned by `actor` (runs are visible to the team; only the owner or an admin cancels/resumes it)."""
         spec = self.validate(data.model_dump() if isinstance(data, TrainSpec) else data)
         run_dir = self.settings.runs_path / spec.output_name
         run_dir.mkdir(parents=True, exist_ok=False)
@@ -122,23 +134,28 @@ class JobManager:
             dataset_version_id = found.id if found else None
         row = runs.create_run(
             name=spec.output_name, base_model=spec.base_model, dataset=spec.dataset, method=spec.method,
-            spec=spec.model_dump(), run_dir=str(run_dir), dataset_version_id=dataset_version_id,
+            spec=spec.model_dump(), run_dir=str(run_dir), dataset_version_id=dataset_version_id, owner_id=actor.id,
         )
-        log.info("train.queued", run=row.id, name=spec.output_name, base=spec.base_model, method=spec.method)
+        log.info("train.queued", run=row.id, name=spec.output_name, base=spec.base_model, method=spec.method, owner=actor.name)
         self._wake.set()
         return row.id
 
-    def cancel(self, run_id: int) -> str:
+    def cancel(self, run_id: int, *, actor: Actor) -> str:
         """Queued: cancelled at once. Running: SIGTERM (checkpoint, then exit), SIGKILL after the grace period."""
         with self._lock:
             run = runs.get_run(run_id)
             if run is None:
                 raise KeyError(run_id)
+            require_owner(actor, run.owner_id, "fine-tune run")
             if run.status == "queued":
                 runs.finish_run(run_id, "cancelled")
                 return "cancelled"
             if run.status != "running":
                 return run.status
+            try:
+                self.folder(run)  # a row pointing elsewhere names no worker of ours: signal nothing
+            except OutsideDataFolder as exc:
+                raise ValueError(f"{exc} The run cannot be cancelled from here.") from None
             runs.update_run(run_id, cancel_requested=True)
             self._signal(run, signal.SIGTERM)
             self._kill_at[run_id] = time.monotonic() + self.settings.train_cancel_grace
@@ -146,13 +163,18 @@ class JobManager:
             self._wake.set()
             return "cancelling"
 
-    def resume(self, run_id: int) -> None:
+    def resume(self, run_id: int, *, actor: Actor) -> None:
         """Queue an interrupted, failed or cancelled run again; the worker continues from its last checkpoint."""
         run = runs.get_run(run_id)
         if run is None:
             raise KeyError(run_id)
+        require_owner(actor, run.owner_id, "fine-tune run")
         if run.status not in runs.RESUMABLE:
             raise ValueError(f"Only {', '.join(runs.RESUMABLE)} runs can be resumed; this one is {run.status}.")
+        try:
+            self.folder(run)  # refused before queueing: no job.json, log line or worker outside the runs folder
+        except OutsideDataFolder as exc:
+            raise ValueError(f"{exc} The run cannot be resumed.") from None
         runs.update_run(run_id, status="queued", error=None, cancel_requested=False, finished_at=None)
         self._wake.set()
 
@@ -205,7 +227,11 @@ class JobManager:
 
     # ---- spawn and watch ------------------------------------------------------------------------
     def _launch(self, run: TrainingRun, slot: str | None) -> None:
-        run_dir = Path(run.run_dir)
+        try:
+            run_dir = self.folder(run)
+        except OutsideDataFolder as exc:  # a row queued by hand: fail it, writing and starting nothing
+            runs.finish_run(run.id, "failed", error=str(exc))
+            return
         spec = TrainSpec(**json.loads(run.spec))
         try:
             model_path = resolve_base_model(self.settings, spec.base_model).source
@@ -248,7 +274,13 @@ class JobManager:
                 pass
 
     def _poll(self, run: TrainingRun) -> None:
-        run_dir = Path(run.run_dir)
+        try:
+            run_dir = self.folder(run)
+        except OutsideDataFolder as exc:  # never read events or a heartbeat from a folder a row points elsewhere
+            self._procs.pop(run.id, None)
+            self._slot_of.pop(run.id, None)
+            runs.finish_run(run.id, "failed", error=str(exc))
+            return
         events, offset = read_events(run_dir / "events.jsonl", run.events_offset)
         fields: dict[str, Any] = {"events_offset": offset}
         summary = runs.run_metrics(run)
@@ -326,11 +358,15 @@ class JobManager:
         if self.servers is None:
             return
         for entry in catalog.list_models("adapter"):
-            if entry.path and Path(entry.path).is_dir():
+            if entry.path and is_inside(entry.path, (self.settings.runs_path,)) and Path(entry.path).is_dir():
                 self.servers.registry.add(ModelRecord(name=entry.name, kind="adapter", source=entry.path, parent=entry.parent))
 
     def _register_adapter(self, run: TrainingRun | None) -> None:
         if run is None or not run.adapter_path:
+            return
+        if not is_inside(run.adapter_path, (self.settings.runs_path,)):  # vLLM would read it: only our run folders
+            runs.update_run(run.id, metrics=runs.run_metrics(run) | {
+                "served": False, "serve_error": "the adapter is not inside the studio's data folders"})
             return
         entry = catalog.upsert_model(run.name, "adapter", path=run.adapter_path, parent=run.base_model, run_id=run.id)
         runs.update_run(run.id, model=entry.id)
@@ -368,13 +404,16 @@ class JobManager:
         run = runs.get_run(run_id)
         if run is None:
             raise KeyError(run_id)
-        return read_events(Path(run.run_dir) / "events.jsonl", since)
+        return read_events(self.folder(run) / "events.jsonl", since)
 
     def history(self, run_id: int) -> History:
         """Metric points, the latest progress and log lines so far (incremental: only new lines are read)."""
         with self._lock:
             h = self._history.setdefault(run_id, History())
-            events, h.offset = self.events(run_id, h.offset)
+            try:
+                events, h.offset = self.events(run_id, h.offset)
+            except OutsideDataFolder as exc:  # Show run says so instead of reading the folder a row points to
+                return History(logs=[f"⚠ {exc}"])
             for ev in events:
                 kind = ev.get("type")
                 if kind == "metric":
@@ -387,7 +426,12 @@ class JobManager:
 
     def log_tail(self, run_id: int, lines: int = 60) -> str:
         run = runs.get_run(run_id)
-        return tail(Path(run.run_dir) / "train.log", lines) if run else ""
+        if run is None:
+            return ""
+        try:
+            return tail(self.folder(run) / "train.log", lines)
+        except OutsideDataFolder as exc:
+            return f"⚠ {exc}"
 
 
 def served_base_name(base_model: str) -> str:

@@ -47,10 +47,10 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-def test_every_prompt_times_model_is_recorded_and_failures_are_retried_then_kept(db, settings, live_endpoint, served_adapter):
+def test_every_prompt_times_model_is_recorded_and_failures_are_retried_then_kept(db, owner, settings, live_endpoint, served_adapter):
     manager = EvalManager(settings, routing(live_endpoint, dead_url()))
     models = [live_endpoint.model, served_adapter, "dead-server", "unknown-model"]
-    eid = manager.submit(name="four models", models=models, judge=live_endpoint.model, examples=PROMPTS, source="pasted",
+    eid = manager.submit(actor=owner, name="four models", models=models, judge=live_endpoint.model, examples=PROMPTS, source="pasted",
                          params={"max_tokens": 24, "retries": 1, "concurrency": 4})
     run = wait_done(manager, eid)
     assert run.status == "completed", run.error
@@ -78,30 +78,30 @@ def test_every_prompt_times_model_is_recorded_and_failures_are_retried_then_kept
     assert (settings.data_dir / "evals" / str(eid) / "results.csv").is_file()
 
 
-def test_a_model_that_is_not_served_is_refused_before_anything_starts(db, settings, live_endpoint):
+def test_a_model_that_is_not_served_is_refused_before_anything_starts(db, owner, settings, live_endpoint):
     manager = EvalManager(settings, routing(live_endpoint, dead_url()))
     with pytest.raises(EvalError, match="not-served"):
-        manager.submit(name="x", models=[live_endpoint.model, "not-served"], examples=PROMPTS, source="pasted")
+        manager.submit(actor=owner, name="x", models=[live_endpoint.model, "not-served"], examples=PROMPTS, source="pasted")
     with pytest.raises(EvalError, match="at least two"):
-        manager.submit(name="x", models=[live_endpoint.model], judge=live_endpoint.model, examples=PROMPTS, source="pasted")
+        manager.submit(actor=owner, name="x", models=[live_endpoint.model], judge=live_endpoint.model, examples=PROMPTS, source="pasted")
     assert evals.list_evals() == []
 
 
-def test_stop_keeps_the_answers_and_resume_asks_only_for_the_rest(db, settings, live_endpoint):
+def test_stop_keeps_the_answers_and_resume_asks_only_for_the_rest(db, owner, settings, live_endpoint):
     manager = EvalManager(settings, routing(live_endpoint, dead_url()))
     many = [{"messages": [{"role": "user", "content": f"Write a sentence about the number {i}."}], "reference": None}
             for i in range(12)]
-    eid = manager.submit(name="stop me", models=[live_endpoint.model], examples=many, source="pasted",
+    eid = manager.submit(actor=owner, name="stop me", models=[live_endpoint.model], examples=many, source="pasted",
                          params={"max_tokens": 48, "concurrency": 1})
     deadline = time.monotonic() + 120
     while evals.count_results(eid) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert manager.cancel(eid)
+    assert manager.cancel(eid, actor=owner)
     run = wait_done(manager, eid)
     assert run.status == "cancelled"
     kept = {r.example: (r.id, r.output) for r in evals.results(eid)}
     assert 2 <= len(kept) < 12
-    manager.resume(eid)
+    manager.resume(eid, actor=owner)
     run = wait_done(manager, eid)
     assert run.status == "completed", run.error
     after = {r.example: (r.id, r.output) for r in evals.results(eid)}

@@ -19,6 +19,13 @@ GREEDY = ChatParams(temperature=0.0, max_tokens=48, seed=0)
 LONG = ChatParams(temperature=0.8, max_tokens=1500, seed=1)
 
 
+def _owner():
+    """The local owner: conversations belong to someone."""
+    from engines import accounts
+
+    return accounts.bootstrap(None)
+
+
 async def collect(gen):
     return [e async for e in gen]
 
@@ -35,7 +42,7 @@ def test_stream_chat_yields_deltas_then_timings(live_endpoint):
 
 
 def test_turn_is_persisted_with_timings(db, server_manager, live_endpoint):
-    cid = turns.start_conversation(None, model=live_endpoint.model)
+    cid = turns.start_conversation(_owner(), None, model=live_endpoint.model)
     turns.add_user_message(cid, "What is the capital of France?")
     seen_streaming_row = []
 
@@ -61,7 +68,7 @@ def test_turn_is_persisted_with_timings(db, server_manager, live_endpoint):
 
 
 def test_regenerate_keeps_the_old_answer(db, server_manager, live_endpoint):
-    cid = turns.start_conversation(None)
+    cid = turns.start_conversation(_owner(), None)
     turns.add_user_message(cid, "Say hello.")
     turns.run_turn_sync(turns.answer(server_manager, cid, live_endpoint.model, GREEDY))
     first = chats.active_messages(cid)[-1]
@@ -73,7 +80,7 @@ def test_regenerate_keeps_the_old_answer(db, server_manager, live_endpoint):
 
 
 def test_stop_keeps_the_partial_answer(db, server_manager, live_endpoint):
-    cid = turns.start_conversation(None)
+    cid = turns.start_conversation(_owner(), None)
     turns.add_user_message(cid, "Write a very long story about a dragon and a knight.")
 
     async def run():
@@ -105,7 +112,7 @@ def test_clear_errors_for_unknown_model_long_context_and_down_server(live_endpoi
 
 
 def test_unknown_model_in_a_turn_is_saved_as_an_error(db, server_manager, live_endpoint):
-    cid = turns.start_conversation(None)
+    cid = turns.start_conversation(_owner(), None)
     turns.add_user_message(cid, "hi")
     last = turns.run_turn_sync(turns.answer(server_manager, cid, "ghost-model", GREEDY))
     assert last.error is not None and last.error.kind == "unknown_model"
@@ -128,7 +135,7 @@ def test_second_manager_reuses_the_healthy_server(settings, server_manager, bund
 def test_server_killed_mid_stream_keeps_everything_and_recovers(db, server_manager, bundled_model, live_endpoint):
     """kill -9 the server while it streams: clear error, user message + partial answer kept; after the
     manager's automatic restart the next request works."""
-    cid = turns.start_conversation(None)
+    cid = turns.start_conversation(_owner(), None)
     turns.add_user_message(cid, "Write a very long story about a dragon and a knight.")
     pid = server_manager.status()[bundled_model.name].pid
 

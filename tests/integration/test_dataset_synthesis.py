@@ -34,10 +34,10 @@ def test_failures_are_retried_then_recorded_never_dropped(live_endpoint):
     assert all(r.error and r.attempts == 1 for r in results)  # the same request would fail the same way: not retried
 
 
-def test_synthetic_rows_are_added_for_review_and_undoable(db, live_endpoint):
-    ds = create_empty("synthetic")
+def test_synthetic_rows_are_added_for_review_and_undoable(db, owner, live_endpoint):
+    ds = create_empty("synthetic", actor=owner)
     steps: list[float] = []
-    report = asyncio.run(synthesize(live_endpoint, ds, n=3, seeds=["What is LoRA?", "What is QLoRA?"],
+    report = asyncio.run(synthesize(live_endpoint, ds, actor=owner, n=3, seeds=["What is LoRA?", "What is QLoRA?"],
                                     params=ChatParams(temperature=0.0, max_tokens=24), concurrency=2,
                                     on_progress=lambda f, _: steps.append(f)))
     assert report.added + report.failed == 3 and report.added >= 1
@@ -45,8 +45,8 @@ def test_synthetic_rows_are_added_for_review_and_undoable(db, live_endpoint):
     assert [r.messages[0]["content"] for r in rows] == ["What is LoRA?", "What is QLoRA?", "What is LoRA?"][: report.added]
     assert all(r.category == "synthetic" and r.messages[-1]["role"] == "assistant" for r in rows)
     assert steps and steps == sorted(steps) and steps[-1] <= 1.0
-    report = asyncio.run(synthesize(live_endpoint, ds, n=2, topic="fine-tuning small models",
+    report = asyncio.run(synthesize(live_endpoint, ds, actor=owner, n=2, topic="fine-tuning small models",
                                     params=ChatParams(temperature=0.7, max_tokens=24), concurrency=2))
     assert report.added + report.failed == 2
     assert draft.count(ds) == len(rows) + report.added
-    assert draft.undo(ds) == "synthetic" and draft.count(ds) == len(rows)
+    assert draft.undo(ds, actor=owner) == "synthetic" and draft.count(ds) == len(rows)

@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from engines.accounts import Actor
 from engines.models import resolve_base_model
 from engines.models.exports import ExportError, ExportManager
 from engines.serving import ServerManager
@@ -18,6 +19,8 @@ from tests.conftest import MODELS_DIR
 pytestmark = pytest.mark.server
 
 
+ADMIN = Actor(id=1, name="admin", role="admin")  # exports are admin-only
+
 @pytest.fixture
 def export_settings(tmp_path):
     return load_settings(data_dir=tmp_path / "data", model_cache_dir=MODELS_DIR, vllm_start_timeout=400)
@@ -27,7 +30,7 @@ def test_a_merged_adapter_is_a_model_folder_the_server_answers_from(db, export_s
                                                                     served_adapter_path):
     catalog.upsert_model(served_adapter, "adapter", path=str(served_adapter_path), parent=bundled_model.name)
     exports = ExportManager(export_settings)
-    job_id = exports.submit("merge", served_adapter)
+    job_id = exports.submit("merge", served_adapter, actor=ADMIN)
     assert exports.jobs()[0].id == job_id
     job = exports.wait(job_id, 300)
     assert job.status == "done", (job.error, (exports.root / job_id / "export.log").read_text()[-2000:])
@@ -52,14 +55,14 @@ def test_a_merged_adapter_is_a_model_folder_the_server_answers_from(db, export_s
 
 def test_gguf_on_cpu_and_pushes_without_a_token_say_why(db, export_settings, bundled_model):
     exports = ExportManager(export_settings)
-    job = exports.wait(exports.submit("gguf", bundled_model.name), 120)
+    job = exports.wait(exports.submit("gguf", bundled_model.name, actor=ADMIN), 120)
     assert job.status == "error" and "llama.cpp" in job.error and "Unsloth" in job.error
     with pytest.raises(ExportError, match="HUGGINGFACE_TOKEN"):
-        exports.submit("push", bundled_model.name, repo_id="me/model")
+        exports.submit("push", bundled_model.name, actor=ADMIN, repo_id="me/model")
     with pytest.raises(ExportError, match="owner/name"):
-        exports.submit("push", bundled_model.name, repo_id="../../etc")
+        exports.submit("push", bundled_model.name, actor=ADMIN, repo_id="../../etc")
     with pytest.raises(ExportError, match="needs an adapter"):
-        exports.submit("merge", bundled_model.name)
+        exports.submit("merge", bundled_model.name, actor=ADMIN)
 
 
 def test_the_panel_cancels_a_running_merge_and_leaves_nothing_half_written(db, export_settings, bundled_model,

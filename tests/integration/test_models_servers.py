@@ -73,7 +73,7 @@ def wait_for(manager: ServerManager, name: str, status: str, timeout: float, see
     raise AssertionError(f"{name} not {status}: saw {seen}, error {manager.pending_error()}\n{manager.logs(name, 40)}")
 
 
-def test_a_second_server_starts_restarts_and_stops_through_the_tab(settings, bundled_model, endpoint):
+def test_a_second_server_starts_restarts_and_stops_through_the_tab(settings, bundled_model, endpoint, db):  # db: who acts
     second = ServerManager(settings)
     second.registry.add(ModelRecord(name=SECOND, kind="base", source=bundled_model.source))
     services = Services(settings=settings, servers=second)

@@ -55,8 +55,8 @@ def jobs(db, settings):
             os.killpg(r.pid, signal.SIGKILL)
 
 
-def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, settings, tiny_model, tiny_dataset):
-    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-done", max_steps=4, eval_split=0.2, eval_steps=2))
+def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, owner, settings, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-done", max_steps=4, eval_split=0.2, eval_steps=2), actor=owner)
     wait_for(lambda: status(rid) in ("completed", "failed"))
     run = runs.get_run(rid)
     assert run.status == "completed", run.error
@@ -102,8 +102,8 @@ def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, settings, ti
     assert ui.proc is None
 
 
-def test_qlora_trains_on_cpu_through_bitsandbytes_4bit(jobs, tiny_model, tiny_dataset):
-    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-qlora", method="qlora", max_steps=2))
+def test_qlora_trains_on_cpu_through_bitsandbytes_4bit(jobs, owner, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-qlora", method="qlora", max_steps=2), actor=owner)
     wait_for(lambda: status(rid) in ("completed", "failed", "interrupted"))
     assert status(rid) == "completed", runs.get_run(rid).error
     info = next(e for e in jobs.events(rid)[0] if e["type"] == "log" and "load_in_4bit" in e)
@@ -111,18 +111,18 @@ def test_qlora_trains_on_cpu_through_bitsandbytes_4bit(jobs, tiny_model, tiny_da
     assert (Path(runs.get_run(rid).adapter_path) / "adapter_model.safetensors").is_file()
 
 
-def test_invalid_spec_and_taken_name_are_refused_before_anything_starts(jobs, tiny_model, tiny_dataset):
+def test_invalid_spec_and_taken_name_are_refused_before_anything_starts(jobs, owner, tiny_model, tiny_dataset):
     from engines.training import SpecError
 
     with pytest.raises(SpecError) as err:
-        jobs.submit(spec(tiny_model, tiny_dataset, "x", lora_r=0))
+        jobs.submit(spec(tiny_model, tiny_dataset, "x", lora_r=0), actor=owner)
     assert {"lora_r"} <= set(err.value.fields)
     with pytest.raises(SpecError) as err:
-        jobs.submit(spec(tiny_model, "/etc/hosts.jsonl", "outside"))
+        jobs.submit(spec(tiny_model, "/etc/hosts.jsonl", "outside"), actor=owner)
     assert "dataset" in err.value.fields
-    jobs.submit(spec(tiny_model, tiny_dataset, "taken", max_steps=1))
+    jobs.submit(spec(tiny_model, tiny_dataset, "taken", max_steps=1), actor=owner)
     with pytest.raises(SpecError) as err:
-        jobs.submit(spec(tiny_model, tiny_dataset, "taken"))
+        jobs.submit(spec(tiny_model, tiny_dataset, "taken"), actor=owner)
     assert "output_name" in err.value.fields
     assert runs.run_by_name("outside") is None
 
@@ -132,19 +132,19 @@ def _started(jobs: JobManager, rid: int, step: int = 2) -> bool:
     return run.status == "running" and run.step >= step
 
 
-def test_cancel_stops_the_worker_and_marks_the_run_cancelled(jobs, tiny_model, tiny_dataset):
-    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-cancel", max_steps=5000))
+def test_cancel_stops_the_worker_and_marks_the_run_cancelled(jobs, owner, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-cancel", max_steps=5000), actor=owner)
     wait_for(lambda: _started(jobs, rid))
     pid = runs.get_run(rid).pid
-    assert jobs.cancel(rid) == "cancelling"
+    assert jobs.cancel(rid, actor=owner) == "cancelling"
     wait_for(lambda: status(rid) == "cancelled", timeout=60)
     assert not pid_alive(pid)
     assert "cancelled" in event_types(jobs, rid)
     assert runs.get_run(rid).pid is None
 
 
-def test_kill_9_marks_the_run_interrupted_and_keeps_its_log(jobs, tiny_model, tiny_dataset):
-    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-kill", max_steps=5000))
+def test_kill_9_marks_the_run_interrupted_and_keeps_its_log(jobs, owner, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-kill", max_steps=5000), actor=owner)
     wait_for(lambda: _started(jobs, rid))
     run = runs.get_run(rid)
     os.killpg(run.pid, signal.SIGKILL)
@@ -154,10 +154,10 @@ def test_kill_9_marks_the_run_interrupted_and_keeps_its_log(jobs, tiny_model, ti
     assert "engines.training.worker" in (Path(run.run_dir) / "train.log").read_text()
 
 
-def test_a_restarted_manager_adopts_a_running_job_and_sees_it_finish(db, settings, tiny_model, tiny_dataset):
+def test_a_restarted_manager_adopts_a_running_job_and_sees_it_finish(db, owner, settings, tiny_model, tiny_dataset):
     first = JobManager(settings, None, poll_s=0.3)
     first.start()
-    rid = first.submit(spec(tiny_model, tiny_dataset, "tiny-adopt", max_steps=40))
+    rid = first.submit(spec(tiny_model, tiny_dataset, "tiny-adopt", max_steps=40), actor=owner)
     wait_for(lambda: _started(first, rid, 1))
     first.stop()  # the app goes away; the worker does not
     pid = runs.get_run(rid).pid
@@ -172,10 +172,10 @@ def test_a_restarted_manager_adopts_a_running_job_and_sees_it_finish(db, setting
         second.stop()
 
 
-def test_reconcile_marks_a_job_whose_worker_died_while_the_app_was_down(db, settings, tiny_model, tiny_dataset):
+def test_reconcile_marks_a_job_whose_worker_died_while_the_app_was_down(db, owner, settings, tiny_model, tiny_dataset):
     first = JobManager(settings, None, poll_s=0.3)
     first.start()
-    rid = first.submit(spec(tiny_model, tiny_dataset, "tiny-dead", max_steps=5000))
+    rid = first.submit(spec(tiny_model, tiny_dataset, "tiny-dead", max_steps=5000), actor=owner)
     wait_for(lambda: _started(first, rid, 1))
     first.stop()
     os.killpg(runs.get_run(rid).pid, signal.SIGKILL)
@@ -185,15 +185,15 @@ def test_reconcile_marks_a_job_whose_worker_died_while_the_app_was_down(db, sett
     assert status(rid) == "interrupted"
 
 
-def test_resume_continues_from_the_last_checkpoint(jobs, tiny_model, tiny_dataset):
-    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-resume", max_steps=40, save_steps=3))
+def test_resume_continues_from_the_last_checkpoint(jobs, owner, tiny_model, tiny_dataset):
+    rid = jobs.submit(spec(tiny_model, tiny_dataset, "tiny-resume", max_steps=40, save_steps=3), actor=owner)
     wait_for(lambda: _started(jobs, rid, 5))
-    jobs.cancel(rid)  # graceful: the worker saves a checkpoint at the step it stops on
+    jobs.cancel(rid, actor=owner)  # graceful: the worker saves a checkpoint at the step it stops on
     wait_for(lambda: status(rid) == "cancelled", timeout=60)
     stopped_at = max(e["step"] for e in jobs.events(rid)[0] if e["type"] == "checkpoint")
     assert stopped_at >= 5
     _, offset = jobs.events(rid)
-    jobs.resume(rid)
+    jobs.resume(rid, actor=owner)
     wait_for(lambda: status(rid) in ("completed", "failed", "interrupted"))
     assert status(rid) == "completed", runs.get_run(rid).error
     after, _ = read_events(Path(runs.get_run(rid).run_dir) / "events.jsonl", offset)
@@ -204,7 +204,7 @@ def test_resume_continues_from_the_last_checkpoint(jobs, tiny_model, tiny_datase
     assert runs.get_run(rid).mlflow_run_id == next(e for e in jobs.events(rid)[0] if e["type"] == "start")["mlflow_run_id"]
 
 
-def test_bundled_model_adapter_is_loaded_into_the_running_server_and_answers(db, settings, server_manager, endpoint, bundled_model):
+def test_bundled_model_adapter_is_loaded_into_the_running_server_and_answers(db, owner, settings, server_manager, endpoint, bundled_model):
     from engines.inference import ChatParams, stream_chat
     from engines.inference.chat import Delta
 
@@ -213,7 +213,7 @@ def test_bundled_model_adapter_is_loaded_into_the_running_server_and_answers(db,
     try:
         rid = jm.submit({"base_model": bundled_model.name, "dataset": "assets/datasets/studio-helper-en.jsonl",
                          "output_name": "bundled-helper", "max_steps": 3, "batch_size": 2, "max_seq_len": 384,
-                         "lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4})
+                         "lora_r": 8, "lora_alpha": 16, "learning_rate": 5e-4}, actor=owner)
         wait_for(lambda: status(rid) in ("completed", "failed", "interrupted"), timeout=400, every=1)
         run = runs.get_run(rid)
         assert run.status == "completed", f"{run.error}\n{jm.log_tail(rid)}"

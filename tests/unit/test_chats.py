@@ -59,12 +59,12 @@ def test_feedback_and_export(db):
     assert data["messages"][1]["feedback"] == -1 and data["messages"][1]["ttft_ms"] == 12.5
 
 
-def test_user_turn_is_stored_in_one_go(db):
+def test_user_turn_is_stored_in_one_go(owner):
     from engines.conversations import store_user_turn
 
-    cid = store_user_turn(None, "first question")
+    cid = store_user_turn(owner, None, "first question")
     assert [m.content for m in chats.active_messages(cid)] == ["first question"]
-    assert store_user_turn(cid, "second") == cid
+    assert store_user_turn(owner, cid, "second") == cid
     with pytest.raises(ValueError):
-        store_user_turn(None, "   ")
+        store_user_turn(owner, None, "   ")
     assert len(chats.list_conversations()) == 1  # the empty message created no conversation

@@ -18,9 +18,9 @@ def qa(i: int, cat: str | None = None) -> Row:
 
 
 @pytest.fixture
-def ds(db):
-    dataset_id = create_empty("work")
-    draft.fill(dataset_id, [qa(i, "even" if i % 2 == 0 else "odd") for i in range(120)])
+def ds(db, owner):
+    dataset_id = create_empty("work", actor=owner)
+    draft.fill(dataset_id, [qa(i, "even" if i % 2 == 0 else "odd") for i in range(120)], actor=owner)
     return dataset_id
 
 
@@ -33,73 +33,73 @@ def test_pages_filters_and_search_run_in_sql(ds):
     assert dict(draft.categories(ds)) == {"even": 60, "odd": 60}
 
 
-def test_edit_add_delete_and_undo_each(ds):
+def test_edit_add_delete_and_undo_each(ds, owner):
     first = draft.page(ds, 1).rows[0]
     before = json.loads(first.messages)
-    draft.update_row(first.id, [{"role": "user", "content": "Edited?"}, {"role": "assistant", "content": "Yes."}], "edited")
+    draft.update_row(first.id, [{"role": "user", "content": "Edited?"}, {"role": "assistant", "content": "Yes."}], "edited", actor=owner)
     assert json.loads(draft.get_row(first.id).messages)[0]["content"] == "Edited?"
-    new_id = draft.add_row(ds, [{"role": "user", "content": "New?"}, {"role": "assistant", "content": "Added."}])
+    new_id = draft.add_row(ds, [{"role": "user", "content": "New?"}, {"role": "assistant", "content": "Added."}], actor=owner)
     assert draft.count(ds) == 121
-    assert draft.undo(ds) == "add" and draft.get_row(new_id) is None
-    assert draft.undo(ds) == "edit" and json.loads(draft.get_row(first.id).messages) == before
+    assert draft.undo(ds, actor=owner) == "add" and draft.get_row(new_id) is None
+    assert draft.undo(ds, actor=owner) == "edit" and json.loads(draft.get_row(first.id).messages) == before
     assert draft.get_row(first.id).category == "even"
     with pytest.raises(draft.EditError, match="no assistant"):
-        draft.update_row(first.id, [{"role": "user", "content": "only"}], None)
+        draft.update_row(first.id, [{"role": "user", "content": "only"}], None, actor=owner)
 
 
-def test_bulk_delete_by_filter_dedupe_and_undo(ds):
+def test_bulk_delete_by_filter_dedupe_and_undo(ds, owner):
     with pytest.raises(draft.EditError):
-        draft.delete_matching(ds)  # no filter: refuses to delete everything
-    assert draft.delete_matching(ds, category="odd") == 60
+        draft.delete_matching(ds, actor=owner)  # no filter: refuses to delete everything
+    assert draft.delete_matching(ds, actor=owner, category="odd") == 60
     assert draft.count(ds) == 60
-    assert draft.undo(ds) == "bulk_delete" and draft.count(ds) == 120
+    assert draft.undo(ds, actor=owner) == "bulk_delete" and draft.count(ds) == 120
     draft.fill(ds, [qa(1, "odd"), Row([{"role": "user", "content": "QUESTION 2"}, {"role": "assistant", "content": "answer 2"}])],
-               replace=False, action="append")
-    assert draft.dedupe(ds) == 1  # the exact copy of row "Question 1?"
-    assert draft.dedupe(ds, near=True) == 1  # "QUESTION 2 / answer 2" folds onto "Question 2? / Answer 2."
+               replace=False, action="append", actor=owner)
+    assert draft.dedupe(ds, actor=owner) == 1  # the exact copy of row "Question 1?"
+    assert draft.dedupe(ds, actor=owner, near=True) == 1  # "QUESTION 2 / answer 2" folds onto "Question 2? / Answer 2."
     assert draft.count(ds) == 120
-    draft.undo(ds)
-    draft.undo(ds)
+    draft.undo(ds, actor=owner)
+    draft.undo(ds, actor=owner)
     assert draft.count(ds) == 122
 
 
-def test_split_is_seeded_and_undoable(ds):
-    assert draft.assign_split(ds, 0.1, seed=3) == (108, 12)
+def test_split_is_seeded_and_undoable(ds, owner):
+    assert draft.assign_split(ds, 0.1, seed=3, actor=owner) == (108, 12)
     evals = {r.id for r in draft.page(ds, 1, split="eval", size=100).rows}
-    draft.assign_split(ds, 0.1, seed=3)
+    draft.assign_split(ds, 0.1, seed=3, actor=owner)
     assert {r.id for r in draft.page(ds, 1, split="eval", size=100).rows} == evals
-    draft.undo(ds)
-    draft.undo(ds)
+    draft.undo(ds, actor=owner)
+    draft.undo(ds, actor=owner)
     assert draft.page(ds, 1, split="eval").total == 0
 
 
-def test_saving_freezes_a_version_and_refuses_no_change(db, settings, ds):
-    v1 = save_draft(settings, ds, note="first")
+def test_saving_freezes_a_version_and_refuses_no_change(db, settings, ds, owner):
+    v1 = save_draft(settings, ds, note="first", actor=owner)
     with pytest.raises(ValueError, match="Nothing changed"):
-        save_draft(settings, ds)
-    draft.delete_rows(ds, [draft.page(ds, 1).rows[0].id])
-    v2 = save_draft(settings, ds)
+        save_draft(settings, ds, actor=owner)
+    draft.delete_rows(ds, [draft.page(ds, 1).rows[0].id], actor=owner)
+    v2 = save_draft(settings, ds, actor=owner)
     assert (v1.version, v2.version, v2.row_count) == (1, 2, 119)
-    assert len(diff_versions(v1, v2).removed) == 1
+    assert len(diff_versions(settings, v1, v2).removed) == 1
     assert store.version_by_path(v2.path).id == v2.id
 
 
-def test_rows_from_a_chat_and_all_thumbs_up_answers(ds):
-    conv = chats.create_conversation(title="t", system_prompt="You are Studio Helper.")
+def test_rows_from_a_chat_and_all_thumbs_up_answers(ds, owner):
+    conv = chats.create_conversation(title="t", system_prompt="You are Studio Helper.", owner_id=owner.id)
     chats.add_message(conv.id, "user", "What is QLoRA?")
     a1 = chats.add_message(conv.id, "assistant", "4-bit base weights plus LoRA.", finish_reason="stop")
     chats.add_message(conv.id, "user", "And LoRA?")
     chats.add_message(conv.id, "assistant", "Half writ", finish_reason="stopped")  # a stopped answer is left out
-    row = from_chats.conversation_row(conv.id, a1.id)
+    row = from_chats.conversation_row(conv.id, a1.id, actor=owner)
     assert [m["role"] for m in row.messages] == ["system", "user", "assistant"]
     assert row.messages[0]["content"] == "You are Studio Helper."
-    assert from_chats.conversation_row(conv.id).messages[-1]["content"] == "4-bit base weights plus LoRA."
-    rid = from_chats.add_conversation(ds, conv.id, a1.id)
+    assert from_chats.conversation_row(conv.id, actor=owner).messages[-1]["content"] == "4-bit base weights plus LoRA."
+    rid = from_chats.add_conversation(ds, conv.id, a1.id, actor=owner)
     assert json.loads(draft.get_row(rid).messages)[-1]["content"] == "4-bit base weights plus LoRA."
     chats.set_feedback(a1.id, 1)
-    assert from_chats.add_thumbs_up(ds) == 0  # already in the dataset
-    draft.undo(ds)
-    assert from_chats.add_thumbs_up(ds) == 1
+    assert from_chats.add_thumbs_up(ds, actor=owner) == 0  # already in the dataset
+    draft.undo(ds, actor=owner)
+    assert from_chats.add_thumbs_up(ds, actor=owner) == 1
 
 
 def test_token_histogram_bins_in_order_per_role():

@@ -64,9 +64,9 @@ def sources(tmp: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("name", ["openai.jsonl", "openai-bom.jsonl", "sharegpt.json", "alpaca.jsonl", "no_robots.jsonl",
                                   "pc.csv", "pc.tsv", "openai.parquet"])
-def test_every_format_normalises_and_round_trips(db, settings, tmp_path, name):
+def test_every_format_normalises_and_round_trips(db, owner, settings, tmp_path, name):
     src = sources(tmp_path)[name]
-    report = import_file(settings, src, f"ds {name}")
+    report = import_file(settings, src, f"ds {name}", actor=owner)
     assert [r.messages for r in report.rows] == EXPECTED, report.problems
     assert not report.errors
     version = report.version
@@ -97,12 +97,12 @@ def _nothing_written(settings, before: set[Path]) -> bool:
     ],
     ids=["truncated-json", "empty", "binary", "wrong-type", "mixed-and-broken", "huge-line", "unknown-layout"],
 )
-def test_broken_files_give_line_numbered_errors_and_write_nothing(db, settings, tmp_path, content, suffix, expect):
+def test_broken_files_give_line_numbered_errors_and_write_nothing(db, owner, settings, tmp_path, content, suffix, expect):
     path = tmp_path / f"bad{suffix}"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     before = set(settings.datasets_path.rglob("*")) if settings.datasets_path.exists() else set()
     with pytest.raises((FormatError, ImportRefused)) as err:
-        import_file(settings, path, "broken")
+        import_file(settings, path, "broken", actor=owner)
     message = str(err.value)
     if isinstance(err.value, ImportRefused):
         message += " " + " ".join(f"line {p.row}: {p.message}" for p in err.value.report.problems)
@@ -110,7 +110,7 @@ def test_broken_files_give_line_numbered_errors_and_write_nothing(db, settings, 
     assert _nothing_written(settings, before)
 
 
-def test_every_bad_line_is_reported_and_valid_rows_can_be_imported_alone(db, settings, tmp_path):
+def test_every_bad_line_is_reported_and_valid_rows_can_be_imported_alone(db, owner, settings, tmp_path):
     good = {"messages": EXPECTED[0]}
     lines = [json.dumps(good), "{oops", json.dumps({"messages": [{"role": "assistant", "content": "no question"}]}),
              json.dumps({"messages": [{"role": "user", "content": "only a question"}]}), json.dumps(good),
@@ -118,17 +118,17 @@ def test_every_bad_line_is_reported_and_valid_rows_can_be_imported_alone(db, set
                                                                              {"role": "assistant", "content": "x"}]})]
     path = write(tmp_path / "mixed.jsonl", "\n".join(lines) + "\n")
     with pytest.raises(ImportRefused) as err:
-        import_file(settings, path, "mixed")
+        import_file(settings, path, "mixed", actor=owner)
     by_line = {p.row: p.kind for p in err.value.report.problems if p.severity == "error"}
     assert by_line == {2: "malformed", 3: "role_order", 4: "no_assistant", 5: "duplicate", 7: "empty_content"}
     assert store.list_datasets() == []
-    report = import_file(settings, path, "mixed", valid_only=True)
+    report = import_file(settings, path, "mixed", actor=owner, valid_only=True)
     assert report.version.row_count == 2 and report.skipped == [2, 3, 4, 5, 7]
     skipped = [json.loads(x) for x in report.skipped_path.read_text().splitlines()]
     assert [s["row"] for s in skipped] == [2, 3, 4, 5, 7]
 
 
-def test_near_duplicates_and_long_rows_are_flagged_with_the_real_token_count(db, settings, tmp_path, bundled_model):
+def test_near_duplicates_and_long_rows_are_flagged_with_the_real_token_count(db, owner, settings, tmp_path, bundled_model):
     from transformers import AutoTokenizer
 
     from engines.datasets.render import ModelFormat
@@ -145,28 +145,28 @@ def test_near_duplicates_and_long_rows_are_flagged_with_the_real_token_count(db,
     real = len(tok.apply_chat_template(rows[2]["messages"], tokenize=True, return_dict=True)["input_ids"])
     assert report.rows[2].extra["tokens"] == real  # the model's own tokenizer, through the trainer's template
     # warnings do not block an all-or-nothing import
-    assert import_file(settings, path, "warned").version.row_count == 3
+    assert import_file(settings, path, "warned", actor=owner).version.row_count == 3
 
 
-def test_unknown_layout_imports_through_a_column_mapping(db, settings, tmp_path):
+def test_unknown_layout_imports_through_a_column_mapping(db, owner, settings, tmp_path):
     path = write(tmp_path / "qa.csv", "question,answer,topic\nWhat is LoRA?,A low-rank adapter.,ft\n")
     with pytest.raises(FormatError, match="question, answer, topic"):
-        import_file(settings, path, "qa")
-    report = import_file(settings, path, "qa", mapping={"user": "question", "assistant": "answer", "category": "topic"})
+        import_file(settings, path, "qa", actor=owner)
+    report = import_file(settings, path, "qa", actor=owner, mapping={"user": "question", "assistant": "answer", "category": "topic"})
     assert [r.messages for r in report.rows] == [EXPECTED[0]] and report.rows[0].category == "ft"
 
 
-def test_versions_are_immutable_and_diffed(db, settings, tmp_path):
+def test_versions_are_immutable_and_diffed(db, owner, settings, tmp_path):
     path = write(tmp_path / "v.jsonl", jsonl([{"messages": m} for m in EXPECTED]))
-    v1 = import_file(settings, path, "versioned").version
-    rows = load_version(v1)
+    v1 = import_file(settings, path, "versioned", actor=owner).version
+    rows = load_version(settings, v1)
     rows[0].messages[1]["content"] = "An adapter with low rank."
     rows.append(type(rows[0])([{"role": "user", "content": "New?"}, {"role": "assistant", "content": "Yes."}]))
     del rows[1]
-    v2 = save_version(settings, v1.dataset_id, rows, note="edited")
+    v2 = save_version(settings, v1.dataset_id, rows, actor=owner, note="edited")
     assert v2.version == 2 and v2.parent_id == v1.id and v2.content_hash != v1.content_hash
-    assert [r.messages for r in load_version(v1)] == EXPECTED  # v1's file is untouched
-    d = diff_versions(v1, v2)
+    assert [r.messages for r in load_version(settings, v1)] == EXPECTED  # v1's file is untouched
+    d = diff_versions(settings, v1, v2)
     assert len(d.added) == 1 and len(d.removed) == 1 and len(d.changed) == 1
     assert d.changed[0][1].messages[1]["content"] == "An adapter with low rank."
 

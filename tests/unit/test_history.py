@@ -51,10 +51,13 @@ def studio(db, settings):
     """A little of everything, linked: chats → dataset version → run → adapter → evaluation and battle."""
     c1 = chat("Capitals", "한국의 수도는 어디인가요?", "서울입니다. 수도는 서울이에요.")
     c2 = chat("Baking", "How do I bake sourdough bread?", "Feed the starter, then bake hot.")
-    ds = create_empty("helpers")
-    from_chats.add_conversation(ds, c1)
-    draft.add_row(ds, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}])
-    version = save_draft(settings, ds)
+    from engines import accounts
+
+    owner = accounts.bootstrap(None)  # the first admin: owns the chats above, so one of them can become a dataset row
+    ds = create_empty("helpers", actor=owner)
+    from_chats.add_conversation(ds, c1, actor=owner)
+    draft.add_row(ds, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], actor=owner)
+    version = save_draft(settings, ds, actor=owner)
     rid = make_run(settings, "tuned-a", version.id)
     make_run(settings, "tuned-b", None, lora_r=16)
     e = evals.create_eval(name="check", models=["base-m", "tuned-a"], judge=None, source="pasted", params={},
@@ -135,16 +138,19 @@ def test_run_comparison_overlays_curves_and_lists_only_differing_params(studio, 
 
 
 def test_delete_refuses_what_is_in_use_and_removes_files(studio, settings):
+    from engines import accounts
+
+    owner = accounts.bootstrap(None)  # the rows above were made without an owner: they become the first admin's
     with pytest.raises(items.DeleteRefused, match="tuned-a"):
-        items.delete(settings, "dataset", studio["version"].id)
+        items.delete(settings, "dataset", studio["version"].id, owner)
     run_dir = Path(runs.get_run(studio["run"]).run_dir)
-    items.delete(settings, "run", studio["run"])
+    items.delete(settings, "run", studio["run"], owner)
     assert not run_dir.exists() and catalog.get_model("tuned-a") is None and runs.get_run(studio["run"]) is None
-    items.delete(settings, "dataset", studio["version"].id)  # no run uses it any more
+    items.delete(settings, "dataset", studio["version"].id, owner)  # no run uses it any more
     assert not Path(studio["version"].path).exists()
-    items.delete(settings, "chat", studio["chats"][0])
-    assert items.describe("chat", studio["chats"][0]) is None
-    assert "Which is better?" in items.describe("battle", studio["battle"])
+    items.delete(settings, "chat", studio["chats"][0], owner)
+    assert items.describe("chat", studio["chats"][0], owner) is None
+    assert "Which is better?" in items.describe("battle", studio["battle"], owner)
 
 
 def _tables(archive: Path) -> dict[str, bytes]:
@@ -153,24 +159,30 @@ def _tables(archive: Path) -> dict[str, bytes]:
 
 
 def test_archive_round_trip_into_an_empty_studio(studio, settings, tmp_path):
-    first = export_archive(settings, tmp_path / "a.zip")
+    from engines import accounts
+
+    admin = accounts.bootstrap(None)  # rows made without an owner become the first admin's, as an import makes them
+    first = export_archive(settings, tmp_path / "a.zip", actor=admin)
     other = load_settings(data_dir=tmp_path / "elsewhere")
     db2 = connect(f"sqlite:///{tmp_path / 'other.db'}")
     try:
-        counts = import_archive(other, first)
+        admin = accounts.bootstrap(None)
+        counts = import_archive(other, first, actor=admin)
         assert counts["messages"] == 4 and counts["eval_results"] == 1
-        second = export_archive(other, tmp_path / "b.zip")
+        second = export_archive(other, tmp_path / "b.zip", actor=admin)
         assert _tables(first) == _tables(second)  # every row and file, paths re-rooted under the new data folder
         assert Path(runs.run_by_name("tuned-a").run_dir).is_relative_to(other.data_dir.resolve())
         assert [i.id for i in search("수도") if i.kind == "chat"] == [studio["chats"][0]]  # FTS filled by the triggers
         with pytest.raises(ArchiveError, match="empty studio"):
-            import_archive(other, first)
+            import_archive(other, first, actor=admin)
     finally:
         db2.close()
 
 
 def test_a_broken_archive_changes_nothing(studio, settings, tmp_path):
-    good = export_archive(settings, tmp_path / "a.zip")
+    from engines import accounts
+
+    good = export_archive(settings, tmp_path / "a.zip", actor=accounts.bootstrap(None))
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
@@ -181,8 +193,9 @@ def test_a_broken_archive_changes_nothing(studio, settings, tmp_path):
     other = load_settings(data_dir=tmp_path / "elsewhere")
     db2 = connect(f"sqlite:///{tmp_path / 'other.db'}")
     try:
+        admin = accounts.bootstrap(None)
         with pytest.raises(ArchiveError, match="nothing was imported"):
-            import_archive(other, broken)
+            import_archive(other, broken, actor=admin)
         assert chats.list_conversations() == [] and runs.list_runs() == []
         assert not [p for p in other.data_dir.rglob("*") if p.is_file()]  # no file left behind
         unsafe = tmp_path / "unsafe.zip"
@@ -191,9 +204,9 @@ def test_a_broken_archive_changes_nothing(studio, settings, tmp_path):
                 dst.writestr(info, src.read(info))
             dst.writestr("files/../../escape.txt", "x")
         with pytest.raises(ArchiveError, match="Unsafe path"):
-            import_archive(other, unsafe)
+            import_archive(other, unsafe, actor=admin)
         assert not (tmp_path / "escape.txt").exists()
         with pytest.raises(ArchiveError, match="Not a Chat Studio archive"):
-            import_archive(other, Path(__file__))
+            import_archive(other, Path(__file__), actor=admin)
     finally:
         db2.close()

@@ -1,0 +1,72 @@
+"""The import rules of the layers: studio → engines → storage, one way; no tab imports another; the UI never
+writes storage itself (it calls engines, which carry the acting user)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TABS = {p.stem for p in (ROOT / "studio").glob("*_tab.py")}
+# Names of storage functions that change rows: the UI must go through an engine for these.
+WRITE_PREFIXES = ("create_", "add_", "update_", "delete_", "set_", "record_", "rename_", "finish_", "save_",
+                  "retire_", "touch", "upsert_", "adopt_", "revoke_", "mark_")
+
+ORM_WRITES = {"create", "update", "delete", "insert", "insert_many", "replace", "delete_instance", "save", "get_or_create"}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, [a.name for a in node.names]))
+    return out
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_storage_imports_neither_engines_nor_studio():
+    bad = [(p.name, m) for p in _modules("storage") for m, _ in _imports(p) if m.split(".")[0] in ("engines", "studio", "gradio")]
+    assert bad == []
+
+
+def test_engines_never_import_studio_or_gradio():
+    bad = [(str(p.relative_to(ROOT)), m) for p in _modules("engines") for m, _ in _imports(p)
+           if m.split(".")[0] in ("studio", "gradio")]
+    assert bad == []
+
+
+def test_no_tab_imports_another_tab():
+    bad = []
+    for p in _modules("studio"):
+        if p.name == "app.py":
+            continue  # app.py assembles the tabs
+        for m, _ in _imports(p):
+            if m.startswith("studio.") and m.split(".")[1] in TABS and m.split(".")[1] != p.stem:
+                bad.append((p.name, m))
+    assert bad == []
+
+
+def test_studio_never_calls_a_storage_write():
+    """Every `storage.<module>.<write>(...)` call from the UI is a bypass of the engines' ownership rules."""
+    bad = []
+    for p in _modules("studio"):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        aliases = {}  # local name → storage module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "storage":
+                for a in node.names:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                if node.func.value.id in aliases and (node.func.attr.startswith(WRITE_PREFIXES) or node.func.attr in ORM_WRITES):
+                    bad.append(f"{p.name}:{node.lineno} {node.func.value.id}.{node.func.attr}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in aliases \
+                    and node.func.id.startswith(WRITE_PREFIXES):
+                bad.append(f"{p.name}:{node.lineno} {node.func.id}")
+    assert bad == []
