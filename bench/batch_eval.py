@@ -88,11 +88,12 @@ def raw(base_url: str, models: list[str], qs: list[str], limit: int | None = Non
 
 
 def studio(manager, models: list[str], qs: list[str], concurrency: int) -> tuple[float, int, int, float]:
+    from engines import accounts
     from storage import evals
 
     examples = [{"messages": [{"role": "user", "content": q}], "reference": None, "category": None} for q in qs]
     started = time.perf_counter()
-    eid = manager.submit(name="bench", models=models, examples=examples, source="bench",
+    eid = manager.submit(actor=accounts.bootstrap(None), name="bench", models=models, examples=examples, source="bench",
                          params={"temperature": 0.0, "max_tokens": MAX_TOKENS, "seed": SEED, "concurrency": concurrency})
     manager.wait(eid, 1800)
     total = time.perf_counter() - started

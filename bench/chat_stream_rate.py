@@ -24,11 +24,18 @@ from common import MODEL, MODEL_CACHE, machine, median, report, run_main
 PROMPT = "Write a long story about a lighthouse keeper and a storm, with many details."
 
 
+def _owner():
+    """The local owner: conversations belong to someone."""
+    from engines import accounts
+
+    return accounts.bootstrap(None)
+
+
 async def one_answer(manager, min_interval: float) -> dict[str, float]:
     from engines import conversations as turns
     from engines.inference import ChatParams
 
-    cid = turns.start_conversation(None)
+    cid = turns.start_conversation(_owner(), None)
     turns.add_user_message(cid, PROMPT)
     params = ChatParams(temperature=0.0, max_tokens=400, seed=7)
     start = time.perf_counter()

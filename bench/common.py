@@ -165,6 +165,17 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def percentile(xs: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of `xs`, interpolated between the nearest ranks; NaN when empty."""
+    if not xs:
+        return float("nan")
+    ys = sorted(xs)
+    k = (len(ys) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ys) - 1)
+    return ys[lo] + (ys[hi] - ys[lo]) * (k - lo)
+
+
 def machine() -> str:
     """One line: CPU count, RAM, CPU model, Python, load average and vLLM servers already running."""
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
@@ -196,12 +207,23 @@ def append_results(script: str, lines: Sequence[str], machine_line: str) -> Path
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{script}.md"
     stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-    section = [f"## {stamp}", "", f"- machine: {machine_line}", *[f"- {line}" for line in lines], "", ""]
+    section = [f"## {stamp}", "", f"- machine: {machine_line}", *_markdown(lines), "", ""]
     if not path.exists():
         section = [f"# {script}", "", *section]
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("\n".join(section))
     return path
+
+
+def _markdown(lines: Sequence[str]) -> list[str]:
+    """Figures as list items; rows of a markdown table (lines starting with '|') stay a table, between blank lines."""
+    out: list[str] = []
+    for line in lines:
+        row = line.startswith("|")
+        if row != (out[-1] if out else "- machine").startswith("|"):  # the machine line comes first
+            out.append("")
+        out.append(line if row else f"- {line}")
+    return out
 
 
 def report(script: str, lines: Sequence[str], machine_line: str) -> None:

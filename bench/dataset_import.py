@@ -109,7 +109,10 @@ def main() -> int:
             settings = load_settings(data_dir=tmp / f"data{i}", model_cache_dir=MODEL_CACHE)
             db = connect(settings.db_url)
             t0 = time.perf_counter()
-            imported = import_file(settings, src, "bench-100k", valid_only=True, model_format=fmt, max_tokens=2048)
+            from engines import accounts
+
+            imported = import_file(settings, src, "bench-100k", actor=accounts.bootstrap(None), valid_only=True,
+                                   model_format=fmt, max_tokens=2048)
             import_s.append(time.perf_counter() - t0)
             db.close()
             print(f"run {i + 1}: pandas {pandas_s[-1]:.2f} s, inspect {inspect_s[-1]:.2f} s, import {import_s[-1]:.2f} s "

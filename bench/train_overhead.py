@@ -78,11 +78,12 @@ def run_bare(tmp: Path, steps: int, i: int) -> dict:
 
 
 def run_studio(jobs, steps: int, i: int) -> dict:  # noqa: ANN001
+    from engines import accounts
     from engines.serving.manager import pid_alive
     from storage import runs
 
     t0 = time.perf_counter()
-    rid = jobs.submit(job_spec(steps, f"studio-{i}"))
+    rid = jobs.submit(job_spec(steps, f"studio-{i}"), actor=accounts.bootstrap(None))
     jobs.tick()  # launch now
     run = runs.get_run(rid)
     if run.status != "running" or not run.pid:
