@@ -4,6 +4,8 @@ GGUF and Hub pushes that cannot run here say why."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,9 +28,17 @@ def export_settings(tmp_path):
     return load_settings(data_dir=tmp_path / "data", model_cache_dir=MODELS_DIR, vllm_start_timeout=400)
 
 
+def own_copy(settings, name: str, adapter: Path) -> Path:
+    """The session's adapter copied into this studio's runs folder: an export reads adapters only from its own data."""
+    folder = settings.runs_path / name / "adapter"
+    shutil.copytree(adapter, folder, dirs_exist_ok=True)
+    return folder
+
+
 def test_a_merged_adapter_is_a_model_folder_the_server_answers_from(db, export_settings, bundled_model, served_adapter,
                                                                     served_adapter_path):
-    catalog.upsert_model(served_adapter, "adapter", path=str(served_adapter_path), parent=bundled_model.name)
+    adapter = own_copy(export_settings, served_adapter, served_adapter_path)
+    catalog.upsert_model(served_adapter, "adapter", path=str(adapter), parent=bundled_model.name)
     exports = ExportManager(export_settings)
     job_id = exports.submit("merge", served_adapter, actor=ADMIN)
     assert exports.jobs()[0].id == job_id
@@ -76,7 +86,8 @@ def test_the_panel_cancels_a_running_merge_and_leaves_nothing_half_written(db, e
     from studio.i18n import Translatable
     from studio.services import Services
 
-    catalog.upsert_model(served_adapter, "adapter", path=str(served_adapter_path), parent=bundled_model.name)
+    catalog.upsert_model(served_adapter, "adapter", path=str(own_copy(export_settings, served_adapter, served_adapter_path)),
+                         parent=bundled_model.name)
     with gr.Blocks() as demo:
         build_exports_panel(Services(settings=export_settings, servers=ServerManager(export_settings)), Translatable(),
                             gr.State("en"))
