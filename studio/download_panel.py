@@ -13,8 +13,7 @@ import pandas as pd
 from engines.accounts import PermissionDenied
 from engines.models.exports import ExportError, ExportJob, ExportManager
 from studio.i18n import Translatable, t
-from studio.models_view import admin_controls
-from studio.people import actor_of
+from studio.people import actor_of, admin_controls
 from studio.services import Services
 
 POLL_S = 1.0

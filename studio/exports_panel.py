@@ -13,8 +13,7 @@ from engines.models.exports import ExportError, ExportJob, ExportManager
 from engines.settings import BUNDLED_MODEL
 from storage import catalog
 from studio.i18n import Translatable, t
-from studio.models_view import admin_controls
-from studio.people import actor_of
+from studio.people import actor_of, admin_controls
 from studio.services import Services
 
 

@@ -17,7 +17,7 @@ from storage import catalog, runs
 from storage.history import KINDS, Filters, models_seen, search, timeline
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
 from studio.i18n import Translatable, t
-from studio.people import actor_of
+from studio.people import actor_of, admin_controls
 from studio.services import Services
 
 PAGE = 50
@@ -86,6 +86,8 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             rc_params = gr.Dataframe(interactive=False, elem_id="rc-params", wrap=True)
     with tr.add(gr.Accordion(t(lang0, "hist.archive"), open=False, elem_id="hist-archive"), label="hist.archive"):
         tr.add(gr.Markdown(t(lang0, "hist.archive_help")), value="hist.archive_help")
+        archive_admin = tr.add(gr.Markdown(f"**{t(lang0, 'hist.archive_admin_only')}**", visible=False, elem_id="arch-admin-only"),
+                               value="hist.archive_admin_only")
         with gr.Row():
             export_btn = tr.add(gr.Button(t(lang0, "hist.export"), elem_id="arch-export"), value="hist.export")
             archive_file = gr.File(label=t(lang0, "hist.archive_file"), visible=False, elem_id="arch-file")
@@ -207,5 +209,11 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name="compare_runs")
     export_btn.click(do_export, [lang_state], [archive_file, archive_msg], api_name="export_archive")
     import_btn.click(do_import, [upload, lang_state], [archive_msg], api_name="import_archive")
+
+    def archive_access(request: gr.Request):
+        """Archives are admin-only: a member sees the buttons disabled and why (the engine refuses anyway)."""
+        return admin_controls(actor_of(request).is_admin, 3)
+
+    gr.on(None, archive_access, None, [archive_admin, export_btn, upload, import_btn], api_name=False, show_progress="hidden")
     return HistoryTab(selected=selected, open_btn=open_btn,
                       refresh={"fn": load, "inputs": filters_in, "outputs": list_out})

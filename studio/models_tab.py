@@ -21,7 +21,6 @@ from engines.training.planning import base_model_problem
 from studio.i18n import Translatable, t
 from studio.models_view import (
     StartOptions,
-    admin_controls,
     errors_markdown,
     health_html,
     metric_frames,
@@ -34,7 +33,7 @@ from studio.models_view import (
     start_options,
     y_limits,
 )
-from studio.people import actor_of
+from studio.people import actor_of, admin_controls
 from studio.services import Services
 
 POLL_S = 2.0

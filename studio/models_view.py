@@ -30,14 +30,6 @@ class StartOptions:
     gpu_memory_utilization: float | None = None
 
 
-def admin_controls(is_admin: bool, controls: int, *, enabled: bool = True) -> list[dict[str, Any]]:
-    """Updates for an admin-only block: its reason line (shown to a member) and `controls` inputs and buttons
-    (interactive only for an admin, and only when `enabled`, e.g. not offline). The engines refuse a member anyway."""
-    import gradio as gr
-
-    return [gr.update(visible=not is_admin), *([gr.update(interactive=is_admin and enabled)] * controls)]
-
-
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value)
 

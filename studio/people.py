@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from engines.accounts import Actor, PermissionDenied, actor_for
@@ -28,3 +30,9 @@ def ownership_hint(request: gr.Request | None, row: object, lang: str) -> tuple[
     owner = getattr(row, "owner_name", None) or "—"
     line = "" if owner_id == actor.id else t(lang, "own.owner_line" if may else "own.read_only", owner=owner)
     return line, may
+
+
+def admin_controls(is_admin: bool, controls: int, *, enabled: bool = True) -> list[dict[str, Any]]:
+    """Updates for an admin-only block: its reason line (shown to a member) and `controls` inputs and buttons
+    (interactive only for an admin, and only when `enabled`, e.g. not offline). The engines refuse a member anyway."""
+    return [gr.update(visible=not is_admin), *([gr.update(interactive=is_admin and enabled)] * controls)]

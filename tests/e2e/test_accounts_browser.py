@@ -84,6 +84,11 @@ def test_admin_and_member_each_see_only_their_own_and_the_member_is_refused_admi
     expect(member.locator("#models-admin-only")).to_contain_text("Only an admin")
     expect(member.locator("#models-start")).to_be_disabled()
     screenshot(member, "accounts-member-models.png")
+    member.locator("#tab-history-button").click()
+    member.locator("#hist-archive").click()  # the archive accordion
+    expect(member.locator("#arch-admin-only")).to_contain_text("Only an admin")
+    expect(member.locator("#arch-import")).to_be_disabled()
+    expect(member.locator("#arch-export")).to_be_disabled()
     member.locator("#tab-account-button").click()
     expect(member.locator("#acct-users-note")).to_contain_text("Only an admin")
     expect(member.locator("#acct-add")).to_be_disabled()
