@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from collections.abc import AsyncIterator
@@ -17,11 +18,20 @@ from storage import chats
 from studio.choices import model_choices
 from studio.datasets_view import dataset_choices
 from studio.i18n import Translatable, t
-from studio.messages import display_assistant, rows_to_chatbot
+from studio.messages import display_assistant, feedback_values, flatten_content, rows_to_chatbot
 from studio.people import actor_of
 from studio.services import Services
 
+# Escape in the message box while the edit banner shows clicks its Cancel (Gradio's Textbox has no key events).
+EDIT_ESCAPE_JS = """
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape' || !e.target.closest || !e.target.closest('#message-box')) return;
+  const cancel = document.querySelector('#edit-cancel-btn');
+  if (cancel && cancel.offsetParent !== null) { e.preventDefault(); cancel.click(); }
+});
+"""
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
+STOP_SETTLE_POLLS = 30  # × 0.1 s: how long Stop waits for the cancelled answer to be marked before redrawing
 UI_UPDATE_S = 0.05  # at most 20 redraws of a streaming answer per second (tokens in between are merged)
 
 
@@ -51,6 +61,17 @@ def _params(temperature: float, top_p: float, max_tokens: float, seed: float | N
 def conversation_choices(actor: Actor, search: str = "") -> list[tuple[str, str]]:
     """The acting user's conversations (nobody sees another person's)."""
     return [(c.title, str(c.id)) for c in turns.list_conversations(actor, search)]
+
+
+def chatbot_view(rows: list[Any], lang: str, *, answer_pending: bool = False) -> dict:
+    """The Chatbot showing stored rows with their 👍/👎 filled in (`answer_pending`: plus an empty answer to stream into)."""
+    display = rows_to_chatbot(rows, lang)
+    feedback = feedback_values(rows)
+    if answer_pending:
+        display.append({"role": "assistant", "content": ""})
+        if not rows or rows[-1].role != "assistant":
+            feedback.append(None)
+    return gr.update(value=display, feedback_value=feedback)
 
 
 def _own(actor: Actor, cid_value: Any, lang: str) -> int:
@@ -131,6 +152,12 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 ),
                 label="chat.chatbot", placeholder="chat.placeholder",
             )
+            # Shown while "Edit last message" is on: what Enter does now, and the way out.
+            with gr.Row(visible=False, equal_height=True, elem_id="edit-banner") as edit_banner:
+                tr.add(gr.Markdown(t(lang0, "chat.editing_banner"), elem_id="edit-banner-text"), value="chat.editing_banner")
+                edit_cancel_btn = tr.add(gr.Button(t(lang0, "chat.editing_cancel"), size="sm", scale=0, min_width=100,
+                                                   elem_id="edit-cancel-btn"), value="chat.editing_cancel")
+            gr.HTML("", js_on_load=EDIT_ESCAPE_JS, elem_id="edit-escape", padding=False)
             with gr.Row(equal_height=True):
                 message = tr.add(
                     gr.Textbox(
@@ -161,15 +188,15 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     # ---- the streaming core shared by send / regenerate / edit ----------------------
     async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
         rows = chats.active_messages(cid)
-        display = rows_to_chatbot(rows, lang)
-        display.append({"role": "assistant", "content": ""})
+        view = chatbot_view(rows, lang, answer_pending=True)  # the votes shown are this turn's, not the replaced one's
+        display = view["value"]
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
             turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
             min_interval=UI_UPDATE_S,
         )
         try:
-            yield display
+            yield view
             async for upd in updates:
                 if upd.error is not None:
                     display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, error=str(upd.error))}
@@ -188,27 +215,55 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             raise gr.Error(t(lang, "chat.no_model"))
         return model_name
 
+    def edit_mode(lang: str, on: bool) -> dict:
+        """Updates that enter or leave "Edit last message": the banner, the input box's label and the Send button."""
+        return {
+            edit_banner: gr.update(visible=on),
+            message: gr.update(label=t(lang, "chat.editing_label" if on else "chat.input"), show_label=on,
+                               elem_classes=["editing"] if on else []),
+            send_btn: gr.update(value=t(lang, "chat.editing_send" if on else "chat.send")),
+        }
+
+    def _edited_message(actor: Actor, cid_value: str, editing: int | None, lang: str) -> tuple[int, int] | None:
+        """(conversation, message) being edited, if the edit still applies: still your chat, still its last question."""
+        if not editing or cid_value in (None, ""):
+            return None
+        cid = _own(actor, cid_value, lang)
+        last = turns.last_user_message(cid)
+        return (cid, last.id) if last is not None and last.id == editing else None
+
     async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
-                   request: gr.Request):
-        """Store the user's message, then stream the answer (outputs: chatbot, conversation id, input box, list)."""
+                   editing: int | None, request: gr.Request):
+        """Store the user's message (in edit mode: replace the last one), then stream the answer."""
         lang = lang or lang0
         actor = actor_of(request)
         if not (message_text or "").strip():
             gr.Warning(t(lang, "chat.empty_message"))
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield {c: gr.skip() for c in send_outputs}
             return
         model_name = _model_or_error(model_name, lang)
+        edit = _edited_message(actor, cid_value, editing, lang)
+        if editing and edit is None:  # the chat moved on (another tab answered, it was deleted): never replace blindly
+            gr.Warning(t(lang, "chat.editing_stale"))
+            yield {editing_state: None, **edit_mode(lang, False)}
+            return
         try:
-            cid = turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
+            if edit is not None:  # as the pencil on the bubble does: the old question and answer stay, inactive
+                cid = edit[0]
+                turns.replace_user_message(cid, edit[1], message_text)
+            else:
+                cid = turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
         except turns.ConversationNotFound as exc:
             raise gr.Error(str(exc)) from None
         first = True
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             if first:
                 first = False
-                yield display, str(cid), "", gr.update(choices=conversation_choices(actor), value=str(cid))
+                leave = edit_mode(lang, False) if editing else {}
+                yield {chatbot: display, conversation_id: str(cid), **leave, message: {**leave.get(message, gr.update()), "value": ""},
+                       conversation_list: gr.update(choices=conversation_choices(actor), value=str(cid)), editing_state: None}
             else:
-                yield display, gr.skip(), gr.skip(), gr.skip()
+                yield {chatbot: display}
 
     async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
                          request: gr.Request):
@@ -253,20 +308,36 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         rows = chats.active_messages(cid) if cid else []
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         if not rows or index >= len(rows) or rows[index].role != "user":
-            yield rows_to_chatbot(rows, lang)
+            yield chatbot_view(rows, lang)
             return
-        from studio.messages import flatten_content
-
         turns.replace_user_message(cid, rows[index].id, flatten_content(edit.value))
         async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
             yield display
 
-    def on_like(like: gr.LikeData, cid_value: str, request: gr.Request) -> None:
+    async def show_stopped(cid_value: str, lang: str, request: gr.Request):
+        """After Stop: the conversation as stored, so the cut answer carries its "stopped" mark at once."""
+        cid = _conv_id(cid_value)
+        if cid is None:
+            return gr.skip()
+        actor = actor_of(request)
+        for _ in range(STOP_SETTLE_POLLS):  # the cancelled stream marks its row a moment after the click
+            try:
+                rows = turns.active_messages(actor, cid)
+            except turns.ConversationNotFound:
+                return gr.skip()
+            if not rows or rows[-1].finish_reason != "streaming":
+                break
+            await asyncio.sleep(0.1)
+        return chatbot_view(rows, lang or lang0)
+
+    def on_like(like: gr.LikeData, cid_value: str, request: gr.Request):
+        """Store the vote, then show the stored votes: the Chatbot's own 👍/👎 state is only its local memory."""
         if cid_value in (None, ""):
-            return
+            return gr.skip()
         index = like.index if isinstance(like.index, int) else like.index[0]
         value = 1 if like.liked is True or like.liked == "Like" else -1 if like.liked is False or like.liked == "Dislike" else 0
         set_feedback(cid_value, index, value, request)
+        return gr.update(feedback_value=feedback_values(turns.active_messages(actor_of(request), cid_value)))
 
     def set_feedback(conversation_id: int, message_index: int, value: int, request: gr.Request) -> str:
         """Thumbs up (1), down (-1) or clear (0) on the message at `message_index` of one of your conversations."""
@@ -276,32 +347,50 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             raise gr.Error(str(exc)) from None
         return "ok"
 
-    def edit_last_text(cid_value: str, lang: str, request: gr.Request):
-        """Put the last user message back into the input box for editing."""
-        cid = _own(actor_of(request), cid_value, lang or lang0) if cid_value not in (None, "") else None
+    def edit_last_text(conversation_id: str, lang: str, request: gr.Request) -> str:
+        """The last user message of one of your conversations (to edit and send back through /edit_last)."""
+        cid = _own(actor_of(request), conversation_id, lang or lang0)
+        last = turns.last_user_message(cid)
+        if last is None:
+            raise gr.Error(t(lang or lang0, "chat.no_conversation"))
+        return last.content
+
+    def start_edit(cid_value: str, lang: str, request: gr.Request):
+        """"Edit last message": its text in the input box and the edit banner on; the next Enter/Send replaces it."""
+        lang = lang or lang0
+        cid = _own(actor_of(request), cid_value, lang) if cid_value not in (None, "") else None
         last = turns.last_user_message(cid) if cid else None
         if last is None:
-            gr.Warning(t(lang or lang0, "chat.no_conversation"))
-            return gr.skip()
-        return last.content
+            gr.Warning(t(lang, "chat.no_conversation"))
+            return {c: gr.skip() for c in edit_mode_outputs}
+        modes = edit_mode(lang, True)
+        return {**modes, message: {**modes[message], "value": last.content}, editing_state: last.id}
+
+    def leave_edit(editing: int | None, lang: str):
+        """Cancel, Escape, or another conversation opened: back to sending new messages, the box emptied."""
+        if not editing:
+            return {c: gr.skip() for c in edit_mode_outputs}
+        modes = edit_mode(lang or lang0, False)
+        return {**modes, message: {**modes[message], "value": ""}, editing_state: None}
 
     # ---- conversation list ---------------------------------------------------------
     def new_chat():
         """Start an empty conversation (stored when its first message is sent)."""
-        return [], "", "", gr.update(value=None), ""
+        return gr.update(value=[], feedback_value=[]), "", "", gr.update(value=None), ""
 
     def open_chat(cid_value: str, lang: str, request: gr.Request):
         """Load one of your conversations into the chat (outputs: chatbot, id, system prompt, rename box, model)."""
+        empty = gr.update(value=[], feedback_value=[])
         if cid_value in (None, ""):
-            return [], "", gr.skip(), "", gr.skip()
+            return empty, "", gr.skip(), "", gr.skip()
         try:
             conv = turns.own_conversation(actor_of(request), cid_value)
         except turns.ConversationNotFound as exc:
             gr.Warning(str(exc))
-            return [], "", gr.skip(), "", gr.skip()
+            return empty, "", gr.skip(), "", gr.skip()
         cid = conv.id
         model_update = conv.model if conv.model else gr.skip()
-        return rows_to_chatbot(chats.active_messages(cid), lang or lang0), str(cid), conv.system_prompt or "", conv.title, model_update
+        return chatbot_view(chats.active_messages(cid), lang or lang0), str(cid), conv.system_prompt or "", conv.title, model_update
 
     def search_chats(term: str, request: gr.Request):
         return gr.update(choices=conversation_choices(actor_of(request), term or ""))
@@ -321,7 +410,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         cid = _own(actor, cid_value, lang or lang0)
         turns.delete_conversation(actor, cid)
         gr.Info(t(lang or lang0, "chat.deleted"))
-        return [], "", gr.update(choices=conversation_choices(actor), value=None), ""
+        return gr.update(value=[], feedback_value=[]), "", gr.update(choices=conversation_choices(actor), value=None), ""
 
     def export_chat(cid_value: str, lang: str, request: gr.Request) -> list[str]:
         """Write the conversation as JSON and Markdown under the studio's exports folder; returns both paths."""
@@ -363,18 +452,26 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         gr.Info(t(lang, "chat.added_to_dataset", name=dstore.get_dataset(ds_id).name, id=row_id))
 
     # ---- wiring (every event has a stable api_name; see README) -----------------------
-    send_outputs = [chatbot, conversation_id, message, conversation_list]
-    send_inputs = [message, *gen_inputs, lang_state]
+    editing_state = gr.State(None)  # id of the user message "Edit last message" is replacing, or None
+    edit_mode_outputs = [edit_banner, message, send_btn, editing_state]
+    send_outputs = [chatbot, conversation_id, message, conversation_list, edit_banner, send_btn, editing_state]
+    send_inputs = [message, *gen_inputs, lang_state, editing_state]
     ev_submit = message.submit(send, send_inputs, send_outputs, api_name="send", **STREAMING)
     ev_send = send_btn.click(send, send_inputs, send_outputs, api_name="send_click", api_visibility="undocumented", **STREAMING)
     ev_regen = regen_btn.click(regenerate, [*gen_inputs, lang_state], [chatbot], api_name="regenerate", **STREAMING)
     ev_retry = chatbot.retry(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry", api_visibility="private", **STREAMING)
     ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot], api_name="edit", api_visibility="private", **STREAMING)
-    edit_btn.click(edit_last_text, [conversation_id, lang_state], [message], api_name="edit_last_text")
+    edit_btn.click(start_edit, [conversation_id, lang_state], edit_mode_outputs, api_name=False)
+    edit_cancel_btn.click(leave_edit, [editing_state, lang_state], edit_mode_outputs, api_name=False, show_progress="hidden")
+    # Opening, starting or deleting a conversation ends an edit of the one before.
+    conversation_id.change(leave_edit, [editing_state, lang_state], edit_mode_outputs, api_name=False, show_progress="hidden")
+    gr.api(edit_last_text, api_name="edit_last_text")
     edit_last_btn_hidden = gr.Button(visible=False, elem_id="edit-last-submit")
     ev_edit_api = edit_last_btn_hidden.click(edit_last, [message, *gen_inputs, lang_state], [chatbot, message], api_name="edit_last", **STREAMING)
-    stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop", api_visibility="private")
-    chatbot.like(on_like, [conversation_id], None, api_name="like", api_visibility="private")
+    stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop",
+                   api_visibility="private").then(show_stopped, [conversation_id, lang_state], [chatbot], api_name=False,
+                                                  show_progress="hidden")
+    chatbot.like(on_like, [conversation_id], [chatbot], api_name="like", api_visibility="private", show_progress="hidden")
     gr.api(set_feedback, api_name="feedback")
     gr.api(list_models, api_name="list_models")
 
@@ -382,7 +479,9 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     conversation_list.input(open_chat, [conversation_list, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat_from_list", api_visibility="private")
     open_id = gr.Textbox(visible=False)
     open_id.change(open_chat, [open_id, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat")
-    search.input(search_chats, [search], [conversation_list], api_name="search_chats", trigger_mode="always_last")
+    # `change`, not `input`: Gradio's Textbox sends `input` from keypress only, so Backspace, Delete, cut, paste and
+    # Korean IME composition never re-filtered the list.
+    search.change(search_chats, [search], [conversation_list], api_name="search_chats", show_progress="hidden")
     rename_btn.click(rename_chat, [conversation_id, rename_box, lang_state], [conversation_list], api_name="rename_chat")
     delete_btn.click(delete_chat, [conversation_id, lang_state], [chatbot, conversation_id, conversation_list, rename_box], api_name="delete_chat")
     to_dataset_btn.click(add_to_dataset, [conversation_id, to_dataset, lang_state], None, api_name="add_chat_to_dataset")

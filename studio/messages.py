@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,13 +64,16 @@ def display_assistant(lang: str, text: str, row: Any | None = None, *, error: st
     finish = getattr(row, "finish_reason", None)
     stored = getattr(row, "error", None)  # stored as "kind: sentence"
     error = error or (stored.split(": ", 1)[-1] if stored else None)
+    model = getattr(row, "model", None)
+    # Which model wrote it: a conversation can switch models (or adapters) between answers.
+    who = f"<span class='msg-model'>{html.escape(model)}</span> · " if isinstance(model, str) and model else ""
     if error:
         shown += f"\n\n⚠️ **{t(lang, 'chat.error')}:** {error}"
     elif row is not None and getattr(row, "ttft_ms", None) is not None:
         line = stats_line(lang, ttft_ms=row.ttft_ms, tok_per_s=row.tok_per_s, tokens=row.completion_tokens)
-        shown += f"{STATS_MARK}{line}</sub>"
+        shown += f"{STATS_MARK}{who}{line}</sub>"
     elif finish == "stopped":
-        shown += f"{STATS_MARK}{t(lang, 'chat.stopped')}</sub>"
+        shown += f"{STATS_MARK}{who}<span class='msg-stopped'>{t(lang, 'chat.stopped')}</span></sub>"
     elif finish == "interrupted":  # cut off by a crash or restart (marked at the next start): never pass it off as finished
         shown += f"\n\n⚠️ *{t(lang, 'chat.interrupted')}*"
     return shown
@@ -83,4 +87,26 @@ def rows_to_chatbot(rows: Iterable[Any], lang: str) -> list[dict[str, str]]:
             out.append({"role": "user", "content": r.content})
         elif r.role == "assistant":
             out.append({"role": "assistant", "content": display_assistant(lang, r.content, r)})
+    return out
+
+
+FEEDBACK_LABELS = {1: "Like", -1: "Dislike"}  # the Chatbot's own names: these two render as filled thumbs
+
+
+def feedback_values(rows: Iterable[Any]) -> list[str | None]:
+    """The Chatbot's `feedback_value` for stored rows: one entry per shown answer ("Like", "Dislike" or None).
+
+    The Chatbot counts answers the way it draws them, consecutive assistant messages sharing one bubble, so a run
+    of answers counts once (its last vote wins)."""
+    out: list[str | None] = []
+    previous = None
+    for r in rows:
+        if r.role == "assistant":
+            label = FEEDBACK_LABELS.get(getattr(r, "feedback", 0) or 0)
+            if previous == "assistant":
+                out[-1] = label or out[-1]
+            else:
+                out.append(label)
+        if r.role in ("user", "assistant"):
+            previous = r.role
     return out

@@ -38,7 +38,8 @@ RECORDER_JS = """
     const bots = box.querySelectorAll('[data-testid="bot"] .message-content');
     const last = bots[bots.length - 1];
     const text = last ? last.textContent.trim() : '';  // not innerText: that forces a layout on every token
-    const done = !!(last && last.querySelector('.msg-stats'));
+    const stats = last && last.querySelector('.msg-stats');
+    const done = !!(stats && !stats.querySelector('.msg-stopped'));  // finished, not cut off by Stop
     const prev = rec.states[rec.states.length - 1];
     if (!prev || prev.text !== text || prev.done !== done) {
       rec.states.push({bots: bots.length, text, done, len: text.length});
@@ -194,7 +195,11 @@ def test_stop_keeps_the_partial_answer(page: Page, studio_url: str, session_dir:
     assert len(kept) - server_at_click < 400, (
         f"the server kept generating long after Stop: {server_at_click} chars stored at the click, {len(kept)} at the "
         f"end (the page showed {at_click['len']} at the click, {final['len']} at the end)")
-    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_count(0)
+    # Marked as stopped at once (not only after a reload), with the model that wrote it.
+    expect(bot_bubbles(page).last.locator(".msg-stats .msg-stopped")).to_have_text(re.compile("stopped before the end"))
+    expect(bot_bubbles(page).last.locator(".msg-stats .msg-model")).to_have_text("SmolLM2-135M-Instruct")
+    expect(bot_bubbles(page).last.locator(".msg-stats")).not_to_contain_text("TTFT")
+    screenshot(page, "chat-stopped.png")
     partial = answer_text(page)
     assert partial
 
@@ -292,3 +297,160 @@ def test_answer_streams_and_conversation_reopens_after_reload(page: Page, studio
     expect(bot_bubbles(page).first.locator(".msg-stats")).to_have_text(STATS_RE)
     assert normalise(answer_text(page)) == normalise(answer)
     assert_status_pill_readable(page)
+
+
+def send_and_wait(page: Page, text: str) -> None:
+    """Send `text` from the message box and wait for its finished answer (stats line shown)."""
+    box = page.locator("#message-box textarea")
+    box.fill(text)
+    box.press("Enter")
+    expect(user_bubbles(page).last).to_contain_text(text.split("#")[-1], timeout=30_000)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE, timeout=ANSWER_MS)
+
+
+def stored_user_messages(db_file: Path, token: str) -> list[tuple[str, int]]:
+    """(content, active) of every stored user message holding `token`."""
+    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10) as con:
+        return con.execute("SELECT content, active FROM messages WHERE role = 'user' AND content LIKE ? ORDER BY id",
+                           (f"%{token}%",)).fetchall()
+
+
+def test_edit_last_message_replaces_the_last_turn(page: Page, studio_url: str, session_dir: Path) -> None:
+    """The button enters a visible edit mode; Enter then replaces the question (and its answer) instead of adding one."""
+    old, new = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    first = f"Name one fruit. #{old}"
+    open_app(page, studio_url)
+    set_max_tokens(page, 32)
+    send_and_wait(page, first)
+    box, banner, send = page.locator("#message-box textarea"), page.locator("#edit-banner"), page.locator("#send-btn")
+    expect(banner).to_be_hidden()
+
+    page.locator("#edit-last-btn").click()
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Editing your last message")
+    expect(box).to_have_value(first)
+    expect(send).to_have_text("Replace")
+    expect(page.locator("#message-box")).to_contain_text("Editing your last message")  # the box's own label says so
+    screenshot(page, "chat-edit-mode.png")
+
+    # Escape (and Cancel) leave edit mode without sending anything.
+    box.press("Escape")
+    expect(banner).to_be_hidden()
+    expect(box).to_have_value("")
+    expect(send).to_have_text("Send")
+    page.locator("#edit-last-btn").click()
+    expect(banner).to_be_visible()
+    page.locator("#edit-cancel-btn").click()
+    expect(banner).to_be_hidden()
+    expect(user_bubbles(page)).to_have_count(1)
+
+    page.locator("#edit-last-btn").click()
+    expect(box).to_have_value(first)
+    box.fill(f"Name one vegetable. #{new}")
+    box.press("Enter")
+    expect(banner).to_be_hidden()
+    expect(send).to_have_text("Send")
+    expect(user_bubbles(page).last).to_contain_text(new, timeout=30_000)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE, timeout=ANSWER_MS)
+    # The edited question once, with one (new) answer; the old question is gone from the view.
+    expect(user_bubbles(page)).to_have_count(1)
+    expect(bot_bubbles(page)).to_have_count(1)
+    expect(page.locator("#chatbot")).not_to_contain_text(old)
+    # Kept, inactive, as the pencil on the bubble does.
+    assert stored_user_messages(session_dir / "studio.db", old) == [(first, 0)]
+    assert stored_user_messages(session_dir / "studio.db", new) == [(f"Name one vegetable. #{new}", 1)]
+
+    # Reopened later, the conversation shows the edited turn only.
+    reload_app(page)
+    page.locator("#conversation-list label", has_text=normalise(first)[:TITLE_CHARS]).click()
+    expect(user_bubbles(page)).to_have_count(1)
+    expect(user_bubbles(page).first).to_contain_text(new)
+    expect(page.locator("#chatbot")).not_to_contain_text(old)
+
+    # The same mode in Korean, for the screenshot.
+    page.locator("#language-switch label", has_text="한국어").click()
+    expect(page.locator("#send-btn")).to_have_text("보내기")
+    page.locator("#edit-last-btn").click()
+    expect(banner).to_contain_text("마지막 메시지를 수정하는 중")
+    expect(send).to_have_text("바꾸기")
+    screenshot(page, "chat-edit-mode-ko.png")
+    box.press("Escape")
+    expect(banner).to_be_hidden()
+    page.locator("#language-switch label", has_text="English").click()
+    expect(send).to_have_text("Send")
+
+
+def test_search_refilters_when_the_term_is_deleted(page: Page, studio_url: str) -> None:
+    """Backspace, select-and-delete and clearing the search box bring the other conversations back."""
+    token_a, token_b = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    open_app(page, studio_url)
+    set_max_tokens(page, 16)
+    send_and_wait(page, f"Say yes. #{token_a}")
+    page.locator("#new-chat").click()
+    expect(user_bubbles(page)).to_have_count(0)
+    send_and_wait(page, f"Say no. #{token_b}")
+    conv_a = page.locator("#conversation-list label", has_text=token_a)
+    conv_b = page.locator("#conversation-list label", has_text=token_b)
+    expect(conv_a).to_have_count(1)
+    expect(conv_b).to_have_count(1)
+
+    search = page.locator("#chat-search textarea")
+    search.press_sequentially(token_a, delay=30)
+    expect(conv_b).to_have_count(0)
+    expect(conv_a).to_have_count(1)
+    for _ in token_a:  # Backspace sends no keypress: Gradio's `input` event never fired for it
+        search.press("Backspace")
+    expect(search).to_have_value("")
+    expect(conv_b).to_have_count(1)
+    expect(conv_a).to_have_count(1)
+
+    search.press_sequentially(token_b, delay=30)
+    expect(conv_a).to_have_count(0)
+    search.press("Control+a")
+    search.press("Delete")
+    expect(conv_a).to_have_count(1)
+    expect(conv_b).to_have_count(1)
+
+    search.fill(token_a)  # pasted or filled: no key events at all
+    expect(conv_b).to_have_count(0)
+    search.fill("")
+    expect(conv_b).to_have_count(1)
+
+
+def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str) -> None:
+    """A stored 👍 is drawn filled ("Liked") after a reload, and a 👎 too; clearing it is stored as well."""
+    token = uuid.uuid4().hex[:8]
+    first, second = f"Say hello. #{token}", f"Say goodbye. #{token}x"
+    open_app(page, studio_url)
+    set_max_tokens(page, 16)
+    send_and_wait(page, first)
+    send_and_wait(page, second)
+    chatbot = page.locator("#chatbot")
+    chatbot.locator("button[aria-label='Like']").first.click()
+    chatbot.locator("button[aria-label='Dislike']").last.click()
+    expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(1)
+    expect(chatbot.locator("button[aria-label='Disliked']")).to_have_count(1)
+
+    reload_app(page)
+    conv = page.locator("#conversation-list label", has_text=token)
+    conv.click()
+    expect(bot_bubbles(page)).to_have_count(2)
+    liked, disliked = chatbot.locator("button[aria-label='Liked']"), chatbot.locator("button[aria-label='Disliked']")
+    expect(liked).to_have_count(1)
+    expect(disliked).to_have_count(1)
+    # Each on its own answer: 👍 under the first, 👎 under the second.
+    assert liked.evaluate("b => b.getBoundingClientRect().top") < disliked.evaluate("b => b.getBoundingClientRect().top")
+    screenshot(page, "chat-feedback-reopened.png")
+
+    # A new chat shows no stale votes; clearing the 👍 is stored too.
+    page.locator("#new-chat").click()
+    expect(bot_bubbles(page)).to_have_count(0)
+    conv.click()
+    expect(liked).to_have_count(1)
+    liked.click()
+    expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(0)
+    reload_app(page)
+    page.locator("#conversation-list label", has_text=token).click()
+    expect(bot_bubbles(page)).to_have_count(2)
+    expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(0)
+    expect(chatbot.locator("button[aria-label='Disliked']")).to_have_count(1)

@@ -1,7 +1,15 @@
 from types import SimpleNamespace
 
 from engines.conversations import conversation_markdown
-from studio.messages import STATS_MARK, chatbot_to_openai, display_assistant, flatten_content, rows_to_chatbot, strip_stats
+from studio.messages import (
+    STATS_MARK,
+    chatbot_to_openai,
+    display_assistant,
+    feedback_values,
+    flatten_content,
+    rows_to_chatbot,
+    strip_stats,
+)
 
 
 def test_flatten_gradio6_content_blocks():
@@ -37,7 +45,22 @@ def test_stored_rows_to_chatbot_with_stats_and_errors():
     assert "TTFT 95 ms · 30.1 tok/s · 8 tokens" in out[1]["content"] and strip_stats(out[1]["content"]) == "a"
     assert out[2]["content"].startswith("part") and "not reachable" in out[2]["content"]
     assert "토큰/초" in rows_to_chatbot(rows, "ko")[1]["content"]
-    assert display_assistant("en", "x", SimpleNamespace(ttft_ms=None, finish_reason="stopped", error=None)).endswith("stopped</sub>")
+    stopped = display_assistant("en", "x", SimpleNamespace(ttft_ms=None, finish_reason="stopped", error=None, model="m<1>"))
+    assert "stopped before the end" in stopped and "m&lt;1&gt;" in stopped and strip_stats(stopped) == "x"
+    done = SimpleNamespace(ttft_ms=9.0, tok_per_s=1.0, completion_tokens=2, finish_reason="stop", error=None, model="SmolLM2")
+    assert "SmolLM2</span> · TTFT 9 ms" in display_assistant("en", "y", done)  # which model wrote each answer
+
+
+def test_stored_votes_become_the_chatbots_feedback_value():
+    """One entry per answer bubble, in order: the Chatbot fills 👍/👎 from these when a chat is reopened."""
+    rows = [
+        SimpleNamespace(role="user", content="q1"), SimpleNamespace(role="assistant", content="a1", feedback=1),
+        SimpleNamespace(role="user", content="q2"), SimpleNamespace(role="assistant", content="a2", feedback=0),
+        SimpleNamespace(role="user", content="q3"), SimpleNamespace(role="assistant", content="a3", feedback=-1),
+        SimpleNamespace(role="assistant", content="a3b", feedback=None),  # drawn in the bubble before: counted once
+    ]
+    assert feedback_values(rows) == ["Like", None, "Dislike"]
+    assert feedback_values([]) == []
 
 
 def test_markdown_export():
