@@ -17,7 +17,7 @@ from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
 from studio.download_panel import build_download_panel
 from studio.exports_panel import build_exports_panel
-from studio.finetune_tab import base_model_choices, build_finetune_tab, preset_choices
+from studio.finetune_tab import base_model_choices, build_finetune_tab, hardware_line, preset_choices
 from studio.finetune_view import runs_frame
 from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
@@ -85,7 +85,7 @@ def build_app(services: Services) -> gr.Blocks:
             with tr.add(gr.Tab(t(lang0, "tab.models"), id="models", elem_id="tab-models"), label="tab.models") as models_tab:
                 models = build_models_tab(services, tr, lang_state)
                 download_timer = build_download_panel(services, tr, lang_state, models.refresh)
-                exports_timer = build_exports_panel(services, tr, lang_state)
+                exports = build_exports_panel(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.account"), id="account", elem_id="tab-account"), label="tab.account") as account_tab:
                 account = build_account_tab(services, tr, lang_state)
 
@@ -150,14 +150,19 @@ def build_app(services: Services) -> gr.Blocks:
         history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
         # Polling timers run only while their tab is open: a hidden tab redrawing plots every 2 s costs the browser
         # (and a 2-core machine) enough to make the visible tab stutter.
-        models_timers = [models.timer, download_timer, exports_timer]
+        models_timers = [models.timer, download_timer, exports.timer]
         for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
                                       (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models"),
                                       (account_tab, "account")):
             tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * len(models_timers)
                                  + [gr.Timer(active=tab_id == "compare")],
                                  None, [*models_timers, batch.timer], api_name=False, show_progress="hidden")
-        models_tab.select(api_name=False, **models.refresh)
+        # Every tab that shows live state draws it as it is now when opened (and at page load, below): the page
+        # itself was built once, at the app's start.
+        models_tab.select(api_name=False, **models.show)
+        models_tab.select(api_name=False, **exports.refresh)
+        compare_tab.select(api_name=False, **compare.refresh)
+        finetune_tab.select(api_name=False, **finetune.show)
         account_tab.select(api_name=False, show_progress="hidden", **account.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
@@ -176,6 +181,7 @@ def build_app(services: Services) -> gr.Blocks:
                     chat.model: {"choices": model_choices(services) or fallback},
                     finetune.runs_table: {"value": runs_frame(lang, _recent_runs())},
                     finetune.preset: {"choices": preset_choices(lang)},
+                    finetune.hardware: {"value": hardware_line(lang)},
                 },
             )
 
@@ -206,4 +212,6 @@ def build_app(services: Services) -> gr.Blocks:
 
         language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden")
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        for spec in (models.show, exports.refresh, compare.refresh, finetune.show):
+            demo.load(api_name=False, **spec)
     return demo

@@ -38,6 +38,7 @@ class CompareTab:
     models: list[gr.Dropdown]
     mode: gr.Radio
     panes: gr.Slider
+    refresh: dict  # fn/inputs/outputs that fill the model pickers and the leaderboard (for the page's load and the tab's select)
 
 
 def _labels(lang: str, round_: dict, n: int) -> list[str]:
@@ -134,9 +135,11 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         return [gr.update(visible=mode_v != "arena")] + [gr.update(visible=i < n) for i in range(MAX_PANES)] \
             + [gr.update(visible=i < n) for i in range(MAX_PANES)] + [gr.update(interactive=mode_v != "arena")]
 
-    def refresh_models():
+    def refresh(lang: str, since_v: float, cat_v: str, blind_v: bool):
+        """The served models in every picker and the leaderboard as it is now: the page was built at the app's start,
+        before any server was ready and without the votes cast since."""
         names = [v for _, v in model_choices(services)] or names0
-        return [gr.update(choices=names) for _ in range(MAX_PANES)]
+        return *[gr.update(choices=names) for _ in range(MAX_PANES)], *leaderboard_outputs(lang, since_v, cat_v, blind_v)
 
     async def run(request: gr.Request, prompt_v: str, mode_v: str, n: float, cat: str, sys_p: str, temp: float, mt: float,
                   state: dict, lang: str, *rest: Any):
@@ -240,9 +243,14 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                   [round_state, vote_row, reveal, *headers, board, matrix, counts_plot], api_name=f"vote_{v}")
     refresh_btn.click(lambda lang, a, b_, c: leaderboard_outputs(lang, a, b_, c), [lang_state, *board_inputs],
                       [board, matrix, counts_plot], api_name="leaderboard")
-    for m in models:
-        m.focus(refresh_models, None, models, api_name=False, show_progress="hidden")
-    return CompareTab(models=models, mode=mode, panes=panes)
+    # A filter applies as it changes (always_last: while one recompute runs, only the newest filter waits).
+    gr.on([since.change, board_category.change, blind_only.change], lambda lang, a, b_, c: leaderboard_outputs(lang, a, b_, c),
+          [lang_state, *board_inputs], [board, matrix, counts_plot], api_name=False, show_progress="hidden",
+          trigger_mode="always_last")
+    # Pickers are filled when the tab opens, not on focus: new choices sent to an open dropdown close it (or show it empty).
+    refresh_spec = {"fn": refresh, "inputs": [lang_state, *board_inputs], "outputs": [*models, board, matrix, counts_plot],
+                    "show_progress": "hidden"}
+    return CompareTab(models=models, mode=mode, panes=panes, refresh=refresh_spec)
 
 
 def _flat(content: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -32,8 +33,14 @@ def jobs_frame(lang: str, jobs: list[ExportJob]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -> gr.Timer:
-    """Build the panel; returns its poll timer (inactive: app.py runs it only while the Models tab is open)."""
+@dataclass
+class ExportsPanel:
+    timer: gr.Timer  # inactive: app.py runs it only while the Models tab is open
+    refresh: dict  # fn/inputs/outputs that re-read the model picker's choices (for the page's load and the tab's select)
+
+
+def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -> ExportsPanel:
+    """Build the panel; returns its poll timer and the refresh of its model picker."""
     settings = services.settings
     lang0 = settings.ui_language
     manager = ExportManager(settings)
@@ -90,6 +97,10 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
         return (jobs_frame(lang, jobs) if new != sig else gr.skip()), new
 
+    def show(lang: str, sig: str):
+        """The picker's choices and the jobs as they are now (the page was built with those of the app's start)."""
+        return gr.update(choices=export_choices()), *poll(lang, sig)
+
     def access(request: gr.Request | None = None):
         """On page load: a member sees the export form disabled, with the reason."""
         return admin_controls(actor_of(request).is_admin, 6)
@@ -97,9 +108,11 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
     gr.on(None, access, None, [admin_note, model, action, repo, private, start, cancel], api_name="exports_access",
           api_visibility="private", show_progress="hidden")
     action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
-    model.focus(lambda: gr.update(choices=export_choices()), None, [model], api_name=False, show_progress="hidden")
     start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")
     cancel.click(stop, [lang_state], [table], api_name="cancel_export")
     timer = gr.Timer(2.0, active=False)
     timer.tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")
-    return timer
+    # The choices are read when the tab opens, not when the picker gets focus: new choices sent to an open
+    # dropdown close it under the user's pointer.
+    refresh = {"fn": show, "inputs": [lang_state, last], "outputs": [model, table, last], "show_progress": "hidden"}
+    return ExportsPanel(timer=timer, refresh=refresh)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ class FinetuneTab:
     base_model: gr.Dropdown
     dataset: gr.Dropdown
     runs_table: gr.Dataframe
+    hardware: gr.HTML
+    show: dict  # fn/inputs/outputs that refresh the hardware line and the default run name (page load, tab select)
 
 
 def default_name(base_model: str, dataset: str) -> str:
@@ -46,6 +50,17 @@ def default_name(base_model: str, dataset: str) -> str:
     base = Path(base_model or "model").name.split("-Instruct")[0]
     raw = f"{base}-{stem}-{dt.datetime.now():%m%d-%H%M%S}".lower()
     return re.sub(r"[^a-z0-9._-]+", "-", raw)[:64].strip("-.")
+
+
+def hardware_line(lang: str) -> str:
+    """The machine as it is now (free memory changes as servers and runs come and go); `data-checked` says when."""
+    hw = detect()
+    if hw.gpus:
+        g = hw.gpus[0]
+        text = t(lang, "ft.hardware.gpu", n=len(hw.gpus), name=g.name, memory=f"{g.memory_gb:.0f}")
+    else:
+        text = t(lang, "ft.hardware.cpu", cpus=hw.cpus, free=f"{hw.ram_available_gb:.0f}", total=f"{hw.ram_total_gb:.0f}")
+    return f"<small id='ft-hardware-line' data-checked='{time.time():.3f}'>{html.escape(text)}</small>"
 
 
 def base_model_choices(services: Services) -> list[str]:
@@ -83,7 +98,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=360, elem_id="ft-form"):
             tr.add(gr.Markdown(f"### {t(lang0, 'ft.new_run')}"), value="ft.new_run_md")
-            gr.Markdown(f"<small>{hw.describe()}</small>", elem_id="ft-hardware")
+            hardware = gr.HTML(hardware_line(lang0), elem_id="ft-hardware", padding=False)  # HTML: Markdown drops data-checked
             base_model = label("base_model", gr.Dropdown(
                 choices=base_model_choices(services), value=settings.default_model, allow_custom_value=True,
                 label=t(lang0, "ft.field.base_model"), info=t(lang0, "ft.info.base_model"), elem_id="ft-base-model"), info=True)
@@ -101,9 +116,12 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 method = label("method", gr.Radio(
                     choices=[("QLoRA (4-bit)", "qlora"), ("LoRA (16-bit)", "lora")], value=start["method"],
                     label=t(lang0, "ft.field.method"), elem_id="ft-method"))
+                name0 = default_name(settings.default_model, first_dataset or "")
                 output_name = label("output_name", gr.Textbox(
-                    value=default_name(settings.default_model, first_dataset or ""), label=t(lang0, "ft.field.output_name"),
+                    value=name0, label=t(lang0, "ft.field.output_name"),
                     info=t(lang0, "ft.info.output_name"), elem_id="ft-output-name"), info=True)
+                # The name the form made itself: it follows the model, dataset and time; a name the user typed stays.
+                auto_name = gr.State(name0)
             with tr.add(gr.Accordion(t(lang0, "ft.section.lora"), open=False, elem_id="ft-lora"), label="ft.section.lora"):
                 with gr.Row():
                     lora_r = label("lora_r", gr.Number(start["lora_r"], precision=0, label=t(lang0, "ft.field.lora_r"), elem_id="ft-lora-r"))
@@ -237,6 +255,17 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         data["output_name"] = default_name(spec.base_model, spec.dataset) if runs.run_by_name(spec.output_name) else spec.output_name
         return [data[f] for f in FIELDS]
 
+    def renew_name(base: str | None, ds: str | None, current: str | None, auto: str | None):
+        """A fresh default name (model, dataset, now) unless the user typed their own."""
+        if (current or "").strip() and current != auto:
+            return gr.skip(), gr.skip()
+        name = default_name(base or "", ds or "")
+        return name, name
+
+    def show(lang: str, base: str | None, ds: str | None, current: str | None, auto: str | None):
+        """Page load and tab select: the page was built at the app's start, with that moment's free memory and time."""
+        return hardware_line(lang), *renew_name(base, ds, current, auto)
+
     # ---- runs --------------------------------------------------------------------------------------
     def submit(request: gr.Request, lang: str, *values: Any):  # the request first: Gradio injects it only before *values
         if jobs is None:
@@ -245,9 +274,10 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         try:
             rid = jobs.submit(data, actor=actor_of(request))
         except SpecError as exc:
-            return gr.skip(), errors_markdown(lang, exc.fields), gr.skip(), gr.skip()
+            return gr.skip(), errors_markdown(lang, exc.fields), gr.skip(), gr.skip(), gr.skip()
         gr.Info(t(lang, "ft.queued", name=data["output_name"]))
-        return str(rid), "", runs_frame(lang, runs.list_runs(50)), default_name(data["base_model"], data["dataset"])
+        name = default_name(data["base_model"], data["dataset"])
+        return str(rid), "", runs_frame(lang, runs.list_runs(50)), name, name
 
     def show_run(rid_value: str, lang: str):
         """Everything the right column shows for one run (called on select and on every timer tick)."""
@@ -340,7 +370,13 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     upload.upload(on_upload, [upload, lang_state, dataset], [dataset, upload_msg], api_name="upload_dataset")
     save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
     load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
-    start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name], api_name="start_training")
+    start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name, auto_name], api_name="start_training")
+    name_inputs = [base_model, dataset, output_name, auto_name]
+    # Not on output_name's own change: the name set here would change it again.
+    gr.on([base_model.change, dataset.change], renew_name, name_inputs, [output_name, auto_name], api_name=False,
+          show_progress="hidden", trigger_mode="always_last")
+    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs], "outputs": [hardware, output_name, auto_name],
+                 "show_progress": "hidden", "concurrency_limit": None}
     last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
     run_id.change(show_run, [run_id, lang_state], run_outputs, api_name="show_run", show_progress="hidden")
@@ -352,5 +388,5 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
     gr.api(list_runs_api, api_name="list_training_runs")
     return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
-                       runs_table=runs_table)
+                       runs_table=runs_table, hardware=hardware, show=show_spec)
 

@@ -60,7 +60,8 @@ class ModelsTab:
     start_model: gr.Dropdown  # the model the Start button serves
     health: gr.HTML
     timer: gr.Timer  # ticks every POLL_S; app.py may activate it only while the tab is open
-    refresh: dict  # fn/inputs/outputs that re-read the models table and the Start choices (for the tab's select)
+    refresh: dict  # fn/inputs/outputs that re-read the models table and the Start choices (after a download)
+    show: dict  # fn/inputs/outputs that draw the whole tab as it is now (for the page's load and the tab's select)
 
 
 # ---- actions (plain functions: the handlers below and the integration tests call them) ----------------------------
@@ -159,7 +160,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                                   value="models.stop")
                 restart_btn = tr.add(gr.Button(t(lang0, "models.restart"), size="sm", scale=0, min_width=110, elem_id="models-restart"),
                                      value="models.restart")
-            with tr.add(gr.Accordion(t(lang0, "models.start_title"), open=not names0, elem_id="models-start-box"), label="models.start_title"):
+            with tr.add(gr.Accordion(t(lang0, "models.start_title"), open=not names0, elem_id="models-start-box"),
+                        label="models.start_title") as start_box:
                 with gr.Row():
                     start_model = tr.add(gr.Dropdown(
                         choices=choices(), value=settings.default_model, allow_custom_value=True, scale=3,
@@ -274,10 +276,10 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         row = evt.row_value if evt.row_value else None
         return row[0] if row else gr.skip()
 
-    def poll(lang: str, selected: str | None, last: dict):
-        """Timer tick: fetch every ready server's /metrics (≤ 1 s), then send only what changed (an unchanged
-        table or plot sent again redraws and flickers)."""
-        metrics.poll(servers, history)
+    def view(lang: str, selected: str | None, last: dict) -> tuple[list[Any], dict]:
+        """[health, servers table, server pick, 4 plots, log, models table]: what changed since `last` (the
+        signatures of what the page shows; {} gives everything), and the signatures now. An unchanged table or
+        plot sent again redraws and flickers."""
         states = servers.status()
         last = dict(last or {})
         out: dict[str, Any] = {}
@@ -292,10 +294,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         servers_changed = changed("servers", ssig)
         out["table"] = servers_frame(lang, states) if servers_changed else gr.skip()
         names = list(states)
-        if changed("names", repr(names)):
-            out["pick"] = gr.update(choices=names, value=selected if selected in names else (names[0] if names else None))
-        else:
-            out["pick"] = gr.skip()
+        selected = selected if selected in names else (names[0] if names else None)
+        out["pick"] = gr.update(choices=names, value=selected) if changed("names", repr(names)) else gr.skip()
         h = health(lang)
         out["health"] = h if changed("health", h) else gr.skip()
         if changed("metrics", f"{lang}|{history.version()}"):
@@ -316,7 +316,23 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
             out["models"] = table if changed("models", table.to_json()) else gr.skip()
         else:
             out["models"] = gr.skip()
-        return (out["health"], out["table"], out["pick"], *out["plots"], out["log"], out["models"], last)
+        return [out["health"], out["table"], out["pick"], *out["plots"], out["log"], out["models"]], last
+
+    def poll(lang: str, selected: str | None, last: dict):
+        """Timer tick: fetch every ready server's /metrics (≤ 1 s), then send what changed."""
+        metrics.poll(servers, history)
+        changes, last = view(lang, selected, last)
+        return (*changes, last)
+
+    def show(lang: str, selected: str | None, start_set_for: bool | None):
+        """The tab as it is now, at page load and whenever the tab is opened: the page was built with the state
+        of the app's start (no server yet), and the timer's first tick comes seconds later. "Start a server" is
+        collapsed while a server runs, expanded when none does — changed only when that flips, so a box the user
+        opened stays open."""
+        changes, last = view(lang, selected, {})
+        running = bool(servers.status())
+        box = gr.update(open=not running) if running != start_set_for else gr.skip()
+        return (*changes, gr.update(choices=choices()), box, running, last)
 
     def list_servers_api() -> list[dict[str, Any]]:
         return servers_api(servers.status(), history)
@@ -326,7 +342,12 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
 
     # ---- wiring ------------------------------------------------------------------------------------------
     last_state = gr.State({})
+    start_set_for = gr.State(bool(names0))  # whether a server ran when "Start a server" was last opened or closed
     refresh_spec = {"fn": refresh, "inputs": [lang_state], "outputs": [models_table, start_model], "show_progress": "hidden"}
+    view_outputs = [health_box, servers_table, server_pick, requests_plot, kv_plot, tps_plot, ttft_plot, log_box, models_table]
+    show_spec = {"fn": show, "inputs": [lang_state, server_pick, start_set_for],
+                 "outputs": [*view_outputs, start_model, start_box, start_set_for, last_state],
+                 "show_progress": "hidden", "concurrency_limit": None}
     refresh_btn.click(api_name="models_table", **refresh_spec)
     start_btn.click(on_start, [lang_state, start_model, gpu, port, max_len, mem], [start_errors, action_msg, servers_table, server_pick],
                     api_name="start_server")
@@ -336,10 +357,9 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
           show_progress="hidden")
     server_pick.change(show_log, [server_pick], [log_box], api_name="server_log", show_progress="hidden")
     servers_table.select(select_server, None, [server_pick], api_name="select_server", api_visibility="private")
-    timer.tick(poll, [lang_state, server_pick, last_state],
-               [health_box, servers_table, server_pick, requests_plot, kv_plot, tps_plot, ttft_plot, log_box, models_table, last_state],
+    timer.tick(poll, [lang_state, server_pick, last_state], [*view_outputs, last_state],
                api_name="poll_models", api_visibility="private", show_progress="hidden", concurrency_limit=None)
     gr.api(list_servers_api, api_name="list_servers")
     gr.api(list_registered_api, api_name="list_registered_models")
     return ModelsTab(models_table=models_table, servers_table=servers_table, server_pick=server_pick, start_model=start_model,
-                     health=health_box, timer=timer, refresh=refresh_spec)
+                     health=health_box, timer=timer, refresh=refresh_spec, show=show_spec)

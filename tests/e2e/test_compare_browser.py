@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -125,3 +126,50 @@ def test_batch_evaluation_with_a_judge_filters_and_exports(page: Page, studio_ur
     expect(page.locator("#ev-csv")).to_contain_text(".csv")
     page.wait_for_timeout(800)  # plots finish their entry transition
     screenshot(page, "compare-batch.png")
+
+
+def test_pickers_are_filled_and_the_leaderboard_follows_its_filters(page: Page, studio_url: str, served_adapter: str,
+                                                                     settings, tmp_path) -> None:
+    """The model pickers hold the served models when first opened (the page was built before any adapter was served),
+    and the leaderboard is current when the tab opens and follows each filter as it changes, without Refresh."""
+    from engines import accounts
+    from engines.evaluation.compare import record_vote, start_battle
+    from storage import connect
+
+    tag = uuid.uuid4().hex[:6]
+    blind_a, blind_b, open_a, open_b = (f"e2e-{k}-{tag}" for k in ("blind-a", "blind-b", "open-a", "open-b"))
+    db = connect(settings.db_url)  # the studio's own database: two voted battles, one blind in a category, one not
+    try:
+        owner = accounts.bootstrap(None)
+        record_vote(owner, start_battle(owner, "q", blind_a, blind_b, blind=True, category=f"cat-{tag}"), "a")
+        record_vote(owner, start_battle(owner, "q", open_a, open_b, blind=False), "b")
+    finally:
+        db.close()
+
+    open_app(page, studio_url)
+    page.locator("#tab-compare-button").click()
+    page.locator("#cmp-model-2 input").click()
+    option = page.get_by_role("option", name=served_adapter)
+    expect(option).to_be_visible(timeout=1_000)
+    page.wait_for_timeout(1_500)
+    expect(option).to_be_visible()  # the list stays open
+    page.screenshot(path=str(tmp_path / "compare-picker.png"))
+    option.click()
+    expect(page.locator("#cmp-model-2 input")).to_have_value(served_adapter)
+
+    board = page.locator("#cmp-board")
+    expect(board).to_contain_text(blind_a, timeout=1_000)  # votes cast after the page was built
+    expect(board).to_contain_text(open_b)
+    page.locator("#cmp-board-category textarea, #cmp-board-category input").first.fill(f"cat-{tag}")
+    expect(board).not_to_contain_text(open_b)
+    expect(board).to_contain_text(blind_a)
+    page.locator("#cmp-board-category textarea, #cmp-board-category input").first.fill("")
+    expect(board).to_contain_text(open_b)
+    page.locator("#cmp-leaderboard").get_by_text("Blind votes only").click()
+    expect(board).not_to_contain_text(open_b)
+    expect(board).to_contain_text(blind_b)
+    page.locator("#cmp-since input").fill("1")
+    expect(board).to_contain_text(blind_b)  # voted just now: inside the last day
+    page.mouse.move(1, 1)
+    page.locator("#cmp-leaderboard").screenshot(path=str(tmp_path / "compare-leaderboard-filtered.png"))
+    print("screenshots:", tmp_path)

@@ -100,3 +100,46 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     expect(page.locator("#ev-models")).to_contain_text("SmolLM2-135M-Instruct")
     expect(page.locator("#ev-source input[value=run]")).to_be_checked()
     expect(page.locator("#ev-run input")).to_have_value(re.compile(re.escape(name)))
+
+
+def test_the_hardware_line_and_the_default_name_are_made_now(page: Page, studio_url: str, tmp_path) -> None:
+    """The page is built once, at the app's start: the free memory is read again when the page loads and the tab
+    opens, and the default run name follows the dataset picked and the time of picking (a typed name stays)."""
+    import datetime as dt
+    import time
+
+    opened = time.time()
+    open_app(page, studio_url)
+    page.locator("#tab-finetune-button").click()
+    line = page.locator("#ft-hardware-line")
+    expect(line).to_contain_text(re.compile(r"GiB"))
+    first = float(line.get_attribute("data-checked"))
+    assert first >= opened - 1  # read for this page, not when the app started
+    page.locator("#tab-chat-button").click()
+    page.locator("#tab-finetune-button").click()
+    page.wait_for_function("(t) => Number(document.querySelector('#ft-hardware-line').dataset.checked) > t", arg=first,
+                           timeout=5_000)  # read again when the tab opened
+
+    name_box = page.locator("#ft-output-name textarea, #ft-output-name input").first
+    page.locator("#ft-dataset input").click()
+    page.get_by_role("option", name=re.compile(r"^studio-helper-ko")).click()
+    expect(name_box).to_have_value(re.compile(r"studio-helper-ko-\d{4}-\d{6}$"))
+    stamp = dt.datetime.strptime(f"{dt.datetime.now():%Y}-" + name_box.input_value()[-11:], "%Y-%m%d-%H%M%S")
+    assert abs((dt.datetime.now() - stamp).total_seconds()) < 120, name_box.input_value()  # now, not the app's start
+    page.mouse.move(1, 1)
+    page.locator("#ft-form").screenshot(path=str(tmp_path / "finetune-form.png"))
+
+    # A name the user typed is theirs: picking another dataset leaves it alone.
+    name_box.fill("my-own-name")
+    name_box.blur()
+    page.locator("#ft-dataset input").click()
+    page.get_by_role("option", name=re.compile(r"^studio-helper-en")).click()
+    expect(page.locator("#ft-dataset input")).to_have_value(re.compile("studio-helper-en"))
+    page.wait_for_timeout(1_000)
+    expect(name_box).to_have_value("my-own-name")
+    # The line is in the page's language (and read again on the switch).
+    page.locator("#language-switch label", has_text="한국어").click()
+    expect(line).to_contain_text(re.compile(r"코어|GPU"))
+    page.mouse.move(1, 1)
+    page.locator("#ft-form").screenshot(path=str(tmp_path / "finetune-form-ko.png"))
+    print("screenshots:", tmp_path)

@@ -77,3 +77,48 @@ def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -
     expect(page.get_by_text("No export is running.").first).to_be_visible()
     page.wait_for_timeout(300)
     page.locator("#exp-panel").screenshot(path=str(DOCS / "models-export.png"))
+
+
+OPEN_MS = 1_000  # "at once": the tab's real state is on screen within a second of opening it
+
+
+def test_the_models_tab_shows_the_running_server_as_soon_as_it_opens(page: Page, studio_url: str, tmp_path) -> None:
+    """The page is built once, at the app's start (no server yet): opening the tab must not show that moment's state
+    ("No model server is running", empty tables, "Start a server" open) until the timer's first tick."""
+    open_app(page, studio_url)
+    page.locator("#tab-models-button").click()
+    expect(page.locator("#models-tab")).to_be_visible()
+    expect(page.locator("#models-health-box [data-server='SmolLM2-135M-Instruct']")).to_have_attribute(
+        "data-status", "ready", timeout=OPEN_MS)
+    expect(page.locator("#models-servers-table")).to_contain_text("SmolLM2-135M-Instruct", timeout=OPEN_MS)
+    expect(page.locator("#models-server-pick input")).to_have_value("SmolLM2-135M-Instruct", timeout=OPEN_MS)
+    expect(page.locator("#models-table")).to_contain_text("SmolLM2-135M-Instruct", timeout=OPEN_MS)
+    expect(page.locator("#models-health-box")).not_to_contain_text("No model server is running")
+    # A server runs: "Start a server" is folded away (and stays as the user leaves it when the tab is opened again).
+    expect(page.locator("#models-start-model")).to_be_hidden(timeout=OPEN_MS)
+    page.locator("#models-start-box").get_by_text("Start a server").first.click()
+    expect(page.locator("#models-start-model")).to_be_visible()
+    page.locator("#tab-chat-button").click()
+    page.locator("#tab-models-button").click()
+    page.wait_for_timeout(1_000)
+    expect(page.locator("#models-start-model")).to_be_visible()
+    page.locator("#models-start-box").get_by_text("Start a server").first.click()
+    page.mouse.move(1, 1)
+    page.screenshot(path=str(tmp_path / "models-on-open.png"), full_page=True)
+    print("screenshot:", tmp_path / "models-on-open.png")
+
+
+def test_the_export_picker_stays_open_while_you_choose(page: Page, studio_url: str, tmp_path) -> None:
+    """Its choices are read when the tab opens, not on focus: new choices sent to the open list closed it."""
+    open_app(page, studio_url)
+    page.locator("#tab-models-button").click()
+    page.locator("#exp-panel").get_by_text("Export a model").first.click()
+    page.locator("#exp-model input").click()
+    option = page.get_by_role("option", name="SmolLM2-135M-Instruct")
+    expect(option).to_be_visible(timeout=OPEN_MS)
+    page.wait_for_timeout(2_500)  # what a focus handler sends back has arrived by now (and an export poll has run)
+    expect(option).to_be_visible()
+    page.screenshot(path=str(tmp_path / "export-picker-open.png"))
+    option.click()
+    expect(page.locator("#exp-model input")).to_have_value("SmolLM2-135M-Instruct")
+    print("screenshot:", tmp_path / "export-picker-open.png")
