@@ -245,20 +245,24 @@ def main(argv: list[str] | None = None) -> int:
     def check(name: str, password: str) -> bool:
         return accounts.check_login(name, password, max_failures=settings.login_max_failures)
 
-    async def gradio_auth(name: str, password: str) -> bool:
-        # In a worker thread: argon2 and the throttle's sleep must not stall every other request.
-        return await anyio.to_thread.run_sync(check, name, password)
+    login_checks = anyio.CapacityLimiter(2)  # argon2 is CPU-bound: a flood of tries cannot take every worker thread
 
-    def still_allowed(name: str) -> bool:
-        try:
-            accounts.actor_for(name)
-        except accounts.PermissionDenied:
-            return False
-        return True
+    async def gradio_auth(name: str, password: str) -> bool:
+        # Counted first (tries sent together each wait longer), then the wait on the event loop, holding no thread,
+        # then argon2 in a worker thread: a throttled flood never stalls other people's requests or logins.
+        name, failures, delay = accounts.reserve_login_attempt(name, max_failures=settings.login_max_failures)
+        if delay:
+            await anyio.sleep(delay)
+        return await anyio.to_thread.run_sync(lambda: accounts.verify_login(name, password, failures=failures, delay=delay),
+                                              limiter=login_checks)
+
+    def still_allowed(name: str) -> str | None:
+        return accounts.credentials_version(name)  # None ends the session; a new value ends older sessions
 
     # The gate answers a logged-out request with the bare login form (no config, no API description), and turns
     # logins on as soon as the first account exists on a studio started without any.
-    gate = gate_middleware(still_allowed, auth=gradio_auth, login_now=accounts.login_required)
+    gate = gate_middleware(still_allowed, auth=gradio_auth, login_now=accounts.login_required,
+                           private_roots=settings.data_roots)
     log.info("app.start", host=settings.host, port=settings.port, share=args.share, login=login,
              seconds=round(time.perf_counter() - STARTED, 2))
     try:

@@ -161,16 +161,18 @@ def login_delay(failures: int, max_failures: int) -> float:
     return 0.0 if over < 0 else min(0.5 * 2**over, MAX_DELAY_S)
 
 
-def check_login(name: str, password: str, *, max_failures: int = 5) -> bool:
-    """Gradio's `auth=` callable: True for an enabled user with this password.
-
-    Takes the same time for an unknown name; repeated failures for a name are slowed and logged (never the password)."""
+def reserve_login_attempt(name: str, *, max_failures: int = 5) -> tuple[str, int, float]:
+    """Count a login try for `name` before it is checked, so tries sent at the same time each count (and each wait
+    longer); returns (name, failures before this try, seconds this try must wait). A success resets the count."""
     name = (name or "").strip()
     with _failures_lock:
         failures = _failures.get(name, 0)
-    delay = login_delay(failures, max_failures)
-    if delay:
-        time.sleep(delay)
+        _failures[name] = failures + 1  # pessimistic: undone by a success
+    return name, failures, login_delay(failures, max_failures)
+
+
+def verify_login(name: str, password: str, *, failures: int = 0, delay: float = 0.0) -> bool:
+    """The password check of a reserved try (argon2: the same time for an unknown name); logged, never the password."""
     user = store.get_user_by_name(name) if name else None
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
@@ -178,12 +180,9 @@ def check_login(name: str, password: str, *, max_failures: int = 5) -> bool:
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     ok = ok and user is not None and bool(user.password_hash) and not user.disabled
-    with _failures_lock:
-        if ok:
-            _failures.pop(name, None)
-        else:
-            _failures[name] = failures + 1
     if ok:
+        with _failures_lock:
+            _failures.pop(name, None)
         if _hasher.check_needs_rehash(stored):
             store.update_user(user.id, password_hash=_hasher.hash(password))
         log.info("login.ok", name=name)
@@ -191,6 +190,24 @@ def check_login(name: str, password: str, *, max_failures: int = 5) -> bool:
         reason = "disabled" if user is not None and user.disabled else "bad_credentials"
         log.warning("login.failed", name=name[:64], reason=reason, failures=failures + 1, delayed_s=delay)
     return ok
+
+
+def check_login(name: str, password: str, *, max_failures: int = 5) -> bool:
+    """Gradio's `auth=` check, synchronous: True for an enabled user with this password; repeated failures for a
+    name wait longer and longer (the app's async front sleeps without holding a thread: launch.py)."""
+    name, failures, delay = reserve_login_attempt(name, max_failures=max_failures)
+    if delay:
+        time.sleep(delay)
+    return verify_login(name, password, failures=failures, delay=delay)
+
+
+def credentials_version(name: str) -> str | None:
+    """A fingerprint that changes with the user's password (None: unknown or disabled); a session that logged in
+    with an older one is ended by the login gate."""
+    user = store.get_user_by_name((name or "").strip())
+    if user is None or user.disabled:
+        return None
+    return hashlib.sha256((user.password_hash or "").encode("utf-8")).hexdigest()[:16]
 
 
 def login_required() -> bool:

@@ -129,7 +129,9 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                 action(actor, (name or "").strip(), password or "", role)
             except (AccountError, PermissionDenied) as exc:
                 return gr.skip(), f"⚠ {html.escape(str(exc))}", gr.skip()
-            return _users_frame(lang, accounts.list_users(actor)), t(lang, done_key, name=html.escape(name.strip())), ""
+            # A member may change their own password: say it worked, without listing the team (admins only).
+            table = _users_frame(lang, accounts.list_users(actor)) if actor.is_admin else gr.skip()
+            return table, t(lang, done_key, name=html.escape(name.strip())), ""
         return handler
 
     user_in = [u_name, u_pass, u_role, lang_state]

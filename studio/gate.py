@@ -16,10 +16,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection, Request
+
+from engines.paths import is_inside
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
@@ -76,13 +80,16 @@ class LoginGate:
     `auth` and `login_now` let a studio started without accounts ask for logins as soon as the first account exists
     (added in the UI or from the command line): from then on Gradio's `auth` is set, and it is never switched off."""
 
-    def __init__(self, app: ASGIApp, still_allowed: Callable[[str], bool] | None = None,
-                 auth: Callable[[str, str], Any] | None = None, login_now: Callable[[], bool] | None = None) -> None:
+    def __init__(self, app: ASGIApp, still_allowed: Callable[[str], Any] | None = None,
+                 auth: Callable[[str, str], Any] | None = None, login_now: Callable[[], bool] | None = None,
+                 private_roots: tuple[Path, ...] = ()) -> None:
         self.app = app
+        self.private_roots = private_roots
         self.still_allowed = still_allowed
         self.auth = auth
         self.login_now = login_now
-        self._checked: dict[str, tuple[float, bool]] = {}
+        self._checked: dict[str, tuple[float, Any]] = {}
+        self._token_version: dict[str, str] = {}  # session token → the credentials version it logged in with
         self._login_checked = (float("-inf"), False)
 
     def _switch_on(self, app: Any) -> bool:
@@ -98,29 +105,54 @@ class LoginGate:
             app.auth = self.auth  # Gradio's routes read it on every request
         return self._login_checked[1]
 
-    def _user_ok(self, name: str) -> bool:
-        """Whether a session's user may still act (a disabled account's open sessions end within a few seconds)."""
+    def _user_ok(self, name: str, token: str) -> bool:
+        """Whether a session may still act: its user is enabled and their password has not changed since the session
+        began (a reset ends stolen sessions). Checked again every few seconds; a new session is checked at once."""
         if self.still_allowed is None:
             return True
         now = time.monotonic()
         hit = self._checked.get(name)
-        if hit is None or now - hit[0] > STILL_ALLOWED_TTL_S:
-            hit = (now, bool(self.still_allowed(name)))
+        first_sight = token not in self._token_version
+        if hit is None or first_sight or now - hit[0] > STILL_ALLOWED_TTL_S:
+            hit = (now, self.still_allowed(name))
             self._checked[name] = hit
-        return hit[1]
+        if not hit[1]:
+            return False
+        if first_sight:
+            self._token_version[token] = hit[1]
+        return self._token_version[token] == hit[1] if isinstance(hit[1], str) else True
+
+    def _private_file(self, scope: Scope) -> bool:
+        """A direct `file=` request for something in the studio's own folders (a person's exported chats, an archive).
+
+        Gradio copies every file a handler returns into its own cache and the page fetches that copy, so nothing
+        there is ever needed by path: refusing it keeps one logged-in person from guessing another's export."""
+        if not self.private_roots:
+            return False
+        path = unquote(scope.get("path", "") + "?" + scope.get("query_string", b"").decode("latin-1"))
+        _, sep, target = path.partition("file=")
+        if not sep:
+            return False
+        return is_inside(target.split("?", 1)[0], self.private_roots)
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and self._private_file(scope):
+            from starlette.responses import Response
+
+            await Response("Not found", status_code=404)(scope, receive, send)
+            return
         app = _gradio_app(scope)
         if scope["type"] not in ("http", "websocket") or app is None or not self._switch_on(app):
             await self.app(scope, receive, send)  # no login asked: nothing to guard
             return
         conn = HTTPConnection(scope)
         token, user = _session_user(app, conn)
-        if token is not None and self._user_ok(user):
+        if token is not None and self._user_ok(user, token):
             await self.app(scope, receive, send)
             return
         if token is not None:
-            app.tokens.pop(token, None)  # a disabled account's session ends here
+            app.tokens.pop(token, None)  # a disabled account's (or a reset password's) session ends here
+            self._token_version.pop(token, None)
         path = scope.get("path", "")
         if path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
@@ -139,8 +171,9 @@ class LoginGate:
         await response(scope, receive, send)
 
 
-def gate_middleware(still_allowed: Callable[[str], bool] | None = None, *, auth: Callable[[str, str], Any] | None = None,
-                    login_now: Callable[[], bool] | None = None) -> Middleware:
-    """The gate for `launch(app_kwargs={"middleware": [...]})`: `still_allowed(name)` ends disabled users' sessions;
+def gate_middleware(still_allowed: Callable[[str], Any] | None = None, *, auth: Callable[[str, str], Any] | None = None,
+                    login_now: Callable[[], bool] | None = None, private_roots: tuple[Path, ...] = ()) -> Middleware:
+    """The gate for `launch(app_kwargs={"middleware": [...]})`: `still_allowed(name)` (falsy: disabled; a string:
+    the credentials version) ends disabled users' sessions and sessions older than a password change;
     with `auth` (Gradio's login check) and `login_now()`, logins start being asked once the first account exists."""
-    return Middleware(LoginGate, still_allowed=still_allowed, auth=auth, login_now=login_now)
+    return Middleware(LoginGate, still_allowed=still_allowed, auth=auth, login_now=login_now, private_roots=private_roots)

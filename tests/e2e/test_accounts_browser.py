@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -112,7 +113,19 @@ def test_admin_and_member_each_see_only_their_own_and_the_member_is_refused_admi
     assert "Only an admin" in str(msg)
     with pytest.raises(Exception, match="Only an admin"):
         client.predict("en", "SmolLM2-135M-Instruct", "", None, None, None, api_name="/start_server")
+    # A member changing their own password is told it worked (and it did).
+    _, msg, _ = client.predict(MEMBER[0], MEMBER[1], "member", "en", api_name="/set_user_password")
+    assert "New password set" in msg
     client.close() if hasattr(client, "close") else None
+    # Files in the studio's folders are never served by path, even to a logged-in person (another's export, say).
+    secret = Path(data) / "exports" / "user-1" / "conversation-1.json"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text('{"title": "boss-private"}')
+    with httpx.Client(base_url=url) as http:
+        assert http.post("login", data={"username": MEMBER[0], "password": MEMBER[1]}).status_code == 200
+        for route in (f"gradio_api/file={secret}", f"file={secret}", f"gradio_api/file={str(secret).replace('/', '%2F')}"):
+            r = http.get(route)
+            assert r.status_code == 404 and "boss-private" not in r.text, route
     admin.context.close()
     member.context.close()
 

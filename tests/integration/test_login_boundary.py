@@ -177,7 +177,22 @@ def test_accounts_from_the_command_line_while_the_studio_runs(studio):
     r = cli(data_dir, "users", "passwd", DORA, "--password-stdin", stdin="dora-new-pass-8812\n")
     assert r.returncode == 0, r.stderr
     assert httpx.post(url + "/login", data={"username": DORA, "password": DORA_PW}, timeout=30).status_code == 400
-    login(url, DORA, "dora-new-pass-8812").close()
+    fresh = login(url, DORA, "dora-new-pass-8812")
+    assert fresh.get("/config").status_code == 200
+    # A password reset ends the sessions that logged in before it (a stolen session does not outlive it) ...
+    r = cli(data_dir, "users", "passwd", DORA, "--password-stdin", stdin="dora-third-pass-5521\n")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 20
+    while fresh.get("/config").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert fresh.get("/config").status_code == 401
+    # ... and a session that logs in right after it is not thrown away.
+    newest = login(url, DORA, "dora-third-pass-5521")
+    for _ in range(3):
+        assert newest.get("/config").status_code == 200
+        time.sleep(2.5)
+    newest.close()
+    fresh.close()
     r = cli(data_dir, "users", "role", DORA, "overlord")
     assert r.returncode == 2
     assert cli(data_dir, "users", "disable", "nobody-here").returncode == 2

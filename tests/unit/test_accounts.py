@@ -107,3 +107,18 @@ def test_the_passwordless_local_owner_sets_a_password_before_adding_people(db):
     accounts.set_password(owner.name, "owner-password", by=owner)
     accounts.add_user("bob", "password-b", by=owner)
     assert accounts.login_required() and accounts.check_login(owner.name, "owner-password")
+
+
+def test_tries_sent_together_each_count_and_wait_longer(db):
+    """A burst of parallel tries cannot share one count: each is counted before it is checked (an attacker's finding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts._failures.pop("eve", None)
+    with ThreadPoolExecutor(8) as pool:
+        reserved = list(pool.map(lambda _: accounts.reserve_login_attempt("eve", max_failures=5), range(24)))
+    assert sorted(f for _, f, _ in reserved) == list(range(24))
+    assert max(d for _, _, d in reserved) == accounts.MAX_DELAY_S and sum(d == 0 for _, _, d in reserved) == 5
+    accounts.add_user("eve", "eve-password-1")
+    name, failures, delay = accounts.reserve_login_attempt("eve", max_failures=5)
+    assert delay == accounts.MAX_DELAY_S and accounts.verify_login(name, "eve-password-1", failures=failures)
+    assert accounts.reserve_login_attempt("eve", max_failures=5)[2] == 0.0  # a success resets the count
