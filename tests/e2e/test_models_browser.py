@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import MODELS_DIR
-from tests.e2e.test_chat_browser import DOCS, open_app, screenshot
+from tests.e2e.test_chat_browser import DOCS, open_app, reload_app, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -79,21 +79,28 @@ def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -
     page.locator("#exp-panel").screenshot(path=str(DOCS / "models-export.png"))
 
 
+
 OPEN_MS = 1_000  # "at once": the tab's real state is on screen within a second of opening it
 
 
-def test_the_models_tab_shows_the_running_server_as_soon_as_it_opens(page: Page, studio_url: str, tmp_path) -> None:
-    """The page is built once, at the app's start (no server yet): opening the tab must not show that moment's state
-    ("No model server is running", empty tables, "Start a server" open) until the timer's first tick."""
+def test_the_models_tab_shows_the_state_of_now_as_soon_as_it_opens(page: Page, studio_url: str, tmp_path) -> None:
+    """The page is built once, at the app's start: every page load must draw the tab as it is now (server, metrics
+    read since), not that moment's state ("No model server is running", empty plots) until the timer's first tick."""
     open_app(page, studio_url)
     page.locator("#tab-models-button").click()
+    pill = page.locator("#models-health-box [data-server='SmolLM2-135M-Instruct']")
+    expect(pill).to_have_attribute("data-metrics", "ok", timeout=30_000)  # the studio now holds metrics of this server
+    line = page.locator("#models-plot-requests [aria-roledescription='line mark']").first
+    expect(line).to_have_attribute("d", re.compile(r"^M[^L]+(L[^L]+){2,}$"), timeout=30_000)  # several polls' worth
+    reload_app(page)  # a new page: built from the app's start, which knew no metrics
+    page.locator("#tab-models-button").click()
     expect(page.locator("#models-tab")).to_be_visible()
-    expect(page.locator("#models-health-box [data-server='SmolLM2-135M-Instruct']")).to_have_attribute(
-        "data-status", "ready", timeout=OPEN_MS)
+    expect(pill).to_have_attribute("data-status", "ready", timeout=OPEN_MS)
+    expect(pill).to_have_attribute("data-metrics", "ok", timeout=OPEN_MS)
+    expect(line).to_have_attribute("d", re.compile(r"L"), timeout=2 * OPEN_MS)  # drawn from what was read before
     expect(page.locator("#models-servers-table")).to_contain_text("SmolLM2-135M-Instruct", timeout=OPEN_MS)
     expect(page.locator("#models-server-pick input")).to_have_value("SmolLM2-135M-Instruct", timeout=OPEN_MS)
     expect(page.locator("#models-table")).to_contain_text("SmolLM2-135M-Instruct", timeout=OPEN_MS)
-    expect(page.locator("#models-health-box")).not_to_contain_text("No model server is running")
     # A server runs: "Start a server" is folded away (and stays as the user leaves it when the tab is opened again).
     expect(page.locator("#models-start-model")).to_be_hidden(timeout=OPEN_MS)
     page.locator("#models-start-box").get_by_text("Start a server").first.click()
@@ -108,17 +115,27 @@ def test_the_models_tab_shows_the_running_server_as_soon_as_it_opens(page: Page,
     print("screenshot:", tmp_path / "models-on-open.png")
 
 
-def test_the_export_picker_stays_open_while_you_choose(page: Page, studio_url: str, tmp_path) -> None:
+def test_the_export_picker_offers_new_models_and_stays_open(page: Page, studio_url: str, settings, tmp_path) -> None:
     """Its choices are read when the tab opens, not on focus: new choices sent to the open list closed it."""
+    import uuid
+
+    from storage import catalog, connect
+
+    name = f"e2e-export-{uuid.uuid4().hex[:6]}"
+    db = connect(settings.db_url)  # a model registered after the page was built (as a finished fine-tune does)
+    try:
+        catalog.upsert_model(name, "adapter", path=str(settings.data_dir / "runs" / name / "adapter"),
+                             parent="SmolLM2-135M-Instruct")
+    finally:
+        db.close()
     open_app(page, studio_url)
     page.locator("#tab-models-button").click()
     page.locator("#exp-panel").get_by_text("Export a model").first.click()
     page.locator("#exp-model input").click()
-    option = page.get_by_role("option", name="SmolLM2-135M-Instruct")
+    option = page.get_by_role("option", name=re.compile(re.escape(name)))
     expect(option).to_be_visible(timeout=OPEN_MS)
     page.wait_for_timeout(2_500)  # what a focus handler sends back has arrived by now (and an export poll has run)
     expect(option).to_be_visible()
     page.screenshot(path=str(tmp_path / "export-picker-open.png"))
-    option.click()
-    expect(page.locator("#exp-model input")).to_have_value("SmolLM2-135M-Instruct")
+    page.keyboard.press("Escape")
     print("screenshot:", tmp_path / "export-picker-open.png")
