@@ -21,6 +21,7 @@ from storage import runs
 from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
 from studio.i18n import Translatable, t
 from studio.people import actor_of, ownership_hint
+from studio.plots import color_every_series
 from studio.services import Services
 
 FIELDS = (
@@ -386,6 +387,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     cancel_btn.click(cancel, [run_id, lang_state], run_outputs, api_name="cancel_training")
     resume_btn.click(resume, [run_id, lang_state], run_outputs, api_name="resume_training")
     mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
+    color_every_series(loss_plot)  # the first loss points, then "eval", would otherwise be drawn without a line
     gr.api(list_runs_api, api_name="list_training_runs")
     return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
                        runs_table=runs_table, hardware=hardware, show=show_spec)

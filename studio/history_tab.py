@@ -18,6 +18,7 @@ from storage.history import KINDS, Filters, models_seen, search, timeline
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
 from studio.i18n import Translatable, t
 from studio.people import actor_of, admin_controls
+from studio.plots import color_every_series
 from studio.services import Services
 
 PAGE = 50
@@ -162,7 +163,7 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         if not name:
             return "", gr.skip()
         lin = lineage(settings, name, actor_of(request))
-        return lineage_markdown(lang, lin), lin.curves if lin.curves is not None else gr.skip()
+        return lineage_markdown(lang, lin), lin.curves  # None (no run): the last model's curves go
 
     def lineage_choices():
         return gr.update(choices=model_names())
@@ -207,6 +208,8 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name="lineage")
     rc_runs.focus(lambda: gr.update(choices=run_choices()), None, [rc_runs], api_name=False, show_progress="hidden")
     rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name="compare_runs")
+    for plot in (lin_plot, rc_plot):  # another model or another run brings new series: each gets its colour and legend entry
+        color_every_series(plot)
     export_btn.click(do_export, [lang_state], [archive_file, archive_msg], api_name="export_archive")
     import_btn.click(do_import, [upload, lang_state], [archive_msg], api_name="import_archive")
 

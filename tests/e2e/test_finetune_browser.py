@@ -8,6 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.plots import LINES_JS, visible, wait_for_series
 from tests.e2e.test_chat_browser import (
     ANSWER_MS,
     _patient_expect,  # noqa: F401  # the same generous expect timeout
@@ -20,20 +21,28 @@ pytestmark = pytest.mark.browser
 
 TRAIN_MS = 600_000  # load + 4 steps of the bundled model on a CPU the vLLM server shares
 
-# Records every distinct (status, step) the progress bar shows, and how many loss points the plot drew.
+# Records every distinct (status, step) the progress bar shows for run `name`, and the loss plot's lines while it is unfinished.
 PROGRESS_RECORDER_JS = """
-() => {
+(name) => {
   const rec = {states: []};
   window.__ft = rec;
   const read = () => {
     const bar = document.querySelector('[data-testid="ft-progress"]');
-    if (!bar) return;
+    if (!bar || !bar.textContent.includes(name)) return;  // an earlier run shown before this one starts
     const s = {status: bar.dataset.status || '', step: Number(bar.dataset.step || 0), total: Number(bar.dataset.total || 0)};
     const prev = rec.states[rec.states.length - 1];
     if (!prev || prev.status !== s.status || prev.step !== s.step) rec.states.push(s);
   };
   new MutationObserver(read).observe(document.querySelector('#ft-progress-box'), {subtree: true, childList: true, attributes: true});
   read();
+  // The loss plot's lines, sampled while the run is not finished yet: are they drawn with a visible stroke?
+  rec.lines = [];
+  rec.sampler = setInterval(() => {
+    const bar = document.querySelector('[data-testid="ft-progress"]');
+    const marks = [...document.querySelectorAll('#ft-loss-plot [aria-roledescription="line mark"]')];
+    if (!bar || !bar.textContent.includes(name) || bar.dataset.status === 'completed' || !marks.length) return;
+    rec.lines.push((""" + LINES_JS + """)('ft-loss-plot'));
+  }, 250);
 }
 """
 
@@ -57,13 +66,18 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     page.locator("#ft-batch input").blur()
     expect(page.locator("#ft-errors-box")).not_to_contain_text("Batch size")
 
-    page.evaluate(PROGRESS_RECORDER_JS)
+    page.evaluate(PROGRESS_RECORDER_JS, name)
     page.locator("#ft-start").click()
     expect(page.locator("[data-testid=ft-progress]")).to_contain_text(name)
     page.wait_for_function("() => window.__ft.states.some(s => s.status === 'completed')", timeout=TRAIN_MS)
     states = page.evaluate("window.__ft.states")
     steps = [s["step"] for s in states if s["status"] in ("running", "completed")]
     assert steps[-1] == 4 and len(set(steps)) >= 2, states  # the bar moved; it did not jump from nothing to done
+    # While it ran, the loss curve was drawn as it grew (Gradio's plot once kept the empty first value's colours:
+    # a line with `stroke: none` until something re-rendered it), and it still is, named in the legend.
+    sampled = page.evaluate("window.__ft.lines")
+    assert any(all(visible(line) for line in lines) for lines in sampled), sampled
+    wait_for_series(page, "ft-loss-plot", ["train"])
     # The loss curve: a line with one point per step.
     plot = page.locator("#ft-loss-plot")
     expect(plot.locator("[aria-roledescription='line mark']").first).to_be_visible()

@@ -1,13 +1,16 @@
-"""End-to-end: a word from an earlier chat is found in History, shown, and opens back in Chat."""
+"""End-to-end: a word from an earlier chat is found in History, shown, and opens back in Chat; curves of runs are drawn."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.plots import wait_for_series
 from tests.e2e.test_chat_browser import ANSWER_MS, open_app, screenshot
 
 pytestmark = pytest.mark.browser
@@ -39,3 +42,57 @@ def test_search_a_word_from_an_earlier_chat_and_open_it(page: Page, studio_url: 
     page.locator("#hist-open").click()
     expect(page.locator("#tab-chat-button")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text(word)
+
+
+def make_finished_run(settings, name: str, **spec) -> int:
+    """A completed run with three loss points in its events file (what the History tab's curves are read from)."""
+    from storage import runs
+
+    run_dir = settings.runs_path / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    offset = spec.get("lora_r", 8) / 16  # runs apart on the chart, not drawn over each other
+    (run_dir / "events.jsonl").write_text("".join(json.dumps({"type": "metric", "step": s, "loss": 2.0 / s + offset}) + "\n"
+                                                  for s in (1, 2, 3)))
+    run = runs.create_run(name=name, base_model="SmolLM2-135M-Instruct", dataset="assets/datasets/studio-helper-en.jsonl",
+                          method="lora", spec={"lora_r": 8, **spec}, run_dir=str(run_dir))
+    runs.finish_run(run.id, "completed")
+    return run.id
+
+
+def pick(page: Page, dropdown: str, text: str) -> None:
+    page.locator(f"#{dropdown} input").click()
+    page.locator("[role=option]", has_text=text).first.click()
+
+
+def test_curves_of_a_new_model_or_a_second_run_are_drawn_and_named(page: Page, studio_url: str, session_dir: Path,
+                                                                   settings) -> None:
+    """Switching the lineage's model, or adding a run to the comparison, draws every series with a visible line
+    (Gradio's plot used to keep the first value's colours: `stroke: none` and the old legend)."""
+    from storage import connect
+
+    tag = uuid.uuid4().hex[:4]
+    a, b = f"pa-{tag}", f"pb-{tag}"
+    db = connect(f"sqlite:///{session_dir / 'studio.db'}")  # the studio's own database: it reads what we add
+    try:
+        ids = {a: make_finished_run(settings, a), b: make_finished_run(settings, b, lora_r=16)}
+    finally:
+        db.close()
+
+    open_app(page, studio_url)
+    page.locator("#tab-history-button").click()
+    page.locator("#hist-lineage").get_by_text("Model lineage").click()
+    pick(page, "lin-model", a)
+    wait_for_series(page, "lin-curves", [f"{a} · train"])
+    pick(page, "lin-model", b)
+    wait_for_series(page, "lin-curves", [f"{b} · train"])
+    expect(page.locator("#lin-tree")).to_contain_text(b)
+
+    page.locator("#hist-runs").get_by_text("Compare fine-tune runs").click()
+    pick(page, "rc-runs", f"#{ids[a]} {a}")
+    wait_for_series(page, "rc-curves", [f"{a} · train"])
+    pick(page, "rc-runs", f"#{ids[b]} {b}")
+    wait_for_series(page, "rc-curves", [f"{a} · train", f"{b} · train"])
+    expect(page.locator("#rc-params")).to_contain_text("lora_r")
+    page.keyboard.press("Escape")  # close the run list before the screenshot
+    page.wait_for_timeout(800)  # the plots' entry transition
+    screenshot(page, "history-curves.png")
