@@ -34,6 +34,7 @@ from studio.models_view import (
     y_limits,
 )
 from studio.people import actor_of, admin_controls
+from studio.plots import color_every_series
 from studio.services import Services
 
 POLL_S = 2.0
@@ -205,6 +206,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                                    label="models.plot.ttft_ms", **plot_tr)
             log_box = tr.add(gr.Code(servers.logs(names0[0], LOG_LINES) if names0 else "", label=t(lang0, "models.log"), language=None,
                                      interactive=False, max_lines=16, elem_id="models-log"), label="models.log")
+        for plot in (requests_plot, kv_plot, tps_plot, ttft_plot):  # a server starting or stopping changes the series
+            color_every_series(plot)
         timer = gr.Timer(POLL_S, active=False)  # app.py runs it only while this tab is open
 
     # ---- handlers --------------------------------------------------------------------------------------
