@@ -153,8 +153,8 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             name = history_items.delete(settings, kind, item_id, actor_of(request))
         except (history_items.DeleteRefused, PermissionDenied, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        except KeyError:
-            name = key
+        except KeyError:  # gone, or another person's private item: the same words either way
+            raise gr.Error(t(lang, "hist.no_item", key=key)) from None
         gr.Info(t(lang, "hist.deleted", name=name))
         return (gr.update(visible=False), t(lang, "hist.pick"), "", gr.update(interactive=False),
                 gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang, request)[:3])
