@@ -154,9 +154,10 @@ def build_app(services: Services) -> gr.Blocks:
         for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
                                       (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models"),
                                       (account_tab, "account")):
+            # History's watch: its own select handler (history.refresh) starts it when the item shown is running.
             tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * len(models_timers)
-                                 + [gr.Timer(active=tab_id == "compare")],
-                                 None, [*models_timers, batch.timer], api_name=False, show_progress="hidden")
+                                 + [gr.Timer(active=tab_id == "compare"), gr.skip() if tab_id == "history" else gr.Timer(active=False)],
+                                 None, [*models_timers, batch.timer, history.watch], api_name=False, show_progress="hidden")
         # Every tab that shows live state draws it as it is now when opened (and at page load, below): the page
         # itself was built once, at the app's start.
         models_tab.select(api_name=False, **models.show)

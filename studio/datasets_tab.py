@@ -18,6 +18,7 @@ from engines.datasets.formats import FormatError, fields_found, read_records
 from engines.datasets.render import ModelFormat
 from engines.datasets.versions import (
     ImportRefused,
+    NameTaken,
     create_empty,
     diff_versions,
     export_version,
@@ -113,6 +114,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 import_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-import-name"), label="ds.name")
                 valid_only = tr.add(gr.Checkbox(False, label=t(lang0, "ds.valid_only"), elem_id="ds-valid-only"), label="ds.valid_only")
                 import_btn = tr.add(gr.Button(t(lang0, "ds.import_button"), variant="primary", elem_id="ds-import-btn"), value="ds.import_button")
+                # The import's outcome (done, refused, or why not) in one place: the file's detection above and the
+                # mapping stay as they were, so a taken name costs only a new name.
+                import_msg = gr.Markdown("", elem_id="ds-import-msg")
                 skipped_file = tr.add(gr.File(label=t(lang0, "ds.skipped"), visible=False, interactive=False, elem_id="ds-skipped"), label="ds.skipped")
             with tr.add(gr.Accordion(t(lang0, "ds.new_empty"), open=False, elem_id="ds-new"), label="ds.new_empty"):
                 new_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-new-name"), label="ds.name")
@@ -186,6 +190,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     add_row_btn = tr.add(gr.Button(t(lang0, "ds.add_row"), size="sm", elem_id="ds-add-row"), value="ds.add_row")
                     delete_row_btn = tr.add(gr.Button(t(lang0, "ds.delete_row"), size="sm", variant="stop", elem_id="ds-delete-row"), value="ds.delete_row")
                 preview = gr.HTML("", elem_id="ds-preview-box")
+                row_shown = gr.State("")  # the open row as stored when the editor was filled (see sync_row)
             with tr.add(gr.Accordion(t(lang0, "ds.inspect"), open=False, elem_id="ds-inspect"), label="ds.inspect"):
                 stats_btn = tr.add(gr.Button(t(lang0, "ds.stats"), size="sm", elem_id="ds-stats-btn"), value="ds.stats")
                 stats_md = gr.Markdown("", elem_id="ds-stats")
@@ -224,12 +229,29 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return (str(ds_id or ""), gr.update(choices=vs, value=vs[0][1] if vs else None),
                 gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None), 1, "", ANY, ANY)
 
+    def _stored(row: Any) -> str:
+        """The stored messages and category of a row, to tell later whether a change touched it."""
+        return json.dumps([row.messages, row.category or ""], ensure_ascii=False) if row is not None else ""
+
     def load_row(rid: float | None, template_model: str, lang: str):
         row = draft.get_row(int(rid)) if rid else None
         if row is None:
-            return pd.DataFrame(columns=["role", "content"]), "", ""
+            return pd.DataFrame(columns=["role", "content"]), "", "", ""
         msgs = json.loads(row.messages)
-        return pd.DataFrame(msgs, columns=["role", "content"]), row.category or "", _preview(msgs, template_model, lang)
+        return pd.DataFrame(msgs, columns=["role", "content"]), row.category or "", _preview(msgs, template_model, lang), _stored(row)
+
+    def sync_row(ds_value: str, rid: float | None, shown: str, template_model: str, lang: str):
+        """After a change to the dataset (Undo, delete, dedupe, split, another dataset opened...): the editor shows the
+        open row as stored now, or closes when the row is gone, so Save row never stores a stale copy again.
+        A change that did not touch the row leaves the editor alone (typing not saved yet is kept)."""
+        if not rid:
+            return (gr.skip(),) * 5
+        row = draft.get_row(int(rid))
+        if row is None or row.dataset_id != _id(ds_value):
+            return None, pd.DataFrame(columns=["role", "content"]), "", "", ""
+        if _stored(row) == shown:
+            return (gr.skip(),) * 5
+        return gr.skip(), *load_row(rid, template_model, lang)
 
     def _preview(msgs: list[dict[str, str]], template_model: str, lang: str) -> str:
         fmt = model_format(template_model)
@@ -277,12 +299,17 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
     def do_import(file: Any, name: str, only_valid: bool, mu: str | None, ma: str | None, msys: str | None, mcat: str | None,
                   template_model: str, lang: str, request: gr.Request):
+        """Import the chosen file. A refusal is said once, under the button, and nothing else on the form changes:
+        raising gr.Error would also put an "Error" badge over every output (the Dataset picker, the detection)."""
+        def refused(text: str) -> tuple:
+            return gr.skip(), f"<span class='ds-bad'>✗</span> {text}", gr.skip(), gr.skip()
+
         if file is None:
-            raise gr.Error(t(lang, "ds.no_file"))
+            return refused(t(lang, "ds.no_file"))
         path = Path(file if isinstance(file, str) else file.name)
         mapping = {k: v for k, v in {"user": mu, "assistant": ma, "system": msys, "category": mcat}.items() if v} or None
         if mapping and not (mapping.get("user") and mapping.get("assistant")):
-            raise gr.Error(t(lang, "ds.map_needed"))
+            return refused(t(lang, "ds.map_needed"))
         try:
             report = import_file(settings, path, (name or path.stem).strip(), actor=actor_of(request), valid_only=bool(only_valid),
                                  mapping=mapping, model_format=model_format(template_model), max_tokens=settings.vllm_max_model_len)
@@ -290,8 +317,10 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             errs = exc.report.errors
             return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
                     gr.update(visible=True, value=problems_frame(lang, exc.report.problems)), gr.update(visible=False))
+        except NameTaken as exc:
+            return refused(t(lang, "ds.name_taken", name=exc.name))
         except (FormatError, ValueError) as exc:
-            raise gr.Error(str(exc)) from None
+            return refused(str(exc))
         v = report.version
         msg = t(lang, "ds.imported", rows=f"{v.row_count:,}", name=v.dataset.name, format=t(lang, f"ds.format.{report.format}"))
         if report.skipped:
@@ -302,10 +331,15 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None))
 
     def create(name: str, lang: str, request: gr.Request):
+        """A new empty dataset; a refusal is a warning toast, not an "Error" badge over the Dataset picker."""
         try:
             ds_id = create_empty((name or "").strip(), actor=actor_of(request))
+        except NameTaken as exc:
+            gr.Warning(t(lang, "ds.name_taken", name=exc.name))
+            return gr.skip()
         except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            gr.Warning(str(exc))
+            return gr.skip()
         return gr.update(choices=dataset_choices(), value=str(ds_id))
 
     # ---- edits ------------------------------------------------------------------------------------------
@@ -325,7 +359,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 draft.update_row(int(rid), msgs, (cat or "").strip() or None, actor=actor_of(request))
         except draft.EditError as exc:
             raise gr.Error(str(exc)) from None
-        return t(lang, "ds.row_saved", id=int(rid)), _preview(msgs, template_model, lang)
+        except KeyError:  # deleted meanwhile (by Undo elsewhere, or another tab): never recreated silently
+            raise gr.Error(t(lang, "ds.row_gone", id=int(rid))) from None
+        return t(lang, "ds.row_saved", id=int(rid)), _preview(msgs, template_model, lang), _stored(draft.get_row(int(rid)))
 
     def add_row(ds_value: str, frame: Any, cat: str, template_model: str, lang: str, request: gr.Request):
         ds_id = _need(ds_value, lang)
@@ -472,8 +508,11 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
     # ---- wiring -----------------------------------------------------------------------------------------
     refresh = {"fn": show_page, "inputs": page_inputs, "outputs": page_outputs, "show_progress": "hidden"}
+    # After every change to the rows, the open row is re-read: the editor never shows (and Save row never re-stores) a stale copy.
+    editor_sync = {"fn": sync_row, "inputs": [dataset_id, row_id, row_shown, template_of, lang_state],
+                   "outputs": [row_id, turns, row_category, preview, row_shown], "api_name": False, "show_progress": "hidden"}
     dataset.change(open_dataset, [dataset, lang_state], [dataset_id, versions, compare_to, page_no, search, category, split_filter],
-                   api_name="open_dataset").then(**refresh).then(
+                   api_name="open_dataset").then(**refresh).then(**editor_sync).then(
         ownership, [dataset_id, lang_state], [owner_md, *change_buttons], api_name=False, show_progress="hidden")
     search.submit(lambda: 1, None, [page_no], api_name=False).then(**refresh)
     gr.on([category.input, split_filter.input], lambda: 1, None, [page_no], api_name=False).then(**refresh)
@@ -484,30 +523,32 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return evt.row_value[0] if evt.row_value else gr.skip()
 
     table.select(pick_row, None, [row_id], api_name=False)
-    row_id.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview], api_name="open_row", show_progress="hidden")
-    template_of.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview], api_name=False)
+    row_id.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview, row_shown], api_name="open_row",
+                  show_progress="hidden")
+    template_of.change(load_row, [row_id, template_of, lang_state], [turns, row_category, preview, row_shown], api_name=False)
 
     upload.upload(on_file, [upload, template_of, lang_state],
                   [detected, mapping_row, map_user, map_assistant, map_system, map_category, problems, import_name], api_name="inspect_file")
+    upload.change(lambda: "", None, [import_msg], api_name=False, show_progress="hidden")  # a new file: no stale outcome
     import_btn.click(do_import, [upload, import_name, valid_only, map_user, map_assistant, map_system, map_category, template_of, lang_state],
-                     [dataset, detected, problems, skipped_file], api_name="import_dataset")
+                     [dataset, import_msg, problems, skipped_file], api_name="import_dataset")
     new_btn.click(create, [new_name, lang_state], [dataset], api_name="create_dataset")
 
-    save_row_btn.click(save_row, [dataset_id, row_id, turns, row_category, template_of, lang_state], [status, preview],
+    save_row_btn.click(save_row, [dataset_id, row_id, turns, row_category, template_of, lang_state], [status, preview, row_shown],
                        api_name="save_row").then(**refresh)
     add_row_btn.click(add_row, [dataset_id, turns, row_category, template_of, lang_state], [status, row_id],
                       api_name="add_row").then(**refresh)
     delete_row_btn.click(delete_row, [dataset_id, row_id, lang_state], [status, row_id], api_name="delete_row").then(**refresh)
     bulk_btn.click(bulk_delete, [dataset_id, search, category, split_filter, lang_state], [status],
-                   api_name="bulk_delete").then(**refresh)
-    dedupe_btn.click(dedupe, [dataset_id, lang_state], [status], api_name="dedupe").then(**refresh)
-    dedupe_near_btn.click(dedupe_near, [dataset_id, lang_state], [status], api_name="dedupe_near").then(**refresh)
-    undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh)
-    split_btn.click(split, [dataset_id, eval_frac, split_seed, lang_state], [status], api_name="split").then(**refresh)
+                   api_name="bulk_delete").then(**refresh).then(**editor_sync)
+    dedupe_btn.click(dedupe, [dataset_id, lang_state], [status], api_name="dedupe").then(**refresh).then(**editor_sync)
+    dedupe_near_btn.click(dedupe_near, [dataset_id, lang_state], [status], api_name="dedupe_near").then(**refresh).then(**editor_sync)
+    undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh).then(**editor_sync)
+    split_btn.click(split, [dataset_id, eval_frac, split_seed, lang_state], [status], api_name="split").then(**refresh).then(**editor_sync)
     synth_btn.click(generate, [dataset_id, synth_model, synth_topic, synth_seeds, synth_system, synth_n, synth_conc, synth_tokens,
-                               lang_state], [status], api_name="generate_examples", concurrency_limit=None).then(**refresh)
+                               lang_state], [status], api_name="generate_examples", concurrency_limit=None).then(**refresh).then(**editor_sync)
     synth_model.focus(synth_models, None, [synth_model], api_name=False, show_progress="hidden")
-    thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh)
+    thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh).then(**editor_sync)
 
     save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset], api_name="save_version")
     gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name="diff_versions")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,14 @@ from studio.plots import color_every_series
 from studio.services import Services
 
 PAGE = 50
+WATCH_S = 3.0  # how often the detail of a running fine-tune or evaluation is re-read while History is open
 
 
 @dataclass
 class HistoryTab:
     selected: gr.State  # "kind:id" of the item shown
     open_btn: gr.Button
+    watch: gr.Timer  # re-reads a running item's detail; app.py stops it when another tab opens
     refresh: dict  # fn/inputs/outputs that reload the list (wired to the tab's select in app.py)
 
 
@@ -98,6 +101,8 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             import_btn = tr.add(gr.Button(t(lang0, "hist.import"), elem_id="arch-import"), value="hist.import")
         archive_msg = gr.Markdown("", elem_id="arch-msg")
 
+    # Ticks only while History is open and the item shown is still running (pick/reload start it, follow stops it).
+    watch = gr.Timer(WATCH_S, active=False)
     keys = gr.State([])  # "kind:id" per table row, in order
     cursor = gr.State(None)
     selected = gr.State("")
@@ -131,12 +136,35 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     def pick(evt: gr.SelectData, shown: list[str], lang: str, request: gr.Request):
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         if row is None or row >= len(shown):
-            return gr.skip(), "", gr.skip(), gr.skip(), gr.update(visible=False)
+            return gr.skip(), "", gr.skip(), gr.skip(), gr.update(visible=False), gr.Timer(active=False)
         key = shown[row]
         kind, item_id = history_items.parse_key(key)
         text = history_items.describe(kind, item_id, actor_of(request)) or t(lang, "hist.gone")
         openable = kind in ("chat", "run", "eval")
-        return text, key, gr.update(interactive=openable), gr.update(interactive=True), gr.update(visible=False)
+        return (text, key, gr.update(interactive=openable), gr.update(interactive=True), gr.update(visible=False),
+                gr.Timer(active=history_items.in_progress(kind, item_id)))
+
+    def _now(key: str, lang: str, request: gr.Request) -> tuple[str | None, bool]:
+        """The item's description as stored now (None when nothing is shown) and whether it is still running."""
+        try:
+            kind, item_id = history_items.parse_key(key)
+        except ValueError:
+            return None, False
+        text = history_items.describe(kind, item_id, actor_of(request)) or t(lang, "hist.gone")
+        # As the Markdown holds it (stripped and unindented), so an unchanged item compares equal and is not re-sent.
+        return inspect.cleandoc(text), history_items.in_progress(kind, item_id)
+
+    def follow(key: str, shown_text: str, lang: str, request: gr.Request):
+        """Each tick: the shown item as stored now ("running · step 8/20" becomes "completed · step 20/20" without a
+        click); the watch stops once the item no longer runs. Unchanged text is not sent again."""
+        text, running = _now(key, lang, request)
+        return (gr.skip() if text is None or text == shown_text else text), (gr.skip() if running else gr.Timer(active=False))
+
+    def reload(q, kinds_v, model_v, since_v, lang, key, shown_text, request: gr.Request):
+        """History opened (again): the list and the item shown, both as stored now; a running item is watched."""
+        text, running = _now(key, lang, request)
+        return (*load(q, kinds_v, model_v, since_v, lang, request),
+                gr.skip() if text is None or text == shown_text else text, gr.Timer(active=running))
 
     def ask_delete(key: str, lang: str):
         if not key:
@@ -157,7 +185,7 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             raise gr.Error(t(lang, "hist.no_item", key=key)) from None
         gr.Info(t(lang, "hist.deleted", name=name))
         return (gr.update(visible=False), t(lang, "hist.pick"), "", gr.update(interactive=False),
-                gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang, request)[:3])
+                gr.update(interactive=False), *load(q, kinds_v, model_v, since_v, lang, request)[:3], gr.Timer(active=False))
 
     def show_lineage(name: str, lang: str, request: gr.Request):
         if not name:
@@ -199,11 +227,13 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     gr.on([kinds.input, model.input, since.input], load, filters_in, list_out, api_name=False, show_progress="hidden")
     more_btn.click(more, [kinds, model, since, cursor, keys, table, lang_state], [table, keys, cursor, count, more_btn],
                    api_name="history_more")
-    table.select(pick, [keys, lang_state], [detail, selected, open_btn, delete_btn, confirm_row], api_name=False)
+    table.select(pick, [keys, lang_state], [detail, selected, open_btn, delete_btn, confirm_row, watch], api_name=False)
+    watch.tick(follow, [selected, detail, lang_state], [detail, watch], api_name=False, show_progress="hidden")
+    open_btn.click(lambda: gr.Timer(active=False), None, [watch], api_name=False)  # "Open" leaves History
     delete_btn.click(ask_delete, [selected, lang_state], [confirm_row, confirm_text], api_name=False)
     cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_name=False)
-    confirm_btn.click(do_delete, [selected, *filters_in], [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor],
-                      api_name="history_delete")
+    confirm_btn.click(do_delete, [selected, *filters_in],
+                      [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor, watch], api_name="history_delete")
     lin_model.focus(lineage_choices, None, [lin_model], api_name=False, show_progress="hidden")
     lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name="lineage")
     rc_runs.focus(lambda: gr.update(choices=run_choices()), None, [rc_runs], api_name=False, show_progress="hidden")
@@ -218,5 +248,5 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         return admin_controls(actor_of(request).is_admin, 3)
 
     gr.on(None, archive_access, None, [archive_admin, export_btn, upload, import_btn], api_name=False, show_progress="hidden")
-    return HistoryTab(selected=selected, open_btn=open_btn,
-                      refresh={"fn": load, "inputs": filters_in, "outputs": list_out})
+    return HistoryTab(selected=selected, open_btn=open_btn, watch=watch,
+                      refresh={"fn": reload, "inputs": [*filters_in, selected, detail], "outputs": [*list_out, detail, watch]})

@@ -26,6 +26,14 @@ from storage.models import DatasetVersion
 NAME_RE = re.compile(r"^[A-Za-z0-9가-힣][A-Za-z0-9가-힣._ -]{0,79}$")
 
 
+class NameTaken(ValueError):
+    """A dataset of that name exists already (names are unique across the team); `name` says which."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A dataset named {name!r} exists already: pick another name.")
+        self.name = name
+
+
 class ImportRefused(ValueError):
     """The file has invalid rows and the user asked for all or nothing: nothing was written."""
 
@@ -107,7 +115,7 @@ def import_file(settings: Settings, path: Path, name: str, *, actor: Actor, vali
     if not NAME_RE.match(name):
         raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
     if store.dataset_by_name(name):
-        raise ValueError(f"A dataset named {name!r} exists already; save a new version of it or pick another name.")
+        raise NameTaken(name)
     report = inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format, max_tokens=max_tokens)
     bad = invalid_rows(report.problems)
     if bad and not valid_only:
@@ -234,7 +242,7 @@ def create_empty(name: str, note: str | None = None, *, actor: Actor) -> int:
     if not NAME_RE.match(name):
         raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
     if store.dataset_by_name(name):
-        raise ValueError(f"A dataset named {name!r} exists already.")
+        raise NameTaken(name)
     return store.create_dataset(name, source_format="studio", note=note, owner_id=actor.id).id
 
 

@@ -80,6 +80,17 @@ def describe(kind: str, item_id: int, actor: Actor) -> str | None:
     return None
 
 
+def in_progress(kind: str, item_id: int) -> bool:
+    """Whether the item is still changing (a queued or running fine-tune or evaluation), so a view of it goes stale."""
+    if kind == "run":
+        run = runs.get_run(item_id)
+        return run is not None and run.status in runs.ACTIVE
+    if kind == "eval":
+        e = evals.get_eval(item_id)
+        return e is not None and e.status in evals.ACTIVE
+    return False
+
+
 def delete(settings: Settings, kind: str, item_id: int, actor: Actor) -> str:
     """Delete one item and its files inside the data folder; returns what was deleted (for the message).
 

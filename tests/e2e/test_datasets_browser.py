@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -53,10 +54,12 @@ def test_import_edit_save_version_and_train_on_it(page: Page, studio_url: str, t
     # All or nothing by default: refused, nothing created.
     page.locator("#ds-import-name input, #ds-import-name textarea").first.fill(name)
     page.locator("#ds-import-btn").click()
-    expect(detected).to_contain_text("Nothing was imported")
+    outcome = page.locator("#ds-import-msg")
+    expect(outcome).to_contain_text("Nothing was imported")
     page.locator("#ds-valid-only input").check()
     page.locator("#ds-import-btn").click()
-    expect(detected).to_contain_text(f"Imported 3 rows into “{name}”")
+    expect(outcome).to_contain_text(f"Imported 3 rows into “{name}”")
+    expect(detected).to_contain_text("ShareGPT")  # what the file is stays said above the outcome
     expect(page.locator("#ds-picker input")).to_have_value(re.compile(re.escape(name)))
     expect(page.locator("#ds-page-info")).to_contain_text("3 rows")
 
@@ -111,3 +114,110 @@ def test_a_chat_conversation_becomes_a_dataset_row(page: Page, studio_url: str) 
     page.locator("[role=option]", has_text=name).click()
     expect(page.locator("#ds-page-info")).to_contain_text("1 rows")
     expect(page.locator("#ds-table")).to_contain_text("Name one colour.")
+
+
+def valid_file(tmp: Path) -> Path:
+    """Two valid OpenAI-style rows (nothing refused, nothing near-duplicate)."""
+    rows = [{"messages": [{"role": "user", "content": "What is a LoRA rank?"}, {"role": "assistant", "content": "The adapter's width."}]},
+            {"messages": [{"role": "user", "content": "What is an epoch?"}, {"role": "assistant", "content": "One pass over the data."}]}]
+    path = tmp / "helper-openai.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def import_as(page: Page, path: Path, name: str) -> None:
+    page.locator("#ds-file input[type=file]").set_input_files(str(path))
+    expect(page.locator("#ds-detected")).to_contain_text("OpenAI")
+    page.locator("#ds-import-name input, #ds-import-name textarea").first.fill(name)
+    page.locator("#ds-import-btn").click()
+
+
+def stored_messages(db_file: Path, row_id: int) -> str:
+    """The row's messages as the studio stored them (read-only, beside the running studio)."""
+    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10) as con:
+        return con.execute("SELECT messages FROM dataset_rows WHERE id = ?", (row_id,)).fetchone()[0]
+
+
+def test_a_taken_name_is_said_once_and_the_form_stays(page: Page, studio_url: str, tmp_path: Path) -> None:
+    name = f"taken-{uuid.uuid4().hex[:6]}"
+    path = valid_file(tmp_path)
+    open_app(page, studio_url)
+    open_datasets(page)
+    import_as(page, path, name)
+    outcome = page.locator("#ds-import-msg")
+    expect(outcome).to_contain_text(f"Imported 2 rows into “{name}”")
+    picker = page.locator("#ds-picker input")
+    expect(picker).to_have_value(re.compile(re.escape(name)))
+
+    # The same name again: one sentence under the button; the file, its detection and the picker are as they were.
+    page.locator("#ds-import-btn").click()
+    expect(outcome).to_contain_text(f"A dataset named “{name}” exists already: pick another name.")
+    expect(page.locator("#ds-side [data-testid=status-tracker] .error")).to_have_count(0)
+    expect(page.locator("#ds-detected")).to_contain_text("OpenAI")
+    expect(page.locator("#ds-file")).to_contain_text(path.stem)  # the chosen file is still there
+    expect(picker).to_have_value(re.compile(re.escape(name)))
+    page.locator("#ds-import").screenshot(path=str(tmp_path / "import-name-taken-en.png"))
+
+    try:
+        page.locator("#language-switch label", has_text="한국어").click()
+        expect(page.locator("#ds-import-btn")).not_to_have_text("Import")
+        page.locator("#ds-import-btn").click()
+        expect(outcome).to_contain_text(f"“{name}” 데이터셋이 이미 있습니다")
+        expect(page.locator("#ds-side [data-testid=status-tracker] .error")).to_have_count(0)
+        page.locator("#ds-import").screenshot(path=str(tmp_path / "import-name-taken-ko.png"))
+    finally:
+        page.locator("#language-switch label", has_text="English").click()
+        expect(page.locator("#tab-datasets-button")).to_have_text("Datasets")
+
+    # Another name: the same form imports at once.
+    page.locator("#ds-import-name input, #ds-import-name textarea").first.fill(name + "-2")
+    page.locator("#ds-import-btn").click()
+    expect(outcome).to_contain_text(f"Imported 2 rows into “{name}-2”")
+    expect(picker).to_have_value(re.compile(re.escape(name + "-2")))
+
+
+def test_undo_puts_the_stored_row_back_in_the_editor(page: Page, studio_url: str, session_dir: Path, tmp_path: Path) -> None:
+    name = f"undo-{uuid.uuid4().hex[:6]}"
+    open_app(page, studio_url)
+    open_datasets(page)
+    import_as(page, valid_file(tmp_path), name)
+    expect(page.locator("#ds-page-info")).to_contain_text("2 rows")
+
+    page.locator("#ds-table [role=gridcell]").filter(has_text="What is a LoRA rank?").first.click()
+    row_box = page.locator("#ds-row-id input")
+    expect(row_box).to_have_value(re.compile(r"^[1-9]\d*$"))
+    row_id = int(row_box.input_value())
+    turns = page.locator("#ds-turns")
+    turns.locator("[role=gridcell]").filter(has_text="The adapter's width.").first.dblclick()
+    editor = page.locator("#ds-turns textarea, #ds-turns input[type=text]").first
+    editor.fill("EDITED: the adapter's width, edited.")
+    editor.press("Enter")
+    status = page.locator("#ds-status")
+    page.locator("#ds-save-row").click()
+    expect(status).to_contain_text(f"Row {row_id} saved")
+    expect(page.locator("#ds-table")).to_contain_text("EDITED")
+
+    # Undo: the table and the editor both show the row as stored again.
+    page.locator("#ds-undo").click()
+    expect(status).to_contain_text("Undone")
+    expect(page.locator("#ds-table")).not_to_contain_text("EDITED")
+    expect(turns).to_contain_text("The adapter's width.")
+    expect(turns).not_to_contain_text("EDITED")
+    expect(page.locator("#ds-preview-box")).not_to_contain_text("EDITED")
+    screenshot_path = tmp_path / "undo-editor.png"
+    page.locator("#ds-main").screenshot(path=str(screenshot_path))
+
+    # Save row now stores what the editor shows (the original), never the undone edit.
+    page.locator("#ds-save-row").click()
+    expect(status).to_contain_text(f"Row {row_id} saved")
+    assert "EDITED" not in stored_messages(session_dir / "studio.db", row_id)
+    expect(page.locator("#ds-table")).not_to_contain_text("EDITED")
+
+    # A row whose adding is undone is gone: the editor closes instead of keeping a row that no longer exists.
+    page.locator("#ds-add-row").click()
+    expect(status).to_contain_text("added")
+    expect(row_box).not_to_have_value(str(row_id))
+    page.locator("#ds-undo").click()
+    expect(status).to_contain_text("Undone")
+    expect(row_box).to_have_value("")
+    expect(turns).not_to_contain_text("The adapter's width.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -18,8 +19,7 @@ pytestmark = pytest.mark.browser
 
 def test_search_a_word_from_an_earlier_chat_and_open_it(page: Page, studio_url: str) -> None:
     word = f"zebracorn{uuid.uuid4().hex[:6]}"
-    open_app(page, studio_url)
-    page.locator("#new-chat").click()
+    open_app(page, studio_url)  # a fresh page is a new chat ("New chat" first could clear the box after it is filled)
     page.locator("#message-box textarea").fill(f"In five words: what could a {word} be?")
     page.locator("#send-btn").click()
     expect(page.locator("#chatbot [data-testid=bot] .message-content").last.locator(".msg-stats")).to_be_visible(timeout=ANSWER_MS)
@@ -96,3 +96,37 @@ def test_curves_of_a_new_model_or_a_second_run_are_drawn_and_named(page: Page, s
     page.keyboard.press("Escape")  # close the run list before the screenshot
     page.wait_for_timeout(800)  # the plots' entry transition
     screenshot(page, "history-curves.png")
+def test_the_detail_of_a_running_run_follows_it_without_a_click(page: Page, studio_url: str, settings, tmp_path: Path) -> None:
+    """A run shown while it runs ("running · step 8/20") reads "completed · step 20/20" once it ends, with no click."""
+    from engines.training.jobs import process_start_time
+    from storage import connect, runs
+    from storage.models import TrainingRun
+
+    name = f"watched-{uuid.uuid4().hex[:6]}"
+    # A live process stands in for the worker, so the studio's JobManager adopts the run instead of ending it.
+    worker = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    db = connect(settings.db_url)
+    try:
+        with db.atomic():  # never seen as "queued" (the JobManager would start a real worker for it)
+            run = runs.create_run(name=name, base_model="SmolLM2-135M-Instruct", dataset="assets/datasets/studio-helper-en.jsonl",
+                                  method="lora", spec={}, run_dir=str(settings.runs_path / name))
+            runs.update_run(run.id, status="running", pid=worker.pid, pid_started=process_start_time(worker.pid),
+                            step=8, total_steps=20)
+        open_app(page, studio_url)
+        page.locator("#tab-history-button").click()
+        row = page.locator("#hist-table [role=row]:has([role=gridcell])").filter(has_text=name)
+        row.locator("[role=gridcell]").nth(2).click()
+        detail = page.locator("#hist-detail")
+        expect(detail).to_contain_text("running")
+        expect(detail).to_contain_text("step 8/20")
+
+        runs.finish_run(run.id, "completed", step=20)
+        expect(detail).to_contain_text("completed", timeout=15_000)
+        expect(detail).to_contain_text("step 20/20")
+        expect(detail).not_to_contain_text("running")
+        page.locator("#hist-detail").screenshot(path=str(tmp_path / "history-detail-completed.png"))
+    finally:
+        worker.kill()
+        worker.wait()
+        TrainingRun.delete().where(TrainingRun.name == name).execute()  # other tests focus the newest run
+        db.close()

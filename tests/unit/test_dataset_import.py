@@ -11,6 +11,8 @@ import pytest
 from engines.datasets.formats import FormatError
 from engines.datasets.versions import (
     ImportRefused,
+    NameTaken,
+    create_empty,
     diff_versions,
     export_version,
     import_file,
@@ -185,3 +187,14 @@ def test_a_fine_tune_upload_is_checked_and_saved_normalised(settings, tmp_path):
         save_upload(settings, bad)
     assert "line 2" in str(err.value) and "line 3" in str(err.value)
     assert set((settings.datasets_path / "uploads").iterdir()) == before  # nothing half-saved
+
+
+def test_a_taken_name_is_refused_with_the_name_before_anything_is_read(db, owner, settings, tmp_path):
+    path = write(tmp_path / "a.jsonl", jsonl([{"messages": EXPECTED[0]}]))
+    import_file(settings, path, "taken", actor=owner)
+    with pytest.raises(NameTaken) as err:
+        import_file(settings, write(tmp_path / "broken.jsonl", "{oops\n"), "taken", actor=owner)
+    assert err.value.name == "taken" and "pick another name" in str(err.value)
+    with pytest.raises(NameTaken):
+        create_empty("taken", actor=owner)
+    assert len(store.list_datasets()) == 1

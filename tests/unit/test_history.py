@@ -210,3 +210,14 @@ def test_a_broken_archive_changes_nothing(studio, settings, tmp_path):
             import_archive(other, Path(__file__), actor=admin)
     finally:
         db2.close()
+
+
+def test_only_queued_or_running_items_are_in_progress(studio):
+    assert not items.in_progress("run", studio["run"])  # completed
+    runs.update_run(studio["run"], status="running")
+    assert items.in_progress("run", studio["run"])
+    assert not items.in_progress("run", 999_999) and not items.in_progress("chat", studio["chats"][0])
+    evals.finish_eval(studio["eval"], "completed")
+    assert not items.in_progress("eval", studio["eval"])
+    evals.update_eval(studio["eval"], status="queued")
+    assert items.in_progress("eval", studio["eval"])
