@@ -46,6 +46,10 @@ class FinetuneTab:
     show: dict  # fn/inputs/outputs that refresh the hardware line and the default run name (page load, tab select)
 
 
+# A typed name (not empty, not the last one the form made) stays; otherwise the fresh one replaces it.
+TAKE_FRESH_NAME_JS = "(current, auto, fresh) => ((current || '').trim() && current !== auto) ? [current, auto] : [fresh, fresh]"
+
+
 def default_name(base_model: str, dataset: str) -> str:
     stem = Path(dataset or "data").stem
     base = Path(base_model or "model").name.split("-Instruct")[0]
@@ -122,7 +126,10 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     value=name0, label=t(lang0, "ft.field.output_name"),
                     info=t(lang0, "ft.info.output_name"), elem_id="ft-output-name"), info=True)
                 # The name the form made itself: it follows the model, dataset and time; a name the user typed stays.
-                auto_name = gr.State(name0)
+                # Both live in the page (hidden textboxes, not State) so the browser decides when a fresh name
+                # arrives: a name typed while the server was making one is never overwritten.
+                auto_name = gr.Textbox(name0, visible=False, elem_id="ft-auto-name")
+                fresh_name = gr.Textbox(name0, visible=False, elem_id="ft-fresh-name")
             with tr.add(gr.Accordion(t(lang0, "ft.section.lora"), open=False, elem_id="ft-lora"), label="ft.section.lora"):
                 with gr.Row():
                     lora_r = label("lora_r", gr.Number(start["lora_r"], precision=0, label=t(lang0, "ft.field.lora_r"), elem_id="ft-lora-r"))
@@ -256,16 +263,13 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         data["output_name"] = default_name(spec.base_model, spec.dataset) if runs.run_by_name(spec.output_name) else spec.output_name
         return [data[f] for f in FIELDS]
 
-    def renew_name(base: str | None, ds: str | None, current: str | None, auto: str | None):
-        """A fresh default name (model, dataset, now) unless the user typed their own."""
-        if (current or "").strip() and current != auto:
-            return gr.skip(), gr.skip()
-        name = default_name(base or "", ds or "")
-        return name, name
+    def renew_name(base: str | None, ds: str | None) -> str:
+        """A fresh default name (model, dataset, now); the page takes it only if the user has not typed their own."""
+        return default_name(base or "", ds or "")
 
-    def show(lang: str, base: str | None, ds: str | None, current: str | None, auto: str | None):
+    def show(lang: str, base: str | None, ds: str | None):
         """Page load and tab select: the page was built at the app's start, with that moment's free memory and time."""
-        return hardware_line(lang), *renew_name(base, ds, current, auto)
+        return hardware_line(lang), renew_name(base, ds)
 
     # ---- runs --------------------------------------------------------------------------------------
     def submit(request: gr.Request, lang: str, *values: Any):  # the request first: Gradio injects it only before *values
@@ -372,11 +376,13 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
     load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
     start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name, auto_name], api_name="start_training")
-    name_inputs = [base_model, dataset, output_name, auto_name]
-    # Not on output_name's own change: the name set here would change it again.
-    gr.on([base_model.change, dataset.change], renew_name, name_inputs, [output_name, auto_name], api_name=False,
+    name_inputs = [base_model, dataset]
+    gr.on([base_model.change, dataset.change], renew_name, name_inputs, [fresh_name], api_name=False,
           show_progress="hidden", trigger_mode="always_last")
-    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs], "outputs": [hardware, output_name, auto_name],
+    # Decided in the browser when the fresh name arrives, with what the box holds then (not when it was asked for).
+    fresh_name.change(None, [output_name, auto_name, fresh_name], [output_name, auto_name], js=TAKE_FRESH_NAME_JS,
+                      api_name=False, show_progress="hidden")
+    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs], "outputs": [hardware, fresh_name],
                  "show_progress": "hidden", "concurrency_limit": None}
     last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
