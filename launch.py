@@ -235,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     from studio.app import CSS, THEME, build_app
     from studio.services import Services
 
-    demo = build_app(Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui,
-                                no_serve=args.no_serve, evals=evaluations))
+    services = Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui, no_serve=args.no_serve,
+                        evals=evaluations)
+    demo = build_app(services)
     demo.queue(default_concurrency_limit=8)
     import anyio
 
@@ -290,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         # enabled account's name and password whenever the studio asks for logins.
         monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers), auth=check,
                                   auth_required=lambda: demo.app.auth is not None)
+        import api
+
+        api.install(demo.app, services)  # /v1 (OpenAI-compatible) and /api/v1 (REST): keys checked by the routes
         import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
 
         demo.block_thread()

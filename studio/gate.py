@@ -6,7 +6,7 @@ paths) in the HTML it serves a logged-out visitor. `LoginGate` sits in front of 
 while the app asks for a login (Gradio's `auth` is set) and the request carries no live session cookie, it lets
 through only the login form's own needs (static assets, the login POST, Gradio's startup ping), answers `/`
 with a login page rendered from Gradio's template with an empty config, and answers everything else 401.
-/healthz (numbers only) stays public; /metrics checks its own credentials.
+/healthz (numbers only) stays public; /metrics checks its own credentials; /v1 and /api/v1 check API keys.
 
 Installed through `launch(app_kwargs={"middleware": [gate_middleware(...)]})`, so it guards the very first request.
 """
@@ -37,6 +37,10 @@ PUBLIC_EXACT = frozenset({
     "/healthz", "/metrics",  # numbers only; /metrics asks for an account's credentials itself
 })
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
+# The APIs: every route there asks for an API key itself (api.auth). Their description and docs page need a live
+# session (a logged-in browser) or a key, so a logged-out visitor learns nothing from them either.
+API_PREFIXES = ("/v1/", "/api/v1/")
+API_DOCS = frozenset({"/api/v1/docs", "/api/v1/openapi.json"})
 LOGIN_PAGES = frozenset({"/", ""})
 STILL_ALLOWED_TTL_S = 5.0  # how long "this session's user is still enabled" is trusted before asking again
 LOGIN_CHECK_TTL_S = 2.0  # how often a studio without logins looks whether its first account appeared
@@ -154,6 +158,9 @@ class LoginGate:
             app.tokens.pop(token, None)  # a disabled account's (or a reset password's) session ends here
             self._token_version.pop(token, None)
         path = scope.get("path", "")
+        if path.startswith(API_PREFIXES) and (path not in API_DOCS or b"authorization" in dict(scope.get("headers") or [])):
+            await self.app(scope, receive, send)
+            return
         if path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -251,3 +252,44 @@ def served_adapter_path(session_dir, served_adapter) -> Path:
     path = session_dir / "fixture-data" / "runs" / served_adapter / "adapter"
     assert (path / "adapter_config.json").is_file(), path
     return path
+
+
+@dataclass(frozen=True)
+class ApiStudio:
+    """A studio with accounts, reached over HTTP: `admin_key` (admin "boss") and `member_key` (member "ana")."""
+
+    url: str
+    admin_key: str
+    member_key: str
+    data_dir: Path
+    model: str
+
+    def client(self, key: str | None = None, **kwargs) -> httpx.Client:
+        """An httpx client on /api/v1 with `key` (default: the member's) as the Bearer token."""
+        key = self.member_key if key is None else key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url.rstrip("/") + "/api/v1", headers=headers, timeout=120, **kwargs)
+
+
+def _cli(data_dir: Path, *args: str, stdin: str = "") -> str:
+    env = {**os.environ, "DATA_DIR": str(data_dir), "MODEL_CACHE_DIR": str(MODELS_DIR)}
+    out = subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, env=env, input=stdin, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def api_studio(tmp_path_factory, endpoint) -> ApiStudio:
+    """`python launch.py` with accounts (AUTH=boss:…, member ana) and a key each, chatting through the session's
+    CPU vLLM server (VLLM_BASE_URL: no second server), on its own data folder."""
+    data_dir = tmp_path_factory.mktemp("api-studio")
+    env = {"AUTH": "boss:boss-password-1", "VLLM_BASE_URL": endpoint.base_url}
+    _cli(data_dir, "users", "add", "ana", "--password-stdin", stdin="ana-password-1\n")
+    proc, url, _ = start_studio(data_dir, env, timeout=120, ready_path="healthz")
+    try:
+        admin_key = _cli(data_dir, "keys", "create", "boss", "--label", "tests")
+        member_key = _cli(data_dir, "keys", "create", "ana", "--label", "tests")
+        yield ApiStudio(url=url, admin_key=admin_key, member_key=member_key, data_dir=data_dir, model=endpoint.model)
+    finally:
+        stop_studio(proc)
