@@ -140,6 +140,38 @@ def store_user_turn(actor: Actor, conversation_id: int | None, text: str, *, mod
     return cid
 
 
+def store_api_turn(actor: Actor, conversation_id: int | None, messages: list[dict[str, str]], *,
+                   model: str | None = None) -> tuple[int, str | None]:
+    """An OpenAI-style request's messages, stored before the model is called, in one commit: (conversation, system prompt).
+
+    Without a conversation id, a new conversation (source "api") holds the whole request: its system messages become
+    the system prompt, the other messages are stored in order. Naming one of the actor's conversations continues it:
+    only the user messages after the request's last assistant message are added, and the request's system message
+    (if any) replaces the stored one. Either way the last message must be the user's."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system").strip() or None
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] != "user":
+        raise ValueError("The last message must be the user's (role 'user').")
+    if conversation_id:
+        conv = own_conversation(actor, conversation_id)
+        last_assistant = max((i for i, m in enumerate(turns) if m["role"] == "assistant"), default=-1)
+        new = turns[last_assistant + 1:]
+        system = system or conv.system_prompt
+    else:
+        conv, new = None, turns
+    if any(not m["content"].strip() for m in new if m["role"] == "user"):
+        raise ValueError("A user message is empty.")
+    with database.atomic():
+        cid = conv.id if conv is not None else chats.create_conversation(
+            model=model, system_prompt=system, owner_id=actor.id, source="api").id
+        for m in new:
+            if m["role"] == "user":
+                add_user_message(cid, m["content"])
+            else:  # an earlier answer the client sends back: kept as it was given, marked as such
+                chats.add_message(cid, "assistant", m["content"], finish_reason="given")
+    return cid, system
+
+
 def start_conversation(actor: Actor, conversation_id: int | None, *, model: str | None = None,
                        system_prompt: str | None = None, source: str = "ui") -> int:
     """The actor's conversation with this id if it exists, else a new one (another person's id is refused)."""

@@ -84,7 +84,7 @@ class Message(BaseModel):
     completion_tokens = IntegerField(null=True)
     tok_per_s = FloatField(null=True)
     duration_ms = FloatField(null=True)
-    finish_reason = CharField(max_length=32, null=True)  # stop | length | stopped | error | streaming | interrupted
+    finish_reason = CharField(max_length=32, null=True)  # stop | length | stopped | error | streaming | interrupted | given (sent back by an API client)
     error = TextField(null=True)
     feedback = IntegerField(default=0)  # -1 down, 0 none, 1 up
     active = BooleanField(default=True)  # False once regenerated or edited away; kept, never deleted

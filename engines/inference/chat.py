@@ -51,13 +51,18 @@ class StreamInterrupted(InferenceError):
 class ChatParams:
     temperature: float = 0.7
     top_p: float = 1.0
-    max_tokens: int = 512
+    max_tokens: int | None = 512  # None: up to the model's context (what an OpenAI client that names none expects)
     seed: int | None = None
+    stop: tuple[str, ...] = ()
 
     def as_request(self) -> dict:
-        req = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        req: dict = {"temperature": self.temperature, "top_p": self.top_p}
+        if self.max_tokens is not None:
+            req["max_tokens"] = self.max_tokens
         if self.seed is not None:
             req["seed"] = self.seed
+        if self.stop:
+            req["stop"] = list(self.stop)
         return req
 
     def as_dict(self) -> dict:
