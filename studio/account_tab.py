@@ -11,6 +11,7 @@ import pandas as pd
 
 from engines import accounts
 from engines.accounts import AccountError, PermissionDenied
+from studio.choices import model_choices
 from studio.i18n import Translatable, t
 from studio.people import actor_of
 from studio.services import Services
@@ -31,6 +32,33 @@ def whoami_html(lang: str, request: gr.Request | None) -> str:
     return (f"<div class='whoami' id='whoami'><b id='whoami-name'>{html.escape(actor.name)}</b>"
             f" <span class='whoami-role' id='whoami-role'>{html.escape(role)}</span>"
             f" · <a href='/logout' id='logout-link'>{html.escape(t(lang, 'acct.logout'))}</a></div>")
+
+
+def studio_base_url(request: gr.Request | None) -> str:
+    """The address this page was reached at (behind a proxy: the forwarded one), for the usage examples."""
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    scheme = headers.get("x-forwarded-proto") or "http"
+    return f"{scheme}://{host}"
+
+
+def key_usage_markdown(lang: str, base: str, key: str, model: str = "MODEL") -> str:
+    """How to use a new key: the OpenAI-compatible base URL with curl, the openai SDK and LangChain."""
+    return t(lang, "acct.key_usage", base=base) + f"""
+
+```bash
+curl {base}/v1/chat/completions -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+  -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+```
+
+```python
+from openai import OpenAI
+client = OpenAI(base_url="{base}/v1", api_key="{key}")
+client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hello"}}])
+
+from langchain_openai import ChatOpenAI
+ChatOpenAI(base_url="{base}/v1", api_key="{key}", model="{model}").invoke("Hello")
+```"""
 
 
 def _keys_frame(lang: str, rows: list[dict]) -> pd.DataFrame:
@@ -62,6 +90,7 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                                 value="acct.key_create")
         new_key = tr.add(gr.Textbox(label=t(lang0, "acct.key_once"), visible=False, interactive=False, buttons=["copy"],
                                     elem_id="acct-new-key"), label="acct.key_once")
+        key_usage = gr.Markdown("", visible=False, elem_id="acct-key-usage")
         keys_table = gr.Dataframe(interactive=False, elem_id="acct-keys-table", max_height=260)
         with gr.Row(equal_height=True):
             revoke_id = tr.add(gr.Number(value=None, label=t(lang0, "acct.key_id"), precision=0, scale=1, elem_id="acct-revoke-id"),
@@ -108,7 +137,10 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         actor = actor_of(request)
         _, key = accounts.create_api_key(actor, label)
         gr.Info(t(lang or lang0, "acct.key_created"))
-        return gr.update(value=key, visible=True), _keys_frame(lang or lang0, accounts.list_api_keys(actor, everyone=actor.is_admin))
+        served = model_choices(services)
+        usage = key_usage_markdown(lang or lang0, studio_base_url(request), key, served[0][1] if served else "MODEL")
+        return (gr.update(value=key, visible=True), gr.update(value=usage, visible=True),
+                _keys_frame(lang or lang0, accounts.list_api_keys(actor, everyone=actor.is_admin)))
 
     def revoke_key(key_id: float | None, lang: str, request: gr.Request):
         actor = actor_of(request)
@@ -146,6 +178,6 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                       user_out, api_name="disable_user")
     enable_btn.click(_user_action(lambda a, n, p, r: accounts.set_disabled(n, False, by=a), "acct.enabled_done"), user_in,
                      user_out, api_name="enable_user")
-    key_create.click(create_key, [key_label, lang_state], [new_key, keys_table], api_name="create_api_key")
+    key_create.click(create_key, [key_label, lang_state], [new_key, key_usage, keys_table], api_name="create_api_key")
     revoke_btn.click(revoke_key, [revoke_id, lang_state], [keys_table], api_name="revoke_api_key")
     return AccountTab(refresh={"fn": show, "inputs": [lang_state], "outputs": show_outputs})
