@@ -59,8 +59,9 @@ def _params(temperature: float, top_p: float, max_tokens: float, seed: float | N
 
 
 def conversation_choices(actor: Actor, search: str = "") -> list[tuple[str, str]]:
-    """The acting user's conversations (nobody sees another person's)."""
-    return [(c.title, str(c.id)) for c in turns.list_conversations(actor, search)]
+    """The acting user's conversations (nobody sees another person's); those made through the API are marked so."""
+    return [(f"{c.title} · API" if getattr(c, "source", "ui") == "api" else c.title, str(c.id))
+            for c in turns.list_conversations(actor, search)]
 
 
 def chatbot_view(rows: list[Any], lang: str, *, answer_pending: bool = False) -> dict:

@@ -47,7 +47,7 @@ def test_a_key_from_the_team_tab_chats_through_the_openai_sdk(page: Page, studio
                                            messages=[{"role": "user", "content": f"Say {token}."}])
     assert reply.choices[0].message.content
     reload_app(page)
-    expect(page.locator("#conversation-list")).to_contain_text(token)
+    expect(page.locator("#conversation-list label", has_text=token)).to_contain_text("· API")  # marked as the API's
 
     # In Korean: the help and the usage lines are translated.
     page.locator("#language-switch label:has-text('한국어')").click()
