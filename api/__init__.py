@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from studio.services import Services
+    from engines.services import Services
 
 GATEWAY_PREFIX = "/v1"
 REST_PREFIX = "/api/v1"

@@ -28,7 +28,7 @@ from engines.conversations import ConversationNotFound
 from engines.inference import ChatParams, ContextTooLong, InferenceError, RequestTimedOut, ServerUnavailable, UnknownModel
 
 if TYPE_CHECKING:
-    from studio.services import Services
+    from engines.services import Services
 
 CONVERSATION_HEADER = "X-Studio-Conversation"
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")  # the studio's chats are text only

@@ -1,20 +1,8 @@
-"""The shared services every tab builder is given (no tab reaches for a global)."""
+"""The shared services every tab builder is given (no tab reaches for a global); defined in engines.services, where
+the API routes take them from too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from engines.services import Services
 
-from engines.evaluation.runner import EvalManager
-from engines.serving import MlflowUI, ServerManager
-from engines.settings import Settings
-from engines.training import JobManager
-
-
-@dataclass
-class Services:
-    settings: Settings
-    servers: ServerManager
-    jobs: JobManager | None = None
-    mlflow_ui: MlflowUI | None = None
-    evals: EvalManager | None = None
-    no_serve: bool = False  # the app manages no model servers (--no-serve)
+__all__ = ["Services"]

@@ -16,7 +16,7 @@ from api.auth import acting_user
 from api.rest.errors import install_error_handlers
 
 if TYPE_CHECKING:
-    from studio.services import Services
+    from engines.services import Services
 
 AREAS = ("conversations", "datasets", "finetunes", "evaluations", "arena", "history", "models")
 

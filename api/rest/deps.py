@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 if TYPE_CHECKING:
-    from studio.services import Services
+    from engines.services import Services
 
 
 def services(request: Request) -> Services:

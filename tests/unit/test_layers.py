@@ -52,10 +52,16 @@ def test_no_tab_imports_another_tab():
     assert bad == []
 
 
-def test_studio_never_calls_a_storage_write():
-    """Every `storage.<module>.<write>(...)` call from the UI is a bypass of the engines' ownership rules."""
+def test_the_api_imports_neither_studio_nor_gradio_nor_heavy_libraries():
+    """The HTTP front end stands beside the UI, not on it; like the UI it runs in the studio process (no torch)."""
+    heavy = ("studio", "gradio", "torch", "transformers", "vllm", "unsloth", "ray", "peft", "trl")
+    bad = [(str(p.relative_to(ROOT)), m) for p in _modules("api") for m, _ in _imports(p) if m.split(".")[0] in heavy]
+    assert bad == []
+
+
+def _storage_writes(package: str) -> list[str]:
     bad = []
-    for p in _modules("studio"):
+    for p in _modules(package):
         tree = ast.parse(p.read_text(encoding="utf-8"))
         aliases = {}  # local name → storage module
         for node in ast.walk(tree):
@@ -69,4 +75,14 @@ def test_studio_never_calls_a_storage_write():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in aliases \
                     and node.func.id.startswith(WRITE_PREFIXES):
                 bad.append(f"{p.name}:{node.lineno} {node.func.id}")
-    assert bad == []
+    return bad
+
+
+def test_studio_never_calls_a_storage_write():
+    """Every `storage.<module>.<write>(...)` call from the UI is a bypass of the engines' ownership rules."""
+    assert _storage_writes("studio") == []
+
+
+def test_the_api_never_calls_a_storage_write():
+    """The API routes are a second front end: they change rows only through engines, with the acting user."""
+    assert _storage_writes("api") == []
