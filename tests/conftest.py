@@ -261,6 +261,7 @@ class ApiStudio:
     url: str
     admin_key: str
     member_key: str
+    fuzz_key: str  # member "fuzz": for generated requests (schemathesis), so they never touch ana's or boss's rows
     data_dir: Path
     model: str
 
@@ -286,10 +287,13 @@ def api_studio(tmp_path_factory, endpoint) -> ApiStudio:
     data_dir = tmp_path_factory.mktemp("api-studio")
     env = {"AUTH": "boss:boss-password-1", "VLLM_BASE_URL": endpoint.base_url}
     _cli(data_dir, "users", "add", "ana", "--password-stdin", stdin="ana-password-1\n")
+    _cli(data_dir, "users", "add", "fuzz", "--password-stdin", stdin="fuzz-password-1\n")
     proc, url, _ = start_studio(data_dir, env, timeout=120, ready_path="healthz")
     try:
         admin_key = _cli(data_dir, "keys", "create", "boss", "--label", "tests")
         member_key = _cli(data_dir, "keys", "create", "ana", "--label", "tests")
-        yield ApiStudio(url=url, admin_key=admin_key, member_key=member_key, data_dir=data_dir, model=endpoint.model)
+        fuzz_key = _cli(data_dir, "keys", "create", "fuzz", "--label", "tests")
+        yield ApiStudio(url=url, admin_key=admin_key, member_key=member_key, fuzz_key=fuzz_key, data_dir=data_dir,
+                        model=endpoint.model)
     finally:
         stop_studio(proc)
