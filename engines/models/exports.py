@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +139,10 @@ class ExportManager:
         folder = self.root / job_id
         folder.mkdir(parents=True, exist_ok=False)
         (folder / "job.json").write_text(json.dumps(job, indent=2), encoding="utf-8")
-        # Its own session: it outlives a closed app, and Cancel stops its whole tree.
-        proc = spawn_detached([sys.executable, "-m", "engines.models.export", str(folder)], log_path=folder / "export.log",
+        # Its own session: it outlives a closed app, and Cancel stops its whole tree. Merge and GGUF need torch and
+        # transformers, which the UI's own environment does not have in the Docker layout: run in SERVER_PYTHON's.
+        proc = spawn_detached([self.settings.server_python, "-m", "engines.models.export", str(folder)],
+                              log_path=folder / "export.log",
                               env=environment_for_children(self.settings), cwd=REPO)
         (folder / "pid").write_text(str(proc.pid))
         return job_id
