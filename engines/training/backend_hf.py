@@ -15,75 +15,39 @@ from transformers import (
     TrainingArguments,
 )
 
+from engines.training.backends import DtypeName, compute_dtype_name, hf_model_kwargs, lora_kwargs, trainer_kwargs
 from engines.training.callbacks import announce, studio_callbacks, train_and_save
 from engines.training.data import build_examples
 
 
+def dtype_name() -> DtypeName:
+    cuda = torch.cuda.is_available()
+    return compute_dtype_name(cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+
+
 def compute_dtype() -> torch.dtype:
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32  # CPUs without bf16 instructions run bf16 several times slower
+    return getattr(torch, dtype_name())
 
 
 def training_arguments(spec: Any, out: Path, has_eval: bool) -> TrainingArguments:
-    cuda = torch.cuda.is_available()
-    dtype = compute_dtype()
-    return TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.grad_accum,
-        learning_rate=spec.learning_rate,
-        lr_scheduler_type=spec.lr_scheduler,
-        warmup_steps=spec.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps or -1,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=spec.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=spec.eval_steps,
-        load_best_model_at_end=bool(has_eval and spec.early_stop_patience),
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        bf16=cuda and dtype == torch.bfloat16,
-        fp16=cuda and dtype == torch.float16,
-        use_cpu=not cuda,
-        gradient_checkpointing=spec.gradient_checkpointing,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        report_to=[],
-        disable_tqdm=True,
-        optim="paged_adamw_8bit" if (cuda and spec.method == "qlora") else "adamw_torch",
-    )
+    return TrainingArguments(**trainer_kwargs(spec, out, has_eval, cuda=torch.cuda.is_available(), dtype=dtype_name()))
 
 
 def load_model(spec: Any, model_path: str) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    cuda = torch.cuda.is_available()
-    quant = None
-    if spec.method == "qlora":
-        quant = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype(),
-        )
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=compute_dtype(), quantization_config=quant, device_map={"": 0} if cuda else None,
-    )
+    dtype = compute_dtype()
+    kw = hf_model_kwargs(spec, cuda=torch.cuda.is_available(), dtype=dtype_name())
+    quant = kw.pop("quantization")
+    if quant is not None:
+        quant = BitsAndBytesConfig(**quant | {"bnb_4bit_compute_dtype": dtype})
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kw | {"dtype": dtype, "quantization_config": quant})
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     elif spec.gradient_checkpointing:
         model.enable_input_require_grads()
-    lora = LoraConfig(
-        r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-        target_modules=spec.target_modules, task_type="CAUSAL_LM", bias="none",
-    )
-    return get_peft_model(model, lora), tokenizer
+    return get_peft_model(model, LoraConfig(**lora_kwargs(spec))), tokenizer
 
 
 def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:

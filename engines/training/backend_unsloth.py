@@ -17,29 +17,22 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from engines.training.backend_hf import training_arguments
+from engines.training.backends import sft_config_kwargs, unsloth_model_kwargs, unsloth_peft_kwargs
 from engines.training.callbacks import announce, studio_callbacks, train_and_save
 from engines.training.data import build_examples
 
 
 def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     spec = ctx.spec
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=ctx.job.model_path, max_seq_length=spec.max_seq_len, load_in_4bit=spec.method == "qlora", dtype=None,
-    )
-    model = FastLanguageModel.get_peft_model(
-        model, r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-        target_modules=spec.target_modules, bias="none", random_state=spec.seed,
-        use_gradient_checkpointing="unsloth" if spec.gradient_checkpointing else False,
-    )
+    model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_model_kwargs(spec, ctx.job.model_path))
+    model = FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(spec))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # Our marked template gives labels = -100 outside the assistant replies: responses-only training.
     train_set, eval_set, fmt, counts = build_examples(spec, tokenizer, Path(ctx.job.dataset_path))
     trainable = announce(ctx, model, counts, load_in_4bit=spec.method == "qlora", device="cuda")
     base = training_arguments(spec, ctx.checkpoints, bool(eval_set)).to_dict()
-    base.pop("gradient_checkpointing", None)  # Unsloth's own checkpointing is already on the model
-    args = SFTConfig(**{k: v for k, v in base.items() if k in SFTConfig.__dataclass_fields__},
-                     max_length=spec.max_seq_len, packing=False, dataset_kwargs={"skip_prepare_dataset": True})
+    args = SFTConfig(**sft_config_kwargs(spec, base, set(SFTConfig.__dataclass_fields__)))
     counter, callbacks = studio_callbacks(ctx, tokenizer, bool(eval_set))
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer, data_collator=counter, callbacks=callbacks,

@@ -106,4 +106,17 @@ def train_and_save(ctx: Any, trainer: Any, model: Any, counter: TokenCounter, re
     )
     if has_eval:
         summary["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 6)
-    return summary
+    return summary | peak_memory()
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak GPU memory of this process (allocated by tensors and reserved by the allocator, GiB) on CUDA, and peak RSS."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)}  # ru_maxrss is KiB
+    if torch.cuda.is_available():
+        out["peak_gpu_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        out["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 1024**3, 3)
+    return out

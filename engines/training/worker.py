@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.training.backends import select_backend
 from engines.training.events import EventWriter
 from engines.training.spec import TrainSpec
 from engines.training.tracking import Tracker
@@ -62,16 +63,11 @@ def last_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def choose_backend(requested: str) -> str:
-    """unsloth on CUDA when installed, else transformers (+PEFT, +bitsandbytes for qlora)."""
+    """unsloth on CUDA when installed, else transformers (+PEFT, +bitsandbytes for qlora); see backends.select_backend."""
     import torch
 
-    if requested != "auto":
-        if requested == "unsloth" and not torch.cuda.is_available():
-            raise RuntimeError("The unsloth backend needs a CUDA GPU; none is visible.")
-        return requested
-    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
-        return "unsloth"
-    return "transformers"
+    return select_backend(requested, cuda=torch.cuda.is_available(),
+                          unsloth_installed=importlib.util.find_spec("unsloth") is not None)
 
 
 def _heartbeat(path: Path, stop: threading.Event) -> None:
