@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_dockerfile_essentials():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:\S+", text, re.M)
-    assert "requirements-gpu.txt" in text and "requirements/app.txt" in text
+    assert "requirements/gpu.lock.txt" in text and "requirements/app.lock.txt" in text  # test_locks.py: exactly these
     assert "SERVER_PYTHON=/opt/gpu/bin/python" in text and "EXPOSE 7860" in text
     assert re.search(r'^CMD \["/opt/app/bin/python", "launch.py"\]', text, re.M)
     assert "AUTH" in text  # listening on 0.0.0.0 needs a password
