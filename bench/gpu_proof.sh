@@ -255,7 +255,9 @@ md += ["", f"Total {time.monotonic() - t_import:.0f} s. " + (f"Failed: {', '.joi
 text = "\n".join(md)
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(text)
-(work / "gpu-proof.json").write_text(json.dumps({"dry": dry, "device": gpu, "results": results, "failures": failures}, indent=2))
+summary = json.dumps({"dry": dry, "device": gpu, "note": note, "results": results, "failures": failures}, indent=2)
+for folder in {work, out.parent}:  # beside the markdown too: $OUT brings both back from a device machine
+    (folder / "gpu-proof.json").write_text(summary)
 print("\n----- bench/results/gpu.md section (also in " + str(out) + ") -----\n" + text)
 sys.exit(1 if failures else 0)
 PY
