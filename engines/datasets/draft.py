@@ -98,6 +98,15 @@ def page(dataset_id: int, number: int = 1, *, search: str = "", category: str | 
     return Page(rows, total, number, pages)
 
 
+def rows_after(dataset_id: int, after_id: int | None = None, limit: int = PAGE_SIZE, *, search: str = "",
+               category: str | None = None, split: str | None = None) -> list[DatasetRow]:
+    """Up to `limit` rows with ids above `after_id` (keyset paging: stable while rows are added or deleted)."""
+    q = _query(dataset_id, search, category, split)
+    if after_id:
+        q = q.where(DatasetRow.id > after_id)
+    return list(q.order_by(DatasetRow.id).limit(limit))
+
+
 def all_rows(dataset_id: int) -> list[Row]:
     out = []
     for r in DatasetRow.select().where(DatasetRow.dataset == dataset_id).order_by(DatasetRow.id).iterator():

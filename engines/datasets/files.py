@@ -32,6 +32,40 @@ def resolve_dataset(settings: Settings, value: str) -> Path:
     return path
 
 
+def training_file(settings: Settings, dataset: str | int, version_id: int | None = None) -> tuple[str, int | None]:
+    """What a fine-tune spec's `dataset` names, as (the file to train on, its dataset version id or None).
+
+    A saved version (`version_id`, checked against `dataset` when that is given too), a dataset's id or name (its
+    latest version), or a trainable file as `resolve_dataset` takes it (samples, uploads; nothing outside).
+    DatasetFileError says what is missing, in one sentence that never says whether an outside path exists."""
+    from engines.datasets.versions import version_file
+    from storage import datasets as store
+
+    ref = str(dataset).strip() if dataset is not None else ""
+    ds = None
+    if ref and not ref.endswith((".jsonl", ".json")):
+        ds = store.get_dataset(int(ref)) if ref.isdigit() else store.dataset_by_name(ref)
+        if ds is None:
+            raise DatasetFileError(f"No dataset {ref!r}: use an id or a name from the dataset list.")
+    if version_id is not None:
+        version = store.get_version(int(version_id))
+        if version is None or (ds is not None and version.dataset_id != ds.id):
+            raise DatasetFileError(f"No version {version_id} of that dataset: use an id from its version list.")
+    elif ds is not None:
+        version = store.latest_version(ds.id)
+        if version is None:
+            raise DatasetFileError(f"Dataset {ds.name!r} has no saved version yet: save one first.")
+    else:
+        path = resolve_dataset(settings, ref)
+        found = store.version_by_path(str(path))
+        return str(path), (found.id if found else None)
+    try:
+        path = version_file(settings, version)
+    except PermissionError:
+        raise DatasetFileError("That version's file is not inside the studio's data folders.") from None
+    return str(path), version.id
+
+
 def display_path(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
@@ -51,6 +85,21 @@ def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
     uploads = settings.datasets_path / "uploads"
     for p in sorted(uploads.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
         out.append((f"{p.stem} (upload, {_count_rows(p)} rows)", display_path(p)))
+    return out
+
+
+def trainable_datasets() -> list[dict[str, object]]:
+    """What a fine-tune spec may name without a server path: the bundled samples (by their repo path) and every saved
+    dataset version (by dataset id and version id), samples first, then versions newest first."""
+    from storage import datasets as store
+
+    out: list[dict[str, object]] = [
+        {"label": f"{p.stem} (sample)", "dataset": display_path(p), "dataset_version_id": None, "rows": _count_rows(p)}
+        for p in sorted(SAMPLES.glob("*.jsonl"))
+    ]
+    for v in sorted(store.list_versions(), key=lambda v: v.id, reverse=True):
+        out.append({"label": f"{v.dataset.name} · v{v.version}", "dataset": str(v.dataset_id), "dataset_version_id": v.id,
+                    "rows": v.row_count})
     return out
 
 

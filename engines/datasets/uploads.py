@@ -1,0 +1,156 @@
+"""A file someone sends to the studio (a browser upload, an API request), inspected or imported as a dataset.
+
+The Datasets tab and the REST API share these: the file is staged under DATA_DIR/datasets/incoming with a name of
+our own (the sender's name only gives the suffix and a readable stem), read with the importer, and removed after.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from engines.accounts import Actor
+from engines.datasets import draft
+from engines.datasets.files import MAX_UPLOAD_BYTES, DatasetFileError
+from engines.datasets.formats import READABLE, FormatError, fields_found, read_records
+from engines.datasets.render import ModelFormat
+from engines.datasets.versions import ImportReport, import_file, inspect_file
+from engines.settings import Settings
+
+CHUNK = 1 << 20
+MAPPING_KEYS = ("user", "assistant", "system", "category")
+GUESSES = {"user": ("question", "input", "query", "user", "q"), "assistant": ("answer", "output", "reply", "assistant", "a"),
+           "system": ("system",), "category": ("category", "topic", "label")}
+
+
+def safe_stem(filename: str | None) -> str:
+    """A readable stem from a sender's file name: no folders, no dots-only names, only plain characters."""
+    stem = Path(Path(str(filename or "")).name).stem
+    return re.sub(r"[^A-Za-z0-9가-힣._-]+", "-", stem).strip("-.")[:60] or "dataset"
+
+
+@contextmanager
+def staged_upload(settings: Settings, stream: BinaryIO, filename: str | None) -> Iterator[Path]:
+    """Copy an uploaded stream into a private folder under DATA_DIR/datasets/incoming (at most MAX_UPLOAD_BYTES),
+    yield its path, and remove it afterwards. The sender's name never becomes a path: only its suffix is used."""
+    suffix = Path(str(filename or "")).suffix.lower()
+    if suffix not in READABLE:
+        raise DatasetFileError(f"Upload a chat dataset file ({', '.join(READABLE)}).")
+    folder = settings.datasets_path / "incoming" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / f"{safe_stem(filename)}{suffix}"
+    try:
+        written = 0
+        with open(path, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > MAX_UPLOAD_BYTES:
+                    raise DatasetFileError(f"The file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB.")
+                out.write(chunk)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_formats: dict[str, ModelFormat | None] = {}
+
+
+def model_format_for(settings: Settings, model: str | None) -> ModelFormat | None:
+    """The chat template and tokenizer of a base model on disk (token counts, previews), or None when it has none here."""
+    from engines.training.planning import model_folder
+    from engines.training.templates import TemplateError
+
+    name = model or settings.default_model
+    if name not in _formats:
+        folder = model_folder(settings, name)
+        try:
+            _formats[name] = ModelFormat(folder) if folder else None
+        except TemplateError:
+            _formats[name] = None
+    return _formats[name]
+
+
+@dataclass
+class Inspection:
+    """What an import would find, without writing anything: the layout, the rows, the problems; or, for a layout
+    the importer cannot tell, the fields it found and a guessed column mapping."""
+
+    report: ImportReport | None
+    error: str | None = None
+    fields: list[str] | None = None
+    guess: dict[str, str | None] | None = None
+
+
+def guess_mapping(fields: list[str]) -> dict[str, str | None]:
+    return {k: next((f for f in fields if f.lower() in names), None) for k, names in GUESSES.items()}
+
+
+def inspect_upload(settings: Settings, path: Path, *, fmt: str | None = None, mapping: dict[str, str] | None = None,
+                   template_model: str | None = None) -> Inspection:
+    try:
+        return Inspection(inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format_for(settings, template_model),
+                                       max_tokens=settings.vllm_max_model_len))
+    except FormatError as exc:
+        try:
+            found = fields_found(read_records(path)[0])
+        except FormatError:
+            found = []
+        return Inspection(None, error=str(exc), fields=found, guess=guess_mapping(found) if found else None)
+
+
+def clean_mapping(mapping: dict[str, str | None] | None) -> dict[str, str] | None:
+    """A column mapping with the empty entries left out; it needs a user and an assistant column (ValueError)."""
+    picked = {k: v for k, v in (mapping or {}).items() if k in MAPPING_KEYS and v}
+    if not picked:
+        return None
+    if not (picked.get("user") and picked.get("assistant")):
+        raise ValueError("A column mapping needs at least the user and the assistant columns.")
+    return picked
+
+
+def import_upload(settings: Settings, path: Path, name: str, *, actor: Actor, valid_only: bool = False, fmt: str | None = None,
+                  mapping: dict[str, str | None] | None = None, template_model: str | None = None,
+                  source_name: str | None = None) -> ImportReport:
+    """A new dataset of `actor`'s from an uploaded file: all or nothing (ImportRefused), or its valid rows only."""
+    return import_file(settings, path, (name or "").strip() or safe_stem(source_name or path.name), actor=actor,
+                       valid_only=valid_only, fmt=fmt or None, mapping=clean_mapping(mapping),
+                       model_format=model_format_for(settings, template_model), max_tokens=settings.vllm_max_model_len,
+                       note=f"imported from {safe_stem(source_name or path.name)}{path.suffix}")
+
+
+@dataclass
+class Stats:
+    rows: int
+    turns_mean: float
+    tokens: int
+    tokens_by_role: dict[str, list[int]]
+    turns: list[int]
+    categories: list[tuple[str, int]]
+    splits: dict[str, int]
+    counted_with: str  # the model whose tokenizer counted, or "≈ chars/4"
+
+
+def dataset_stats(settings: Settings, dataset_id: int, template_model: str | None = None) -> Stats:
+    """Rows, turns and token counts per role of a dataset's working copy (with a model's tokenizer when on disk)."""
+    rows = draft.all_rows(dataset_id)
+    fmt = model_format_for(settings, template_model)
+    flat = [(m["role"], m["content"]) for r in rows for m in r.messages]
+    counts = fmt.count_tokens([c for _, c in flat]) if (fmt and flat) else [len(c) // 4 for _, c in flat]
+    per_role: dict[str, list[int]] = {"system": [], "user": [], "assistant": []}
+    for (role, _), n in zip(flat, counts, strict=True):
+        per_role.setdefault(role, []).append(n)
+    turns = [len(r.messages) for r in rows]
+    splits: dict[str, int] = {}
+    for r in rows:
+        key = r.extra.get("split") or "(none)"
+        splits[key] = splits.get(key, 0) + 1
+    return Stats(rows=len(rows), turns_mean=sum(turns) / max(len(rows), 1), tokens=sum(counts),
+                 tokens_by_role={k: v for k, v in per_role.items() if v}, turns=turns,
+                 categories=draft.categories(dataset_id), splits=splits,
+                 counted_with=(template_model or settings.default_model) if fmt else "≈ chars/4")
