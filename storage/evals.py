@@ -30,9 +30,10 @@ def get_eval(eval_id: int) -> EvalRun | None:
     return _with_owner().where(EvalRun.id == eval_id).first()
 
 
-def list_evals(limit: int = 200) -> list[EvalRun]:
-    """Newest first, each with `owner_name`."""
-    return list(_with_owner().order_by(EvalRun.id.desc()).limit(limit))
+def list_evals(limit: int = 200, *, before: int | None = None) -> list[EvalRun]:
+    """Newest first, each with `owner_name`; `before`: only evaluations with a smaller id (the next page)."""
+    q = _with_owner().order_by(EvalRun.id.desc()).limit(limit)
+    return list(q.where(EvalRun.id < before) if before is not None else q)
 
 
 def update_eval(eval_id: int, **fields: Any) -> None:

@@ -39,9 +39,11 @@ def update_run(run_id: int, **fields: Any) -> None:
     TrainingRun.update(**fields).where(TrainingRun.id == run_id).execute()
 
 
-def list_runs(limit: int = 200, statuses: tuple[str, ...] | None = None) -> list[TrainingRun]:
-    """Newest first, each with `owner_name`."""
+def list_runs(limit: int = 200, statuses: tuple[str, ...] | None = None, *, before: int | None = None) -> list[TrainingRun]:
+    """Newest first, each with `owner_name`; `before`: only runs with a smaller id (the next page)."""
     q = _with_owner().order_by(TrainingRun.id.desc()).limit(limit)
+    if before is not None:
+        q = q.where(TrainingRun.id < before)
     if statuses:
         q = q.where(TrainingRun.status.in_(statuses))
     return list(q)

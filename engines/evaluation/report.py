@@ -81,9 +81,14 @@ def _mean(series: pd.Series) -> float | None:
 def export_csv(run: Any, folder: Path) -> Path:
     """Write the per-example table (UTF-8 with BOM so spreadsheet apps read Korean right)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"eval-{run.id}-{_slug(run.name)}.csv"
+    path = folder / csv_name(run)
     results_frame(run).to_csv(path, index=False, encoding="utf-8-sig")
     return path
+
+
+def csv_name(run: Any) -> str:
+    """The results file's name: eval-ID-NAME.csv (letters, digits, '-' and '_' only)."""
+    return f"eval-{run.id}-{_slug(run.name)}.csv"
 
 
 def _slug(name: str) -> str:

@@ -95,6 +95,24 @@ class EvalManager:
         self._launch(run.id)
         return run.id
 
+    def submit_batch(self, *, actor: Actor, name: str, models: list[str], judge: str | None = None, source: str = "pasted",
+                     version_id: int | None = None, split: str = "eval", run_id: int | None = None, pasted: str = "",
+                     prompts: list[dict[str, Any]] | None = None, limit: int = 0,
+                     params: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """Build the prompt set a user picked (a saved dataset version, a fine-tune's eval split, pasted lines, or
+        `prompts` given as {"prompt", "reference"} / {"messages"} objects) and start it; returns (id, the prompt set).
+        PromptSetError / EvalError (ValueErrors) say what is wrong."""
+        from engines.evaluation.prompts import build_prompt_set
+
+        if prompts:
+            pasted = "\n".join(json.dumps(p, ensure_ascii=False) for p in prompts)
+        ps = build_prompt_set(self.settings, source, version_id=version_id, split=split, run_id=run_id, pasted=pasted,
+                              limit=int(limit or 0))
+        eid = self.submit(actor=actor, name=name or "", models=list(models or []), judge=judge or None,
+                          examples=[e.as_dict() for e in ps.examples], source=ps.source, params=params,
+                          dataset_version_id=ps.dataset_version_id, training_run_id=ps.training_run_id)
+        return eid, ps
+
     def resume(self, eval_id: int, *, actor: Actor) -> None:
         run = evals.get_eval(eval_id)
         if run is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from engines.accounts import Actor, require_owner
-from engines.datasets.files import DatasetFileError, resolve_dataset
+from engines.datasets.files import DatasetFileError, resolve_dataset, training_file
 from engines.models.registry import BUNDLED_MODEL, ModelError, ModelRecord, resolve_base_model
 from engines.paths import OutsideDataFolder, contained, is_inside
 from engines.serving.manager import ServerManager, pid_alive, tail
@@ -118,6 +118,25 @@ class JobManager:
         if problems:
             raise SpecError(problems)
         return spec
+
+    def validate_request(self, data: dict[str, Any]) -> tuple[TrainSpec, int | None]:
+        """Like `validate`, for a spec whose `dataset` may also be a dataset's id or name (its latest version) and
+        which may name a saved version as `dataset_version_id`; returns the spec (with the version's file) and that
+        version's id. SpecError carries every bad field, the dataset's included."""
+        data = dict(data)
+        problem = None
+        try:
+            data["dataset"], version_id = training_file(self.settings, data.get("dataset") or "", data.pop("dataset_version_id", None))
+        except DatasetFileError as exc:
+            problem, version_id = str(exc), None
+            data["dataset"] = str(data.get("dataset") or "")
+        try:
+            spec = self.validate(data)
+        except SpecError as exc:
+            raise SpecError({**exc.fields, **({"dataset": problem} if problem else {})}) from None
+        if problem:
+            raise SpecError({"dataset": problem})
+        return spec, version_id
 
     # ---- submit / cancel / resume ---------------------------------------------------------
     def submit(self, data: dict[str, Any] | TrainSpec, *, actor: Actor, dataset_version_id: int | None = None) -> int:
