@@ -252,10 +252,10 @@ async def stream_events(run_id: int, request: Request, since: int = Query(0, ge=
     async def stream() -> AsyncIterator[str]:
         offset, quiet = start, 0.0
         while True:
-            run = await anyio.to_thread.run_sync(_run, run_id)
             try:
+                run = await anyio.to_thread.run_sync(_run, run_id)
                 found, new_offset = await anyio.to_thread.run_sync(jobs.events, run_id, offset)
-            except (PermissionError, KeyError) as exc:
+            except (PermissionError, LookupError) as exc:  # the run's folder is refused, or the run was deleted
                 yield _sse({"message": str(exc)}, "end")
                 return
             for i, ev in enumerate(found):
