@@ -33,7 +33,7 @@ EXPORT_MEDIA = {"openai": "application/x-ndjson", "sharegpt": "application/x-ndj
 
 
 # ---- bodies ---------------------------------------------------------------------------------------------------------
-class Message(BaseModel):
+class DatasetMessage(BaseModel):
     role: str = Field(description="system, user or assistant")
     content: str
 
@@ -70,7 +70,7 @@ class VersionOut(BaseModel):
 class RowOut(BaseModel):
     id: int
     dataset_id: int
-    messages: list[Message]
+    messages: list[DatasetMessage]
     category: str | None
     split: str | None
     tokens: int | None
@@ -78,13 +78,13 @@ class RowOut(BaseModel):
 
 class VersionRowOut(BaseModel):
     line: int = Field(description="1-based line in the version's file")
-    messages: list[Message]
+    messages: list[DatasetMessage]
     category: str | None
     split: str | None
 
 
 class RowIn(BaseModel):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[DatasetMessage] = Field(min_length=1)
     category: str | None = Field(default=None, max_length=100)
 
 
@@ -175,7 +175,7 @@ class ExportIn(BaseModel):
     format: ExportFormat = "openai"
 
 
-class DownloadOut(BaseModel):
+class DatasetDownload(BaseModel):
     url: str = Field(description="GET it (with your key) to download the file")
     filename: str
     format: str
@@ -437,15 +437,15 @@ def diff(dataset_id: int, old: int = Query(..., description="the older version's
                    changed_rows=[DiffPair(old=file_row_out(o), new=file_row_out(n)) for o, n in d.changed[:limit]])
 
 
-@router.post("/{dataset_id}/versions/{version_id}/export", response_model=DownloadOut,
+@router.post("/{dataset_id}/versions/{version_id}/export", response_model=DatasetDownload,
              summary="Export a version (OpenAI JSONL, ShareGPT JSONL or Parquet): a URL to download it")
 def export_version(dataset_id: int, version_id: int, request: Request, body: ExportIn | None = None,
-                   services=Depends(deps.services)) -> DownloadOut:
+                   services=Depends(deps.services)) -> DatasetDownload:
     v = _version(dataset_id, version_id)
     fmt = body.format if body else "openai"
     out = versions.export_version(services.settings, v, fmt)
     url = request.url_for("download_dataset_version", dataset_id=dataset_id, version_id=version_id)
-    return DownloadOut(url=str(url.include_query_params(format=fmt)), filename=out.name, format=fmt)
+    return DatasetDownload(url=str(url.include_query_params(format=fmt)), filename=out.name, format=fmt)
 
 
 @router.get("/{dataset_id}/versions/{version_id}/download", name="download_dataset_version",

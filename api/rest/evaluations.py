@@ -26,7 +26,7 @@ Status = Literal["queued", "running", "completed", "failed", "cancelled", "inter
 
 
 # ---- bodies ---------------------------------------------------------------------------------------------------------
-class Prompt(BaseModel):
+class EvaluationPrompt(BaseModel):
     prompt: str | None = Field(default=None, description="one user turn")
     messages: list[dict[str, str]] | None = Field(default=None, description="or a conversation; its last assistant "
                                                                            "turn becomes the reference")
@@ -40,7 +40,7 @@ class EvaluationIn(BaseModel):
     judge: str | None = Field(default=None, description="a served model that compares each model with the baseline")
     source: Literal["prompts", "dataset", "run"] = Field(
         default="prompts", description="prompts: `prompts` below; dataset: a saved version's rows; run: a fine-tune's eval split")
-    prompts: list[Prompt] | None = Field(default=None, max_length=2000)
+    prompts: list[EvaluationPrompt] | None = Field(default=None, max_length=2000)
     dataset_version_id: int | None = None
     split: Literal["eval", "all"] = Field(default="eval", description="dataset source: its eval split, or all rows")
     run_id: int | None = Field(default=None, description="run source: a completed fine-tune's id")
@@ -50,7 +50,7 @@ class EvaluationIn(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, le=1024)
 
 
-class ProgressOut(BaseModel):
+class EvaluationProgress(BaseModel):
     phase: str
     done: int
     total: int
@@ -76,7 +76,7 @@ class EvaluationOut(BaseModel):
 
 
 class EvaluationDetail(EvaluationOut):
-    progress: ProgressOut | None = Field(description="live progress while it runs in this studio")
+    progress: EvaluationProgress | None = Field(description="live progress while it runs in this studio")
     params: dict[str, Any]
     summary: dict[str, Any] | None = Field(description="per-model figures once scored")
 
@@ -99,11 +99,11 @@ class ResultOut(BaseModel):
     judge_error: str | None
 
 
-class CancelOut(BaseModel):
+class EvaluationCancel(BaseModel):
     stopped: bool = Field(description="false when it was not running here")
 
 
-class DownloadOut(BaseModel):
+class EvaluationDownload(BaseModel):
     url: str = Field(description="GET it (with your key) to download the CSV")
     filename: str
 
@@ -127,7 +127,7 @@ def eval_out(run: EvalRun, cls: type[EvaluationOut] = EvaluationOut, **extra: An
 def detail(services: Any, eval_id: int) -> EvaluationDetail:
     run = _eval(eval_id)
     p = services.evals.progress(run.id) if services.evals else None
-    progress = ProgressOut(phase=p.phase, done=p.done, total=p.total, message=p.message) if p else None
+    progress = EvaluationProgress(phase=p.phase, done=p.done, total=p.total, message=p.message) if p else None
     return eval_out(run, EvaluationDetail, progress=progress, params=evals.loads(run.params, {}),
                     summary=evals.loads(run.summary, None))
 
@@ -186,10 +186,10 @@ def results(eval_id: int, limit: int = limit_param(), cursor: str | None = curso
     return Page[ResultOut](items=items, next_cursor=nxt)
 
 
-@router.post("/{eval_id}/cancel", response_model=CancelOut, summary="Stop a running evaluation (owner or admin)")
-def cancel(eval_id: int, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> CancelOut:
+@router.post("/{eval_id}/cancel", response_model=EvaluationCancel, summary="Stop a running evaluation (owner or admin)")
+def cancel(eval_id: int, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> EvaluationCancel:
     _eval(eval_id)
-    return CancelOut(stopped=_manager(services).cancel(eval_id, actor=actor))
+    return EvaluationCancel(stopped=_manager(services).cancel(eval_id, actor=actor))
 
 
 @router.post("/{eval_id}/resume", response_model=EvaluationDetail,
@@ -200,11 +200,11 @@ def resume(eval_id: int, actor: Actor = Depends(acting_user), services=Depends(d
     return detail(services, eval_id)
 
 
-@router.post("/{eval_id}/export", response_model=DownloadOut, summary="The results as CSV: a URL to download it")
-def export(eval_id: int, request: Request) -> DownloadOut:
+@router.post("/{eval_id}/export", response_model=EvaluationDownload, summary="The results as CSV: a URL to download it")
+def export(eval_id: int, request: Request) -> EvaluationDownload:
     run = _eval(eval_id)
     url = request.url_for("download_evaluation_csv", eval_id=eval_id)
-    return DownloadOut(url=str(url), filename=report.csv_name(run))
+    return EvaluationDownload(url=str(url), filename=report.csv_name(run))
 
 
 @router.get("/{eval_id}/results.csv", name="download_evaluation_csv", response_class=FileResponse,

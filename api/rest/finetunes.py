@@ -61,7 +61,7 @@ SpecIn = create_model(
 )
 
 
-class SpecOut(BaseModel):
+class FinetuneSpecCheck(BaseModel):
     valid: bool = True
     spec: dict[str, Any] = Field(description="the spec as it would run (its dataset as you named it)")
     dataset_version_id: int | None
@@ -101,18 +101,18 @@ class RunDetail(RunOut):
     spec: dict[str, Any]
 
 
-class EventsOut(BaseModel):
+class RunEvents(BaseModel):
     events: list[dict[str, Any]]
     next_since: int = Field(description="pass as ?since= to get only what comes after")
     status: Status
     finished: bool = Field(description="the run has ended: no more events will come")
 
 
-class LogOut(BaseModel):
+class RunLog(BaseModel):
     text: str
 
 
-class CancelOut(BaseModel):
+class RunCancel(BaseModel):
     status: str = Field(description="cancelled (was queued), cancelling (signalled), or the run's status if it had ended")
 
 
@@ -181,13 +181,13 @@ def datasets() -> list[TrainableDataset]:
     return [TrainableDataset(**d) for d in trainable_datasets()]
 
 
-@router.post("/validate", response_model=SpecOut, responses=SPEC_ERROR, summary="Check a spec without starting it")
+@router.post("/validate", response_model=FinetuneSpecCheck, responses=SPEC_ERROR, summary="Check a spec without starting it")
 def validate(body: SpecIn, services=Depends(deps.services)) -> Any:  # type: ignore[valid-type]
     try:
         spec, version_id = _validated(services, body)
     except SpecError as exc:
         return spec_error(exc)
-    return SpecOut(spec={**spec.model_dump(), "dataset": body.dataset}, dataset_version_id=version_id)
+    return FinetuneSpecCheck(spec={**spec.model_dump(), "dataset": body.dataset}, dataset_version_id=version_id)
 
 
 @router.post("", response_model=RunDetail, status_code=201, responses=SPEC_ERROR, summary="Queue a fine-tune of yours")
@@ -221,13 +221,13 @@ def detail(run_id: int) -> RunDetail:
     return run_out(run, RunDetail, spec=spec)
 
 
-@router.get("/{run_id}/events", response_model=EventsOut, summary="Events after an offset, as JSON")
+@router.get("/{run_id}/events", response_model=RunEvents, summary="Events after an offset, as JSON")
 def events(run_id: int, since: int = Query(0, ge=0, description="next_since of the previous call"),
-           services=Depends(deps.services)) -> EventsOut:
+           services=Depends(deps.services)) -> RunEvents:
     _run(run_id)
     found, offset = _jobs(services).events(run_id, since)
     run = _run(run_id)
-    return EventsOut(events=[public_event(e) for e in found], next_since=offset, status=run.status,
+    return RunEvents(events=[public_event(e) for e in found], next_since=offset, status=run.status,
                      finished=run.status not in runs.ACTIVE)
 
 
@@ -278,16 +278,16 @@ async def stream_events(run_id: int, request: Request, since: int = Query(0, ge=
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/{run_id}/log", response_model=LogOut, summary="The last lines of the run's log")
-def log_tail(run_id: int, lines: int = Query(60, ge=1, le=2000), services=Depends(deps.services)) -> LogOut:
+@router.get("/{run_id}/log", response_model=RunLog, summary="The last lines of the run's log")
+def log_tail(run_id: int, lines: int = Query(60, ge=1, le=2000), services=Depends(deps.services)) -> RunLog:
     _run(run_id)
-    return LogOut(text=_jobs(services).log_tail(run_id, lines))
+    return RunLog(text=_jobs(services).log_tail(run_id, lines))
 
 
-@router.post("/{run_id}/cancel", response_model=CancelOut, summary="Cancel a queued or running run (owner or admin)")
-def cancel(run_id: int, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> CancelOut:
+@router.post("/{run_id}/cancel", response_model=RunCancel, summary="Cancel a queued or running run (owner or admin)")
+def cancel(run_id: int, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> RunCancel:
     _run(run_id)
-    return CancelOut(status=_jobs(services).cancel(run_id, actor=actor))
+    return RunCancel(status=_jobs(services).cancel(run_id, actor=actor))
 
 
 @router.post("/{run_id}/resume", response_model=RunDetail,
