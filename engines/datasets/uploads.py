@@ -58,7 +58,7 @@ def staged_upload(settings: Settings, stream: BinaryIO, filename: str | None) ->
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_formats: dict[str, ModelFormat | None] = {}
+_formats: dict[Path, ModelFormat | None] = {}  # by model folder: names from requests never grow it
 
 
 def model_format_for(settings: Settings, model: str | None) -> ModelFormat | None:
@@ -66,14 +66,15 @@ def model_format_for(settings: Settings, model: str | None) -> ModelFormat | Non
     from engines.training.planning import model_folder
     from engines.training.templates import TemplateError
 
-    name = model or settings.default_model
-    if name not in _formats:
-        folder = model_folder(settings, name)
+    folder = model_folder(settings, model or settings.default_model)
+    if folder is None:
+        return None
+    if folder not in _formats:
         try:
-            _formats[name] = ModelFormat(folder) if folder else None
+            _formats[folder] = ModelFormat(folder)
         except TemplateError:
-            _formats[name] = None
-    return _formats[name]
+            _formats[folder] = None
+    return _formats[folder]
 
 
 @dataclass
