@@ -32,6 +32,14 @@ def get_battle(battle_id: int) -> Battle | None:
     return Battle.get_or_none(Battle.id == battle_id)
 
 
+def list_battles(owner_id: int, *, before_id: int | None = None, limit: int = 50) -> list[Battle]:
+    """One person's battles, newest first; `before_id` (the last id of a previous page) continues a listing."""
+    q = Battle.select().where(Battle.owner_id == owner_id)
+    if before_id is not None:
+        q = q.where(Battle.id < before_id)
+    return list(q.order_by(Battle.id.desc()).limit(limit))
+
+
 def voted(*, since_days: float | None = None, category: str | None = None, blind_only: bool = False) -> list[Battle]:
     q = Battle.select().where(Battle.vote.is_null(False)).order_by(Battle.voted_at, Battle.id)
     if since_days:

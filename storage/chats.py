@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -22,11 +23,16 @@ def get_conversation(conversation_id: int) -> Conversation | None:
     return Conversation.get_or_none(Conversation.id == conversation_id)
 
 
-def list_conversations(search: str = "", limit: int = 200, *, owner_id: int | None = None) -> list[Conversation]:
-    """Newest first, of one owner when `owner_id` is given; `search` matches titles and message text (case-insensitive)."""
+def list_conversations(search: str = "", limit: int = 200, *, owner_id: int | None = None,
+                       before: tuple[dt.datetime, int] | None = None) -> list[Conversation]:
+    """Newest first, of one owner when `owner_id` is given; `search` matches titles and message text (case-insensitive).
+    `before` = (updated_at, id) of the last conversation of a previous page: only older ones follow (a cursor)."""
     q = Conversation.select().order_by(Conversation.updated_at.desc(), Conversation.id.desc())
     if owner_id is not None:
         q = q.where(Conversation.owner_id == owner_id)
+    if before is not None:
+        at, last_id = before
+        q = q.where((Conversation.updated_at < at) | ((Conversation.updated_at == at) & (Conversation.id < last_id)))
     term = search.strip()
     if term:
         like = f"%{term.lower()}%"
