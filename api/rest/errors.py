@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import NotAuthenticated
 from engines.accounts import AccountError, PermissionDenied
 from engines.conversations import ConversationNotFound
+from engines.evaluation.compare import BattleNotFound
 from engines.paths import OutsideDataFolder
 
 
@@ -53,6 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PermissionDenied, denied)
     app.add_exception_handler(OutsideDataFolder, denied)
     app.add_exception_handler(ConversationNotFound, not_found)
+    app.add_exception_handler(BattleNotFound, not_found)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(AccountError, bad_request)
     app.add_exception_handler(ValueError, bad_request)  # the engines' own input errors (SpecError, EditError, …)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from engines.accounts import Actor
 from engines.evaluation.ratings import Vote
-from engines.inference import ChatParams, InferenceError, stream_chat
-from engines.serving.manager import Endpoint
+from engines.inference import ChatParams, Delta, Finished, InferenceError, stream_chat
+from engines.serving.manager import Endpoint, ServerManager
 from storage import battles
+from storage.models import Battle
 
 DONE = object()
 
@@ -66,6 +68,16 @@ def start_battle(actor: Actor, prompt: str, model_a: str, model_b: str, *, blind
                                  user_name=actor.name, owner_id=actor.id).id
 
 
+def own_battle(actor: Actor, battle_id: Any) -> Battle:
+    """The actor's battle with this id (another person's is 'not found', like a missing one)."""
+    return _own_battle(actor, battle_id)
+
+
+def battles_page(actor: Actor, *, before_id: int | None = None, limit: int = 50) -> list[Battle]:
+    """The actor's battles, newest first, older than `before_id` (a previous page's last id)."""
+    return battles.list_battles(actor.id, before_id=before_id, limit=limit)
+
+
 def _own_battle(actor: Actor, battle_id: Any):
     try:
         bid = int(battle_id)
@@ -88,3 +100,49 @@ def record_vote(actor: Actor, battle_id: int, choice: str):
 
 def votes(**filters: Any) -> list[Vote]:
     return [Vote(b.model_a, b.model_b, b.vote) for b in battles.voted(**filters)]
+
+
+@dataclass
+class Side:
+    """One model's answer in a battle: the text (partial when it failed), its numbers, or the error that ended it."""
+
+    text: str = ""
+    finished: Finished | None = None
+    error: InferenceError | None = None
+
+
+async def fight(servers: ServerManager, actor: Actor, prompt: str, models: tuple[str, str] | None = None, *,
+                params: ChatParams, system: str | None = None, category: str | None = None,
+                timeout: float = 120.0) -> tuple[int, list[Side]]:
+    """One battle, start to end, owned by the actor: two named models (side by side), or a blind draw of two served
+    ones when `models` is None. Both answer the prompt at once; the answers are stored; returns (battle id, sides).
+    ValueError when the prompt is empty, fewer than two models are served for a blind draw, or a model is not served.
+    Database work runs in a thread: this coroutine is meant for an event loop that serves other requests."""
+    text = (prompt or "").strip()
+    if not text:
+        raise ValueError("The prompt is empty.")
+    blind = models is None
+    if blind:
+        served = await asyncio.to_thread(servers.served_models)
+        models = draw_pair([m.name for m in served])
+    endpoints = []
+    for name in models:
+        ep = servers.endpoint_for(name)
+        if ep is None:
+            raise ValueError(f"No running server serves {name!r}: pick a served model or start its server.")
+        endpoints.append(ep)
+    messages = ([{"role": "system", "content": system.strip()}] if (system or "").strip() else []) + [
+        {"role": "user", "content": text}]
+    record = {"temperature": params.temperature, "max_tokens": params.max_tokens, "system": system or ""}
+    battle_id = await asyncio.to_thread(start_battle, actor, text, models[0], models[1], blind=blind, params=record,
+                                        category=(category or "").strip() or None)
+    sides = [Side(), Side()]
+    async for i, ev in stream_many(endpoints, [messages, messages], params, timeout=timeout):
+        if isinstance(ev, Delta):
+            sides[i].text += ev.text
+        elif isinstance(ev, Finished):
+            sides[i].finished = ev
+        elif isinstance(ev, InferenceError):
+            sides[i].error = ev
+    await asyncio.to_thread(save_battle_answers, actor, battle_id, sides[0].text, sides[1].text)
+    return battle_id, sides
