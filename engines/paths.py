@@ -30,3 +30,17 @@ def contained(path: str | Path, roots: Iterable[Path], *, what: str = "path") ->
     if not str(path).strip() or not is_inside(path, roots):
         raise OutsideDataFolder(f"The {what} is not inside the studio's data folders.")
     return Path(path).expanduser().resolve()
+
+
+def shown_path(path: str | Path, roots: Iterable[Path]) -> str:
+    """A path as it may be shown to a person or a client: relative to the first of `roots` it lies in (`runs/x/adapter`),
+    else only its last part; never the server's absolute path."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(str(path)).name
+    for root in roots:
+        root = Path(root).resolve()
+        if resolved.is_relative_to(root) and resolved != root:
+            return resolved.relative_to(root).as_posix()
+    return resolved.name

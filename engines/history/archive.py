@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import tempfile
 import zipfile
@@ -123,6 +124,21 @@ def export_archive(settings: Settings, dest: Path | None = None,
         zf.writestr("manifest.json", json.dumps(manifest, indent=2))
     tmp.replace(dest)
     return dest
+
+
+ARCHIVE_NAME = re.compile(r"^chat-studio-archive-\d{8}-\d{6}\.zip$")
+
+
+def archive_file(settings: Settings, name: str, *, actor: Actor) -> Path:
+    """An exported archive by its file name (as `export_archive` named it), for a download. Admins only; any other
+    name, or a file that is not (or no longer) in the exports folder, is a LookupError."""
+    require_admin(actor, "import or export archives")
+    if not ARCHIVE_NAME.match(name or ""):
+        raise LookupError(f"There is no archive {str(name)[:80]!r}.")
+    path = settings.exports_path / name
+    if not is_inside(path, (settings.exports_path,)) or not path.is_file():
+        raise LookupError(f"There is no archive {name!r}.")
+    return path.resolve()
 
 
 def _size(n: float) -> str:
