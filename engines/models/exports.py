@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 ACTIONS = ("merge", "gguf", "push", "download")
 REVISION = re.compile(r"^[\w./-]{1,100}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+JOB_ID = re.compile(r"^\d{8}-\d{6}-[a-z]+-[\w.-]{1,80}$")  # as _spawn names them: never '..' or a '/'
 DOWNLOAD_ACTION = "download models"  # PermissionDenied says "Only an admin can download models."
 EXPORT_ACTION = "export models"
 
@@ -148,6 +149,9 @@ class ExportManager:
         return job_id
 
     def job(self, job_id: str) -> ExportJob | None:
+        """A job by its id (its folder's name); None for an unknown id or one that is not a plain folder name."""
+        if not JOB_ID.match(job_id or ""):
+            return None
         folder = self.root / job_id
         if not (folder / "job.json").is_file():
             return None
