@@ -15,13 +15,14 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import acting_user
 from api.rest import deps
+from api.rest.errors import ERRORS
 from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.evaluation import compare
 from engines.evaluation.ratings import leaderboard as ratings_leaderboard
 from engines.inference import ChatParams
 
-router = APIRouter(prefix="/arena", tags=["arena"])
+router = APIRouter(prefix="/arena", tags=["arena"], responses=ERRORS)
 
 BattleId = Annotated[int, Path(ge=1)]
 Choice = Literal["a", "b", "tie", "both_bad"]

@@ -14,12 +14,13 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.auth import acting_user
+from api.rest.errors import ERRORS
 from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines import conversations
 from engines.accounts import Actor
 from engines.conversation_pages import conversations_page
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/conversations", tags=["conversations"], responses=ERRORS)
 
 ConversationId = Annotated[int, Path(ge=1, description="The conversation's id.")]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import NotAuthenticated
@@ -60,3 +61,27 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValueError, bad_request)  # the engines' own input errors (SpecError, EditError, …)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="not_authenticated | forbidden | not_found | bad_request | invalid_request | …")
+    message: str = Field(description="One sentence for a person.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_ERROR_TEXT = {400: "The request cannot be done as asked (the message says why).",
+               401: "No key, or a key that is unknown, revoked or of a disabled account.",
+               403: "Not allowed: admin-only, or not the owner.",
+               404: "No such item of yours (another person's private item reads the same).",
+               422: "A field is missing or has the wrong form."}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """The error statuses a router or route declares in the OpenAPI description (all with `ErrorBody`)."""
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT.get(code, "Error.")} for code in codes}
+
+
+ERRORS = error_responses(400, 401, 403, 404, 422)  # what every REST route may answer besides its success

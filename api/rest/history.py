@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import acting_user
 from api.rest import deps
-from api.rest.errors import NotFound
+from api.rest.errors import ERRORS, NotFound
 from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.history import items as history_items
@@ -25,7 +25,7 @@ from engines.history.timeline import history_page
 from engines.paths import shown_path
 from storage.history import KINDS
 
-router = APIRouter(prefix="/history", tags=["history"])
+router = APIRouter(prefix="/history", tags=["history"], responses=ERRORS)
 
 Kind = Literal["chat", "run", "dataset", "battle", "eval"]
 ItemId = Annotated[int, Path(ge=1)]

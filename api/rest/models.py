@@ -13,14 +13,14 @@ from pydantic import BaseModel, Field
 
 from api.auth import acting_user
 from api.rest import deps
-from api.rest.errors import NotFound
+from api.rest.errors import ERRORS, NotFound
 from engines.accounts import Actor
 from engines.models.exports import ExportJob, ExportManager
 from engines.paths import shown_path
 from engines.serving import metrics
 from engines.serving.start import StartRequest, start_model_server, stop_model_server
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], responses=ERRORS)
 
 ServerName = Annotated[str, Path(min_length=1, max_length=300, description="The server's model name.")]
 JobId = Annotated[str, Path(min_length=1, max_length=200)]
