@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS
-from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.evaluation import compare
 from engines.evaluation.ratings import leaderboard as ratings_leaderboard
@@ -24,7 +24,7 @@ from engines.inference import ChatParams
 
 router = APIRouter(prefix="/arena", tags=["arena"], responses=ERRORS)
 
-BattleId = Annotated[int, Path(ge=1)]
+BattleId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Choice = Literal["a", "b", "tie", "both_bad"]
 
 

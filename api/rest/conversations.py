@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field
 
 from api.auth import acting_user
 from api.rest.errors import ERRORS
-from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines import conversations
 from engines.accounts import Actor
 from engines.conversation_pages import conversations_page
 
 router = APIRouter(prefix="/conversations", tags=["conversations"], responses=ERRORS)
 
-ConversationId = Annotated[int, Path(ge=1, description="The conversation's id.")]
+ConversationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The conversation's id.")]
 
 
 class ConversationSummary(BaseModel):
@@ -139,7 +139,7 @@ def delete_conversation(conversation_id: ConversationId, actor: Actor = Depends(
 
 @router.put("/{conversation_id}/messages/{index}/feedback", response_model=MessageOut,
             summary="👍 / 👎 on a message (by its index among the active messages)")
-def set_feedback(conversation_id: ConversationId, index: Annotated[int, Path(ge=0)], body: Feedback,
+def set_feedback(conversation_id: ConversationId, index: Annotated[int, Path(ge=0, le=MAX_ID)], body: Feedback,
                  actor: Actor = Depends(acting_user)) -> MessageOut:
     conversations.set_feedback(actor, conversation_id, index, body.feedback)
     return detail(actor, conversation_id).messages[index]

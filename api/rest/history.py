@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS, NotFound
-from api.rest.pages import CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.history import items as history_items
 from engines.history.archive import archive_file, export_archive
@@ -28,7 +28,7 @@ from storage.history import KINDS
 router = APIRouter(prefix="/history", tags=["history"], responses=ERRORS)
 
 Kind = Literal["chat", "run", "dataset", "battle", "eval"]
-ItemId = Annotated[int, Path(ge=1)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class HistoryItem(BaseModel):
@@ -190,7 +190,7 @@ def model_lineage(model: Annotated[str, Query(min_length=1, max_length=300, desc
 
 
 @router.get("/runs/compare", response_model=RunComparison, summary="Overlaid loss curves and differing parameters")
-def runs_compared(ids: Annotated[list[int], Query(min_length=1, max_length=10, description="Run ids (repeat).")],
+def runs_compared(ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Query(min_length=1, max_length=10, description="Run ids (repeat).")],
                   actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> RunComparison:
     settings = services.settings
     curves, table = compare_runs(settings, list(dict.fromkeys(ids)))

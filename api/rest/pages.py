@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 T = TypeVar("T")
 
+MAX_ID = 2**63 - 1  # the largest integer the database stores: a bigger id can name nothing (and would not fit a query)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -45,6 +46,7 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple | None:
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidCursor("The cursor is not one this API handed out: use `next_cursor` of the previous page.") from None
     if not isinstance(parts, list) or len(parts) != len(types) or not all(
-            isinstance(p, t) and not (t is int and isinstance(p, bool)) for p, t in zip(parts, types, strict=True)):
+            isinstance(p, t) and not (t is int and (isinstance(p, bool) or not 0 <= p <= MAX_ID))
+            for p, t in zip(parts, types, strict=True)):
         raise InvalidCursor("The cursor is not one this API handed out: use `next_cursor` of the previous page.")
     return tuple(parts)

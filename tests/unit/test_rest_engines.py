@@ -71,6 +71,6 @@ def test_a_path_is_shown_relative_to_the_data_folder_or_by_its_name(tmp_path):
 def test_a_cursor_round_trips_and_a_forged_one_is_refused():
     assert decode_cursor(encode_cursor("2026-01-01T00:00:00", "chat", 3), str, str, int) == ("2026-01-01T00:00:00", "chat", 3)
     assert decode_cursor(None, int) is None
-    for bad in ("x", encode_cursor("a"), encode_cursor(1, 2), encode_cursor(True), "%%%"):
+    for bad in ("x", encode_cursor("a"), encode_cursor(1, 2), encode_cursor(True), encode_cursor(2**63), encode_cursor(-1), "%%%"):
         with pytest.raises(InvalidCursor):
             decode_cursor(bad, int)
