@@ -4,6 +4,7 @@ the answer is flushed while it grows, and a stop, an error or a crash leaves the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -125,6 +126,13 @@ def own_conversation(actor: Actor, value: Any) -> Conversation:
 def list_conversations(actor: Actor, search: str = "", limit: int = 200) -> list[Conversation]:
     """The actor's conversations, newest first."""
     return chats.list_conversations(search, limit, owner_id=actor.id)
+
+
+def conversations_page(actor: Actor, *, search: str = "", before: tuple[dt.datetime, int] | None = None,
+                       limit: int = 50) -> list[Conversation]:
+    """The actor's conversations, newest first, older than `before` = (updated_at, id) of a previous page's last one;
+    `search` matches titles and message text (the REST API's cursor pagination)."""
+    return chats.list_conversations(search, limit, owner_id=actor.id, before=before)
 
 
 def active_messages(actor: Actor, value: Any) -> list[Message]:

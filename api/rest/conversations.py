@@ -18,7 +18,7 @@ from api.rest.errors import ERRORS
 from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
 from engines import conversations
 from engines.accounts import Actor
-from engines.conversation_pages import conversations_page
+from engines.conversations import conversations_page
 
 router = APIRouter(prefix="/conversations", tags=["conversations"], responses=ERRORS)
 
