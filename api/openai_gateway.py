@@ -226,7 +226,9 @@ def build_gateway(services: Services) -> FastAPI:
             except ValueError as exc:
                 raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
 
-        cid, system = await anyio.to_thread.run_sync(store)  # stored before the model is called
+        # Stored before the model is called, on the event loop like the UI's own writes: SQLite takes one writer at a
+        # time, and worker threads writing beside the loop's streaming flushes ran into "database is locked".
+        cid, system = store()
         headers = {CONVERSATION_HEADER: str(cid)}
         updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=system, timeout=timeout)
         created = int(time.time())
