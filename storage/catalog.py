@@ -29,5 +29,10 @@ def adapters_of(base: str) -> list[ModelEntry]:
     return list(ModelEntry.select().where((ModelEntry.kind == "adapter") & (ModelEntry.parent == base)).order_by(ModelEntry.id))
 
 
+def set_parent(name: str, parent: str | None) -> None:
+    """Point an adapter at its base model's (served) name."""
+    ModelEntry.update(parent=parent).where(ModelEntry.name == name).execute()
+
+
 def delete_model(name: str) -> None:
     ModelEntry.delete().where(ModelEntry.name == name).execute()

@@ -7,6 +7,7 @@ from engines.models.registry import (
     bundled_gguf_path,
     ensure_bundled_model,
     resolve_base_model,
+    served_name,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "bundled_gguf_path",
     "ensure_bundled_model",
     "resolve_base_model",
+    "served_name",
 ]

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -104,31 +105,70 @@ def local_model_folder(settings: Settings, path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def resolve_base_model(settings: Settings, id_or_path: str) -> ModelRecord:
+BUNDLED_ALIASES = ("", BUNDLED_MODEL, "bundled", "default")
+
+
+def _is_hub_id(settings: Settings | None, value: str) -> bool:
+    """org/name is a folder only when it resolves inside the model roots: nothing outside is ever looked at."""
+    if not looks_like_hub_id(value):
+        return False
+    if settings is None:  # no roots to ask: a folder only if one is there
+        return not Path(value).expanduser().is_dir()
+    return not is_inside(value, model_roots(settings))
+
+
+def served_name(id_or_path: str | None, settings: Settings | None = None) -> str:
+    """The one name a base model goes by — what its server is asked for, an adapter's `parent`, lineage's key —
+    for anything a user or a run names it by: the bundled aliases, a hub id, or a local folder (its folder name, even
+    after the folder is gone). Reads no file and downloads nothing; `resolve_base_model` names records with it."""
+    value = (id_or_path or "").strip()
+    if value in BUNDLED_ALIASES:
+        return BUNDLED_MODEL
+    if _is_hub_id(settings, value):
+        return value
+    path = Path(value).expanduser()
+    return path.name or path.resolve().name
+
+
+def resolve_base_model(settings: Settings, id_or_path: str, *,
+                       progress: Callable[..., None] | None = None) -> ModelRecord:
     """Turn what the user typed (bundled name, local folder, hub id) into a servable record. A local folder must lie
-    inside MODEL_CACHE_DIR, MODEL_DIRS or the studio's merged exports; an org/name that is no such folder is a hub id."""
+    inside MODEL_CACHE_DIR, MODEL_DIRS or the studio's merged exports; an org/name that is no such folder is a hub id.
+
+    A hub id may mean a download (minutes for an 8B model): never call this while holding a lock others wait on.
+    `progress(stage=, pct=, bytes_done=, bytes_total=, …)` hears how a download goes (throttled)."""
     id_or_path = (id_or_path or "").strip()
-    if id_or_path in ("", BUNDLED_MODEL, "bundled", "default"):
-        return ModelRecord(name=BUNDLED_MODEL, kind="base", source=str(ensure_bundled_model(settings)))
-    # org/name is a folder only when it resolves inside the model roots: nothing outside is ever looked at.
-    if looks_like_hub_id(id_or_path) and not is_inside(id_or_path, model_roots(settings)):
-        return ModelRecord(name=id_or_path, kind="base", source=_download_hub_model(settings, id_or_path))
+    name = served_name(id_or_path, settings)
+    if id_or_path in BUNDLED_ALIASES:
+        return ModelRecord(name=name, kind="base", source=str(ensure_bundled_model(settings)))
+    if _is_hub_id(settings, id_or_path):
+        return ModelRecord(name=name, kind="base", source=_download_hub_model(settings, id_or_path, progress=progress))
     path = local_model_folder(settings, id_or_path)
     if not (path / "config.json").is_file():
         raise ModelError(f"{id_or_path} has no config.json: it is not a Hugging Face model folder.")
-    return ModelRecord(name=Path(id_or_path).expanduser().name or path.name, kind="base", source=str(path))
+    return ModelRecord(name=name, kind="base", source=str(path))
 
 
-def _download_hub_model(settings: Settings, repo_id: str) -> str:
+def _download_hub_model(settings: Settings, repo_id: str, *, progress: Callable[..., None] | None = None) -> str:
     from huggingface_hub import snapshot_download
 
     from engines.models.download import ALLOW_PATTERNS, hub_error_message
+    from engines.models.download import _progress_class as progress_class  # the Models tab's download bars
 
     token = settings.huggingface_token.get_secret_value() if settings.huggingface_token else None
+    kwargs = {"token": token, "cache_dir": settings.models_path / "hub", "local_files_only": settings.offline_mode,
+              "allow_patterns": ALLOW_PATTERNS, "endpoint": settings.hf_endpoint}
     try:
-        return snapshot_download(repo_id, token=token, cache_dir=settings.models_path / "hub",
-                                 local_files_only=settings.offline_mode, allow_patterns=ALLOW_PATTERNS,
-                                 endpoint=settings.hf_endpoint)
+        if progress is not None and not settings.offline_mode:
+            try:
+                plan = snapshot_download(repo_id, **kwargs, dry_run=True)
+            except Exception:  # noqa: BLE001  # no plan, no bars: the download below says what went wrong
+                plan = []
+            total = sum(f.file_size or 0 for f in plan if f.will_download)
+            if total:
+                progress(stage="downloading", pct=0.0, bytes_done=0, bytes_total=total, files_total=len(plan))
+                kwargs["tqdm_class"] = progress_class(progress, total, len(plan))
+        return snapshot_download(repo_id, **kwargs)
     except OSError as exc:  # hub, network and disk errors are all OSError subclasses
         if settings.offline_mode and exc.__class__.__name__ == "LocalEntryNotFoundError":
             raise ModelError(f"{repo_id} is not in the local cache and the studio is offline (OFFLINE_MODE=true). "
