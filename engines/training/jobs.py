@@ -24,7 +24,7 @@ import structlog
 
 from engines.accounts import Actor, require_owner
 from engines.datasets.files import DatasetFileError, resolve_dataset, training_file
-from engines.models.registry import BUNDLED_MODEL, ModelError, ModelRecord, resolve_base_model
+from engines.models.registry import ModelError, ModelRecord, resolve_base_model, served_name
 from engines.paths import OutsideDataFolder, contained, is_inside
 from engines.serving.manager import ServerManager, pid_alive, tail
 from engines.settings import Settings, environment_for_children
@@ -76,6 +76,8 @@ class JobManager:
         self._slot_of: dict[int, str | None] = {}
         self._kill_at: dict[int, float] = {}
         self._history: dict[int, History] = {}
+        self._preparing: dict[int, str | None] = {}  # queued runs whose base model is being resolved -> their slot
+        self._download: dict[int, dict[str, Any]] = {}  # their download's last progress
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -224,16 +226,35 @@ class JobManager:
             self._wake.clear()
 
     def tick(self) -> None:
+        """Watch running workers and hand free slots to queued runs. Fast: the lock is never held across a base
+        model's resolution (a Hub download can take minutes); that happens in a thread per run (`_prepare`)."""
         with self._lock:
             for run in runs.list_runs(statuses=("running",)):
                 self._poll(run)
-            busy = {self._slot_of.get(r.id) for r in runs.list_runs(statuses=("running",))}
+            busy = {self._slot_of.get(r.id) for r in runs.list_runs(statuses=("running",))} | set(self._preparing.values())
             free = [s for s in self.slots if s not in busy]
-            while free:
-                nxt = runs.next_queued()
-                if nxt is None:
+            for nxt in reversed(runs.list_runs(statuses=("queued",))):  # oldest first
+                if not free:
                     break
-                self._launch(nxt, free.pop(0))
+                if nxt.id in self._preparing:
+                    continue
+                try:
+                    self.folder(nxt)
+                except OutsideDataFolder as exc:  # a row queued by hand: fail it, writing and starting nothing
+                    runs.finish_run(nxt.id, "failed", error=str(exc))
+                    continue
+                slot = free.pop(0)
+                self._preparing[nxt.id] = slot
+                self._download[nxt.id] = {}
+                threading.Thread(target=self._prepare, args=(nxt.id, slot), name=f"train-prepare-{nxt.id}",
+                                 daemon=True).start()
+
+    def preparing(self, run_id: int) -> dict[str, Any] | None:
+        """A queued run whose base model is being resolved: {} or the download's last progress (stage, pct,
+        bytes_done, bytes_total, …); None when the run is not being prepared."""
+        with self._lock:
+            found = self._download.get(run_id)
+            return None if found is None else dict(found)
 
     def reconcile(self) -> None:
         """Rows marked running by an earlier app: adopt a live worker, read a dead one's last events."""
@@ -245,19 +266,43 @@ class JobManager:
                 self._poll(run)
 
     # ---- spawn and watch ------------------------------------------------------------------------
-    def _launch(self, run: TrainingRun, slot: str | None) -> None:
+    def _prepare(self, run_id: int, slot: str | None) -> None:
+        """Resolve the run's base model and dataset without the lock (a download reports progress in the run's log),
+        then start the worker unless the run was cancelled meanwhile."""
         try:
-            run_dir = self.folder(run)
-        except OutsideDataFolder as exc:  # a row queued by hand: fail it, writing and starting nothing
-            runs.finish_run(run.id, "failed", error=str(exc))
-            return
-        spec = TrainSpec(**json.loads(run.spec))
-        try:
-            model_path = resolve_base_model(self.settings, spec.base_model).source
-            dataset_path = str(resolve_dataset(self.settings, spec.dataset))
-        except (ModelError, DatasetFileError) as exc:
-            runs.finish_run(run.id, "failed", error=str(exc))
-            return
+            run = runs.get_run(run_id)
+            if run is None or run.status != "queued":
+                return
+            spec = TrainSpec(**json.loads(run.spec))
+            try:
+                run_dir = self.folder(run)
+                progress = _DownloadLog(run_dir / "events.jsonl", spec.base_model, self._download.get(run_id, {}))
+                model_path = resolve_base_model(self.settings, spec.base_model, progress=progress).source
+                dataset_path = str(resolve_dataset(self.settings, spec.dataset))
+            except (ModelError, DatasetFileError, OutsideDataFolder) as exc:
+                with self._lock:
+                    if (now := runs.get_run(run_id)) is not None and now.status == "queued":
+                        runs.finish_run(run_id, "failed", error=str(exc))
+                        self._changed(run_id)
+                return
+            with self._lock:
+                run = runs.get_run(run_id)
+                if run is not None and run.status == "queued":  # cancelled while the model was downloading: not started
+                    self._launch(run, slot, model_path=model_path, dataset_path=dataset_path)
+        except Exception as exc:  # noqa: BLE001  # a thread's error would vanish: fail the run with it
+            log.error("train.prepare_error", run=run_id, error=f"{exc.__class__.__name__}: {exc}"[:500])
+            with self._lock:
+                if (now := runs.get_run(run_id)) is not None and now.status == "queued":
+                    runs.finish_run(run_id, "failed", error=f"{exc.__class__.__name__}: {exc}"[:500])
+        finally:
+            with self._lock:
+                self._preparing.pop(run_id, None)
+                self._download.pop(run_id, None)
+            self._wake.set()
+
+    def _launch(self, run: TrainingRun, slot: str | None, *, model_path: str, dataset_path: str) -> None:
+        """Start the worker of a queued run whose model and dataset are resolved (called with the lock held)."""
+        run_dir = self.folder(run)
         job = {
             "model_path": model_path, "dataset_path": dataset_path, "tracking_uri": self.settings.mlflow_uri,
             "artifact_root": str(self.settings.mlflow_artifacts_path), "backend": self.settings.train_backend,
@@ -373,11 +418,17 @@ class JobManager:
 
     # ---- serving the result ---------------------------------------------------------------------
     def register_saved_adapters(self) -> None:
-        """Adapters from earlier runs join the registry, so a base server starts with them (--lora-modules)."""
-        if self.servers is None:
-            return
+        """Adapters from earlier runs join the registry, so a base server starts with them (--lora-modules). Rows an
+        older studio wrote with the raw base (a folder, an alias) get the served name first (`served_name`)."""
         for entry in catalog.list_models("adapter"):
-            if entry.path and is_inside(entry.path, (self.settings.runs_path,)) and Path(entry.path).is_dir():
+            run = runs.get_run(entry.run_id) if entry.run_id else None
+            parent = served_name(run.base_model if run is not None else entry.parent, self.settings)
+            if entry.parent != parent and (entry.parent or run is not None):
+                catalog.set_parent(entry.name, parent)
+                log.info("model.parent_normalised", adapter=entry.name, parent=parent, was=entry.parent)
+                entry.parent = parent
+            if self.servers is not None and entry.path and is_inside(entry.path, (self.settings.runs_path,)) \
+                    and Path(entry.path).is_dir():
                 self.servers.registry.add(ModelRecord(name=entry.name, kind="adapter", source=entry.path, parent=entry.parent))
 
     def _register_adapter(self, run: TrainingRun | None) -> None:
@@ -387,7 +438,8 @@ class JobManager:
             runs.update_run(run.id, metrics=runs.run_metrics(run) | {
                 "served": False, "serve_error": "the adapter is not inside the studio's data folders"})
             return
-        entry = catalog.upsert_model(run.name, "adapter", path=run.adapter_path, parent=run.base_model, run_id=run.id)
+        entry = catalog.upsert_model(run.name, "adapter", path=run.adapter_path, parent=served_name(run.base_model, self.settings),
+                                     run_id=run.id)
         runs.update_run(run.id, model=entry.id)
         if self.servers is not None and not self.serve_adapters:
             runs.update_run(run.id, metrics=runs.run_metrics(run) | {
@@ -399,7 +451,7 @@ class JobManager:
         """Load the adapter into its base model's server; start that server (with the adapter) if none runs."""
         run = runs.get_run(run_id)
         assert run is not None and self.servers is not None
-        record = ModelRecord(name=run.name, kind="adapter", source=run.adapter_path, parent=self._base_name(run.base_model))
+        record = ModelRecord(name=run.name, kind="adapter", source=run.adapter_path, parent=served_name(run.base_model, self.settings))
         self.servers.registry.add(record)
         try:
             base = resolve_base_model(self.settings, run.base_model)
@@ -413,10 +465,6 @@ class JobManager:
             runs.update_run(run_id, metrics=runs.run_metrics(run) | {"served": False, "serve_error": str(exc)[:500]})
             log.error("train.adapter_serve_failed", run=run_id, error=str(exc)[:500])
         self._changed(run_id)
-
-    @staticmethod
-    def _base_name(base_model: str) -> str:
-        return served_base_name(base_model)
 
     # ---- reading --------------------------------------------------------------------------------
     def events(self, run_id: int, since: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -454,11 +502,32 @@ class JobManager:
 
 
 def served_base_name(base_model: str) -> str:
-    """The name a base model is served under (what an adapter's `parent` is)."""
-    if base_model in ("", "bundled", "default"):
-        return BUNDLED_MODEL
-    path = Path(base_model).expanduser()
-    return path.name if path.is_dir() else base_model
+    """The name a base model is served under (what an adapter's `parent` is); see `engines.models.served_name`."""
+    return served_name(base_model)
+
+
+class _DownloadLog:
+    """Hears a base model's download (`resolve_base_model(progress=…)`): keeps its last numbers in `state` and writes
+    a log event to the run's events file at each 10 % step, so the Fine-tune tab shows it while the run is queued."""
+
+    STEP_PCT = 10.0
+
+    def __init__(self, events_path: Path, model: str, state: dict[str, Any]) -> None:
+        self.events_path, self.model, self.state = events_path, model, state
+        self._logged = -self.STEP_PCT
+
+    def __call__(self, **fields: Any) -> None:
+        self.state.update(fields)
+        pct = float(fields.get("pct") or 0.0)
+        if pct < self._logged + self.STEP_PCT and pct < 100.0:
+            return
+        self._logged = pct - pct % self.STEP_PCT
+        done, total = fields.get("bytes_done") or 0, fields.get("bytes_total") or 0
+        message = f"downloading the base model {self.model}: {pct:.0f}% of {total / 2**20:.0f} MiB" if total else (
+            f"downloading the base model {self.model}: {done / 2**20:.0f} MiB")
+        line = json.dumps({"t": round(time.time(), 3), "type": "log", "level": "info", "message": message})
+        with open(self.events_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
 
 
 def _age(path: Path) -> Any:
