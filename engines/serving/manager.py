@@ -22,6 +22,7 @@ import structlog
 from engines.accounts import Actor, require_admin
 from engines.models.registry import ModelRecord, Registry
 from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
+from engines.serving.targets import write_scrape_targets
 from engines.settings import Settings, environment_for_children
 
 log = structlog.get_logger(__name__)
@@ -375,6 +376,7 @@ class ServerManager:
         self._terminate(st)
         st.status = "stopped"
         self._state_file(name).unlink(missing_ok=True)
+        write_scrape_targets(self)
         log.info("server.stopped", model=name)
 
     def stop_all(self) -> None:
@@ -399,6 +401,7 @@ class ServerManager:
             for st in states:
                 if st.wanted and st.status == "ready" and not self._alive(st):
                     self._restart(st)
+            write_scrape_targets(self)  # Prometheus's list of vLLM servers (only when it changed)
 
     def _restart(self, st: ServerState) -> None:
         now = time.monotonic()
