@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Chat Studio into ./.venv from the repo's lock files.   Usage: bash scripts/install.sh [--dev]
-#   --dev  also the test tools (pytest, Playwright) and Debian's Chromium + CJK fonts for the browser tests.
+#   --dev  also the test tools (pytest, Playwright) and Debian's Chromium + CJK fonts for the browser tests,
+#          PostgreSQL and Prometheus for the integration tests.
 # Re-running is cheap: a stamp records which lock files the venv holds.
 # Elsewhere than these machines, set TORCH_INDEX_URL to PyTorch's CPU wheel index so torch==2.13.0+cpu resolves.
 set -euo pipefail
@@ -44,6 +45,7 @@ if [ "$dev" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   fc-list 2>/dev/null | grep -qi "noto sans cjk" || need+=(fonts-noto-cjk)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # DATABASE_URL=postgresql tests
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # tests/integration/test_prometheus.py (deploy/prometheus.yml)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]} ..."
     sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
