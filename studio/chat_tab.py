@@ -256,7 +256,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 cid = turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
         except turns.ConversationNotFound as exc:
             raise gr.Error(str(exc)) from None
-        first = True
+        first, display = True, None
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             if first:
                 first = False
@@ -265,6 +265,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                        conversation_list: gr.update(choices=conversation_choices(actor), value=str(cid)), editing_state: None}
             else:
                 yield {chatbot: display}
+        if display is not None:  # the last update carries the id again: a gradio_client loop ends holding it
+            yield {chatbot: display, conversation_id: str(cid)}
 
     async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
                          request: gr.Request):
@@ -438,11 +440,12 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """Names of every model a chat can use now (base models, adapters, external)."""
         return [r.name for r in services.servers.served_models()]
 
-    def add_to_dataset(cid_value: str, ds_value: str | None, lang: str, request: gr.Request) -> None:
+    def _add_to_dataset(cid_value: str, ds_value: str | None, lang: str, request: gr.Request) -> int:
         """The conversation (system prompt and turns up to the last finished answer) becomes a dataset row."""
         from engines.datasets import from_chats
         from storage import datasets as dstore
 
+        lang = lang or lang0
         cid, ds_id = _conv_id(cid_value), _conv_id(ds_value)
         if cid is None or ds_id is None:
             raise gr.Error(t(lang, "ds.pick_first"))
@@ -451,6 +454,14 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         except (ValueError, KeyError, PermissionError) as exc:  # PermissionDenied: not your chat, or not your dataset
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "chat.added_to_dataset", name=dstore.get_dataset(ds_id).name, id=row_id))
+        return row_id
+
+    def add_to_dataset(cid_value: str, ds_value: str | None, lang: str, request: gr.Request) -> None:
+        _add_to_dataset(cid_value, ds_value, lang, request)
+
+    def add_chat_to_dataset(conversation_id: str, dataset_id: str, lang: str, request: gr.Request) -> int:
+        """API: add one of your conversations to a dataset by ids (any dataset existing now); returns the new row's id."""
+        return _add_to_dataset(conversation_id, dataset_id, lang, request)
 
     # ---- wiring (every event has a stable api_name; see README) -----------------------
     editing_state = gr.State(None)  # id of the user message "Edit last message" is replacing, or None
@@ -485,7 +496,9 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     search.change(search_chats, [search], [conversation_list], api_name="search_chats", show_progress="hidden")
     rename_btn.click(rename_chat, [conversation_id, rename_box, lang_state], [conversation_list], api_name="rename_chat")
     delete_btn.click(delete_chat, [conversation_id, lang_state], [chatbot, conversation_id, conversation_list, rename_box], api_name="delete_chat")
-    to_dataset_btn.click(add_to_dataset, [conversation_id, to_dataset, lang_state], None, api_name="add_chat_to_dataset")
+    # The picker checks its value against the choices this session saw; the API takes any dataset id (the engine checks).
+    to_dataset_btn.click(add_to_dataset, [conversation_id, to_dataset, lang_state], None, api_name=False)
+    gr.api(add_chat_to_dataset, api_name="add_chat_to_dataset")
     to_dataset.focus(lambda: gr.update(choices=dataset_choices()), None, [to_dataset], api_name=False, show_progress="hidden")
     export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
     refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
