@@ -29,6 +29,7 @@ from engines.datasets.versions import (
 from engines.training.planning import model_folder
 from engines.training.templates import TemplateError
 from storage import datasets as store
+from studio.api_files import downloadable
 from studio.datasets_view import (
     TOKEN_LABELS,
     categories_frame,
@@ -506,17 +507,67 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         line, may = ownership_hint(request, ds, lang)
         return line, *[gr.update(interactive=may)] * len(change_buttons)
 
+    # ---- API (gradio_client): plain ids in, plain values out --------------------------------------------
+    # A Dropdown checks its value against the choices this session was sent, so a dataset or version made after a
+    # client connected would be refused; these endpoints take ids and leave the checks to the engines and the store.
+    def list_datasets() -> list[dict[str, Any]]:
+        """Every dataset: id, name, rows (working copy), owner."""
+        return [{"id": d.id, "name": d.name, "rows": draft.count(d.id), "owner": d.owner_name} for d in store.list_datasets()]
+
+    def create_dataset(name: str, lang: str, request: gr.Request) -> dict[str, Any]:
+        """A new empty dataset owned by you: {"id", "name"}."""
+        lang = lang or lang0
+        try:
+            ds_id = create_empty((name or "").strip(), actor=actor_of(request))
+        except NameTaken as exc:
+            raise gr.Error(t(lang, "ds.name_taken", name=exc.name)) from None
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"id": ds_id, "name": store.get_dataset(ds_id).name}
+
+    def _dataset_or_error(dataset_id: Any, lang: str) -> Any:
+        ds = store.get_dataset(_id(dataset_id) or 0)
+        if ds is None:
+            raise gr.Error(t(lang or lang0, "ds.pick_first"))
+        return ds
+
+    def page_rows(dataset_id: str, page: int = 1, search: str = "", category: str = "", split: str = "",
+                  lang: str = "") -> dict[str, Any]:
+        """A page (50) of the working copy, filtered: {"rows": [{"id", "category", "split", "messages"}], "page", "pages", "total"}."""
+        ds = _dataset_or_error(dataset_id, lang)
+        p = draft.page(ds.id, int(page or 1), **_filters(search, category or None, split or None))
+        rows = [{"id": r.id, "category": r.category, "split": r.split, "messages": json.loads(r.messages)} for r in p.rows]
+        return {"rows": rows, "page": p.page, "pages": p.pages, "total": p.total}
+
+    def open_dataset_api(dataset_id: str, lang: str = "") -> dict[str, Any]:
+        """A dataset by id: {"id", "name", "owner", "versions": [{"id", "version", "rows", "note"}], "page": first page}."""
+        ds = _dataset_or_error(dataset_id, lang)
+        versions = [{"id": v.id, "version": v.version, "rows": v.row_count, "note": v.note} for v in store.list_versions(ds.id)]
+        return {"id": ds.id, "name": ds.name, "owner": getattr(ds, "owner_name", None), "versions": versions,
+                "page": page_rows(str(ds.id), 1, lang=lang)}
+
+    def export_version_api(version_id: str, fmt: str = "openai", lang: str = "") -> dict[str, Any]:
+        """A saved version as JSONL (`openai`, `sharegpt`) or `parquet`: a file the client downloads."""
+        return downloadable(export(version_id, fmt or "openai", lang or lang0))
+
+    def diff_versions_api(new_version_id: str, old_version_id: str, lang: str = "") -> str:
+        """How two versions of a dataset differ (rows added, removed, changed)."""
+        lang = lang or lang0
+        if store.get_version(_id(new_version_id) or 0) is None or store.get_version(_id(old_version_id) or 0) is None:
+            raise gr.Error(t(lang, "ds.pick_version"))
+        return show_diff(new_version_id, old_version_id, lang)
+
     # ---- wiring -----------------------------------------------------------------------------------------
     refresh = {"fn": show_page, "inputs": page_inputs, "outputs": page_outputs, "show_progress": "hidden"}
     # After every change to the rows, the open row is re-read: the editor never shows (and Save row never re-stores) a stale copy.
     editor_sync = {"fn": sync_row, "inputs": [dataset_id, row_id, row_shown, template_of, lang_state],
                    "outputs": [row_id, turns, row_category, preview, row_shown], "api_name": False, "show_progress": "hidden"}
     dataset.change(open_dataset, [dataset, lang_state], [dataset_id, versions, compare_to, page_no, search, category, split_filter],
-                   api_name="open_dataset").then(**refresh).then(**editor_sync).then(
+                   api_name=False).then(**refresh).then(**editor_sync).then(
         ownership, [dataset_id, lang_state], [owner_md, *change_buttons], api_name=False, show_progress="hidden")
     search.submit(lambda: 1, None, [page_no], api_name=False).then(**refresh)
     gr.on([category.input, split_filter.input], lambda: 1, None, [page_no], api_name=False).then(**refresh)
-    page_no.submit(api_name="page_rows", **refresh)
+    page_no.submit(api_name=False, **refresh)
     prev_btn.click(lambda n: max(1, int(n or 1) - 1), [page_no], [page_no], api_name=False).then(**refresh)
     next_btn.click(lambda n: int(n or 1) + 1, [page_no], [page_no], api_name=False).then(**refresh)
     def pick_row(evt: gr.SelectData):
@@ -532,7 +583,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     upload.change(lambda: "", None, [import_msg], api_name=False, show_progress="hidden")  # a new file: no stale outcome
     import_btn.click(do_import, [upload, import_name, valid_only, map_user, map_assistant, map_system, map_category, template_of, lang_state],
                      [dataset, import_msg, problems, skipped_file], api_name="import_dataset")
-    new_btn.click(create, [new_name, lang_state], [dataset], api_name="create_dataset")
+    new_btn.click(create, [new_name, lang_state], [dataset], api_name=False)
 
     save_row_btn.click(save_row, [dataset_id, row_id, turns, row_category, template_of, lang_state], [status, preview, row_shown],
                        api_name="save_row").then(**refresh)
@@ -551,9 +602,13 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh).then(**editor_sync)
 
     save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset], api_name="save_version")
-    gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name="diff_versions")
-    export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name="export_version")
+    gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name=False)
+    export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name=False)
     stats_btn.click(stats, [dataset_id, template_of, lang_state], [stats_md, tok_plot, turns_plot, cat_plot], api_name="dataset_stats")
-    gr.api(lambda: [{"id": d.id, "name": d.name, "rows": draft.count(d.id), "owner": d.owner_name} for d in store.list_datasets()],
-           api_name="list_datasets")
+    gr.api(list_datasets, api_name="list_datasets")
+    gr.api(create_dataset, api_name="create_dataset")
+    gr.api(open_dataset_api, api_name="open_dataset")
+    gr.api(page_rows, api_name="page_rows")
+    gr.api(diff_versions_api, api_name="diff_versions")
+    gr.api(export_version_api, api_name="export_version")
     return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh)
