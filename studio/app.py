@@ -146,7 +146,7 @@ def build_app(services: Services) -> gr.Blocks:
 
         history.open_btn.click(open_history_item, [history.selected],
                                [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id, batch.timer],
-                               api_name="open_history_item").then(api_name=False, **chat.open_chat)
+                               api_name=False).then(api_name=False, **chat.open_chat)  # the API has /history_item
         history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
         # Polling timers run only while their tab is open: a hidden tab redrawing plots every 2 s costs the browser
         # (and a 2-core machine) enough to make the visible tab stutter.

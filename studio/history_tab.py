@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from engines.history.archive import ArchiveError, export_archive, import_archive
 from engines.history.lineage import compare_runs, lineage
 from storage import catalog, runs
 from storage.history import KINDS, Filters, models_seen, search, timeline
+from studio.api_files import downloadable, records
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
 from studio.i18n import Translatable, t
 from studio.people import actor_of, admin_controls
@@ -220,27 +222,117 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             return f"⚠ {exc}"
         return t(lang, "hist.imported", rows=sum(counts.values()), tables=len([v for v in counts.values() if v]))
 
+    # ---- API (gradio_client): plain values in and out, no state kept in the session ------------------------------
+    def _listing(got: list[Any], nxt: tuple | None) -> dict[str, Any]:
+        items = [{"key": i.key, "kind": i.kind, "id": i.id, "at": i.at.isoformat(sep=" ", timespec="seconds"),
+                  "title": i.title, "detail": i.detail, "snippet": i.snippet} for i in got]
+        cursor = [nxt[0].isoformat(), nxt[1], nxt[2]] if nxt else None
+        return {"items": items, "next_cursor": cursor, "count": len(items)}
+
+    def _api_filters(kinds_v: list[str] | None, model_v: str, range_v: str, request: gr.Request) -> Filters:
+        bad = [k for k in kinds_v or () if k not in KINDS]
+        if bad:
+            raise gr.Error(f"unknown kinds {bad}; choose from {list(KINDS)}")
+        return _filters(kinds_v or list(KINDS), model_v, range_v, request)
+
+    def history_api(search_words: str = "", kinds: list[str] | None = None, model: str = "", time_range: str = "0",
+                    lang: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """Search (words) or the timeline (newest first), 50 at a time: {"items": [{"key", "kind", "id", "at", "title",
+        "detail", "snippet"}], "next_cursor" (pass to /history_more; null at the end), "count"}."""
+        f = _api_filters(kinds, model, time_range, request)
+        words = (search_words or "").strip()
+        got = search(words, f, limit=PAGE) if words else timeline(f, limit=PAGE)
+        return _listing(got, (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE and not words else None)
+
+    def history_more_api(cursor: list[Any], kinds: list[str] | None = None, model: str = "", time_range: str = "0",
+                         lang: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """The next (older) 50 items after `cursor` (a /history or /history_more "next_cursor"); same shape as /history."""
+        try:
+            before = (dt.datetime.fromisoformat(str(cursor[0])), str(cursor[1]), int(cursor[2]))
+        except (TypeError, ValueError, IndexError):
+            raise gr.Error("cursor: pass the next_cursor of /history or /history_more") from None
+        got = timeline(_api_filters(kinds, model, time_range, request), before=before, limit=PAGE)
+        return _listing(got, (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE else None)
+
+    def history_item_api(key: str, lang: str = "", request: gr.Request = None) -> str:
+        """One item ("kind:id") described in markdown."""
+        try:
+            kind, item_id = history_items.parse_key(key)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        text = history_items.describe(kind, item_id, actor_of(request))
+        if text is None:
+            raise gr.Error(t(lang or lang0, "hist.no_item", key=key))
+        return inspect.cleandoc(text)
+
+    def history_delete_api(key: str, lang: str = "", request: gr.Request = None) -> str:
+        """Delete one item ("kind:id") and its files (refused while in use, or when it is not yours to delete)."""
+        lang = lang or lang0
+        try:
+            kind, item_id = history_items.parse_key(key)
+            name = history_items.delete(settings, kind, item_id, actor_of(request))
+        except (history_items.DeleteRefused, PermissionDenied, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        except KeyError:
+            raise gr.Error(t(lang, "hist.no_item", key=key)) from None
+        return t(lang, "hist.deleted", name=name)
+
+    def lineage_api(model: str, lang: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """Where a model came from and went: {"markdown", "curves": [{"step", "loss", "series"}]}."""
+        if not (model or "").strip():
+            raise gr.Error(t(lang or lang0, "hist.lin.model"))
+        lin = lineage(settings, model.strip(), actor_of(request))
+        return {"markdown": lineage_markdown(lang or lang0, lin), "curves": records(lin.curves)}
+
+    def compare_runs_api(run_ids: list[int]) -> dict[str, Any]:
+        """Runs side by side: {"curves": [{"step", "loss", "series"}], "differences": [{"parameter", <run name>: value}]}."""
+        try:
+            picked = [int(i) for i in run_ids or []]
+        except (TypeError, ValueError):
+            raise gr.Error("run_ids: a list of run ids (see /list_training_runs)") from None
+        missing = [i for i in picked if runs.get_run(i) is None]
+        if not picked or missing:
+            raise gr.Error(f"no such run: {missing}" if missing else "run_ids: pick at least one run")
+        curves, table = compare_runs(settings, picked)
+        return {"curves": records(curves), "differences": records(table)}
+
+    def export_archive_api(lang: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """The studio's archive (.zip, admins only): a file the client downloads."""
+        try:
+            path = export_archive(settings, actor=actor_of(request))
+        except (PermissionDenied, OSError) as exc:
+            raise gr.Error(str(exc)) from None
+        return downloadable(path)
+
     # ---- wiring --------------------------------------------------------------------------------------------------
     filters_in = [query, kinds, model, since, lang_state]
     list_out = [table, keys, cursor, count, more_btn, model]
-    query.submit(load, filters_in, list_out, api_name="history")
+    query.submit(load, filters_in, list_out, api_name=False)
     gr.on([kinds.input, model.input, since.input], load, filters_in, list_out, api_name=False, show_progress="hidden")
     more_btn.click(more, [kinds, model, since, cursor, keys, table, lang_state], [table, keys, cursor, count, more_btn],
-                   api_name="history_more")
+                   api_name=False)
     table.select(pick, [keys, lang_state], [detail, selected, open_btn, delete_btn, confirm_row, watch], api_name=False)
     watch.tick(follow, [selected, detail, lang_state], [detail, watch], api_name=False, show_progress="hidden")
     open_btn.click(lambda: gr.Timer(active=False), None, [watch], api_name=False)  # "Open" leaves History
     delete_btn.click(ask_delete, [selected, lang_state], [confirm_row, confirm_text], api_name=False)
     cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_row], api_name=False)
     confirm_btn.click(do_delete, [selected, *filters_in],
-                      [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor, watch], api_name="history_delete")
+                      [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor, watch], api_name=False)
     lin_model.focus(lineage_choices, None, [lin_model], api_name=False, show_progress="hidden")
-    lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name="lineage")
+    lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name=False)
     rc_runs.focus(lambda: gr.update(choices=run_choices()), None, [rc_runs], api_name=False, show_progress="hidden")
-    rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name="compare_runs")
+    rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name=False)
     for plot in (lin_plot, rc_plot):  # another model or another run brings new series: each gets its colour and legend entry
         color_every_series(plot)
-    export_btn.click(do_export, [lang_state], [archive_file, archive_msg], api_name="export_archive")
+    export_btn.click(do_export, [lang_state], [archive_file, archive_msg], api_name=False)
+    # The UI's list, page, selection and pickers live in this browser session; the API takes plain values instead.
+    gr.api(history_api, api_name="history")
+    gr.api(history_more_api, api_name="history_more")
+    gr.api(history_item_api, api_name="history_item")
+    gr.api(history_delete_api, api_name="history_delete")
+    gr.api(lineage_api, api_name="lineage")
+    gr.api(compare_runs_api, api_name="compare_runs")
+    gr.api(export_archive_api, api_name="export_archive")
     import_btn.click(do_import, [upload, lang_state], [archive_msg], api_name="import_archive")
 
     def archive_access(request: gr.Request):
