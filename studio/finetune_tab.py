@@ -368,14 +368,44 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             for r in runs.list_runs(200)
         ]
 
+    # ---- API (gradio_client): the spec as one dict ---------------------------------------------------------
+    # The form's pickers check their values against the choices this session was sent (a dataset version saved later
+    # would be refused); the API takes a spec dict ({field: value}, FIELDS; missing fields take their defaults).
+    def training_datasets() -> list[dict[str, str]]:
+        """Every file a run can train on (samples, saved dataset versions, uploads): {"label", "dataset"} (the spec's value)."""
+        return [{"label": label_, "dataset": value} for label_, value in dataset_choices(settings)]
+
+    def validate_spec_api(spec: dict[str, Any], lang: str = "") -> dict[str, Any]:
+        """Check a spec: {"ok", "errors": {field: message}, "estimate", "command", "yaml"}."""
+        lang = lang or lang0
+        try:
+            checked = jobs.validate(dict(spec or {})) if jobs else validate_spec(dict(spec or {}), max_lora_rank=settings.vllm_max_lora_rank)
+        except SpecError as exc:
+            return {"ok": False, "errors": dict(exc.fields), "estimate": "", "command": "", "yaml": ""}
+        est = estimate_for(settings, checked, hw)
+        return {"ok": True, "errors": {}, "estimate": estimate_markdown(lang, est, hw.describe()),
+                "command": jobs.command_preview(checked.output_name) if jobs else "", "yaml": spec_to_yaml(checked)}
+
+    def start_training_api(spec: dict[str, Any], lang: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """Queue a run of the spec, owned by you: {"run_id", "name"}, or an error naming each bad field."""
+        lang = lang or lang0
+        if jobs is None:
+            raise gr.Error(t(lang, "ft.no_jobs"))
+        data = dict(spec or {})
+        try:
+            rid = jobs.submit(data, actor=actor_of(request))
+        except SpecError as exc:
+            raise gr.Error("; ".join(f"{k}: {v}" for k, v in exc.fields.items())) from None
+        return {"run_id": rid, "name": runs.get_run(rid).name}
+
     # ---- wiring ------------------------------------------------------------------------------------------
     gr.on(None, check, [lang_state, *form], [errors, estimate_md, command, spec_yaml, start_btn],
-          api_name="validate_spec", show_progress="hidden", trigger_mode="always_last")
+          api_name=False, show_progress="hidden", trigger_mode="always_last")
     preset_radio.input(apply_preset, [preset_radio], preset_targets, api_name="apply_preset", show_progress="hidden")
     upload.upload(on_upload, [upload, lang_state, dataset], [dataset, upload_msg], api_name="upload_dataset")
     save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
     load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
-    start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name, auto_name], api_name="start_training")
+    start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name, auto_name], api_name=False)
     name_inputs = [base_model, dataset]
     gr.on([base_model.change, dataset.change], renew_name, name_inputs, [fresh_name], api_name=False,
           show_progress="hidden", trigger_mode="always_last")
@@ -395,6 +425,9 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
     color_every_series(loss_plot)  # the first loss points, then "eval", would otherwise be drawn without a line
     gr.api(list_runs_api, api_name="list_training_runs")
+    gr.api(training_datasets, api_name="training_datasets")
+    gr.api(validate_spec_api, api_name="validate_spec")
+    gr.api(start_training_api, api_name="start_training")
     return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
                        runs_table=runs_table, hardware=hardware, show=show_spec)
 
