@@ -14,6 +14,7 @@ from engines.evaluation.prompts import PromptSetError, build_prompt_set
 from engines.evaluation.runner import EvalError
 from engines.training.data import DataError
 from storage import datasets, evals, runs
+from studio.api_files import downloadable
 from studio.batch_eval_view import (
     OUTCOME_FILTERS,
     example_detail,
@@ -238,6 +239,22 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
             return f"⚠ {exc}"
         return f"[{t(lang, 'ft.mlflow_open')} ↗]({url})"
 
+    # ---- API (gradio_client): plain ids in (the pickers check values against the choices this session was sent) ----
+    def batch_eval_api(models: list[str], judge: str = "", source: str = "dataset", dataset_version_id: str = "",
+                       split: str = "eval", run_id: str = "", pasted: str = "", name: str = "", temperature: float = 0.0,
+                       max_tokens: int = 256, concurrency: int = 4, limit: int = 0, lang: str = "",
+                       request: gr.Request = None) -> str:
+        """Start an evaluation (it runs in the background); returns its id."""
+        return submit(models, judge, source, dataset_version_id or None, split, run_id or None, pasted, name, temperature,
+                      max_tokens, concurrency, limit, lang or settings.ui_language, request)[0]
+
+    def batch_eval_csv_api(eval_id: str, lang: str = "") -> dict[str, Any]:
+        """The per-example results as CSV: a file the client downloads."""
+        run = evals.get_eval(int(eval_id)) if str(eval_id).isdigit() else None
+        if run is None:
+            raise gr.Error(t(lang or settings.ui_language, "ev.pick_one"))
+        return downloadable(report.export_csv(run, settings.exports_path))
+
     # ---- wiring ----------------------------------------------------------------------------------------------------
     source.change(show_source, [source], [dataset_row, run_pick, pasted], api_name=False, show_progress="hidden")
     for comp in (models, judge, version, run_pick):
@@ -245,7 +262,8 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     view_inputs = [eval_id, lang_state, f_model, f_outcome, f_query, last_sig]
     view_outputs = [progress, summary, bars, judge_note, f_model, examples, history, last_sig]
     start.click(submit, [models, judge, source, version, split, run_pick, pasted, name, temperature, max_tokens, concurrency,
-                         limit, lang_state], [eval_id, history], api_name="batch_eval")
+                         limit, lang_state], [eval_id, history], api_name=False)
+    gr.api(batch_eval_api, api_name="batch_eval")
     eval_id.change(view, view_inputs, view_outputs, api_name=False, show_progress="hidden")
     eval_id.change(ownership, [eval_id, lang_state], [owner_md, stop, resume], api_name=False, show_progress="hidden")
     history.input(pick_history, [history], [eval_id], api_name=False, show_progress="hidden")
@@ -257,6 +275,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     stop.click(cancel, [eval_id, lang_state], None, api_name="batch_eval_stop")
     resume.click(do_resume, [eval_id, lang_state], None, api_name="batch_eval_resume")
     examples.select(select_example, [eval_id, lang_state], [detail], api_name=False)
-    export_btn.click(export, [eval_id, lang_state], [csv_file], api_name="batch_eval_csv")
+    export_btn.click(export, [eval_id, lang_state], [csv_file], api_name=False)
+    gr.api(batch_eval_csv_api, api_name="batch_eval_csv")
     mlflow_btn.click(open_mlflow, [eval_id, lang_state], [mlflow_link], api_name=False)
     return BatchEvalTab(models=models, source=source, run_pick=run_pick, eval_id=eval_id, timer=timer)
