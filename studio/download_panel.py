@@ -129,6 +129,25 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
         jobs = downloads()
         return download_progress_html(lang, current(jobs, job.id)), downloads_frame(lang, jobs)
 
+    # The UI keeps the job it started in session state; the API hands its id back and takes it in.
+    def download_model_api(repo: str, revision: str = "", lang: str = "", request: gr.Request = None) -> str:
+        """Start a Hub download (admins only); returns the job id (watch it in /list_downloads)."""
+        return submit(repo, revision, lang or lang0, request)[0]
+
+    def cancel_download_api(job_id: str, lang: str = "", request: gr.Request = None) -> str:
+        """Cancel a running download by its job id (its partial files are removed)."""
+        lang = lang or lang0
+        job = next((j for j in downloads() if j.id == job_id), None)
+        if job is None or job.status != "running":
+            raise gr.Error(t(lang, "dl.nothing_to_cancel"))
+        stop(job.id, lang, request)
+        return t(lang, "dl.cancelled", model=job.model)
+
+    def list_downloads_api() -> list[dict[str, Any]]:
+        """Every download job: id, model, status, percent done, result or error."""
+        return [{"id": j.id, "model": j.model, "status": j.status, "pct": j.pct, "result": j.result, "error": j.error}
+                for j in downloads()]
+
     def poll(job_id: str, lang: str, sig: str):
         jobs = downloads()
         job = current(jobs, job_id)
@@ -146,8 +165,11 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
 
     gr.on(None, access, None, [admin_note, repo, revision, start, cancel], api_name="download_access",
           api_visibility="private", show_progress="hidden")
-    start.click(submit, [repo, revision, lang_state], [job_state, progress, table], api_name="download_model")
-    cancel.click(stop, [job_state, lang_state], [progress, table], api_name="cancel_download")
+    start.click(submit, [repo, revision, lang_state], [job_state, progress, table], api_name=False)
+    cancel.click(stop, [job_state, lang_state], [progress, table], api_name=False)
+    gr.api(download_model_api, api_name="download_model")
+    gr.api(cancel_download_api, api_name="cancel_download")
+    gr.api(list_downloads_api, api_name="list_downloads")
     timer = gr.Timer(POLL_S, active=False)
     timer.tick(poll, [job_state, lang_state, last], [progress, table, last, *models_refresh["outputs"]], api_name=False,
                show_progress="hidden")

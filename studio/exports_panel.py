@@ -92,6 +92,15 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         gr.Info(t(lang, "exp.cancelled", action=t(lang, f"exp.action.{job.action}"), model=job.model))
         return jobs_frame(lang, exports())
 
+    # The model picker checks its value against the choices this session was sent (an adapter trained later would be
+    # refused); the API takes any model name and the export manager checks it.
+    def export_model_api(model: str, action: str, repo_id: str = "", private: bool = True, lang: str = "",
+                         request: gr.Request = None) -> list[dict[str, Any]]:
+        """Start a merge / GGUF / push job (admins only); returns every export job: id, action, model, status, pct."""
+        submit(model, action, repo_id, private, lang or lang0, request)
+        return [{"id": j.id, "action": j.action, "model": j.model, "status": j.status, "pct": j.pct, "error": j.error}
+                for j in exports()]
+
     def poll(lang: str, sig: str):
         jobs = exports()
         new = f"{lang}|" + "|".join(f"{j.id}:{j.status}:{j.pct}" for j in jobs)
@@ -108,7 +117,8 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
     gr.on(None, access, None, [admin_note, model, action, repo, private, start, cancel], api_name="exports_access",
           api_visibility="private", show_progress="hidden")
     action.change(lambda a: gr.update(visible=a == "push"), [action], [push_row], api_name=False, show_progress="hidden")
-    start.click(submit, [model, action, repo, private, lang_state], [table], api_name="export_model")
+    start.click(submit, [model, action, repo, private, lang_state], [table], api_name=False)
+    gr.api(export_model_api, api_name="export_model")
     cancel.click(stop, [lang_state], [table], api_name="cancel_export")
     timer = gr.Timer(2.0, active=False)
     timer.tick(poll, [lang_state, last], [table, last], api_name=False, show_progress="hidden")

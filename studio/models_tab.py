@@ -343,6 +343,22 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
     def list_registered_api() -> list[dict[str, Any]]:
         return rows()
 
+    # The server picker checks its value against the servers this session was sent; the API takes any name.
+    def server_log_api(name: str) -> str:
+        """The last lines of a server's log."""
+        return show_log(name)
+
+    def stop_server_api(lang: str, name: str, request: gr.Request = None) -> str:
+        """Stop a server (admins only); returns what happened."""
+        if name not in servers.status():
+            admin(lang or lang0, request)
+            return t(lang or lang0, "models.pick_server")
+        return on_stop(lang or lang0, name, request)[0]
+
+    def restart_server_api(lang: str, name: str, request: gr.Request = None) -> str:
+        """Restart a server with its options (admins only); returns what happened."""
+        return on_restart(lang or lang0, name, request)[0]
+
     # ---- wiring ------------------------------------------------------------------------------------------
     last_state = gr.State({})
     start_set_for = gr.State(bool(names0))  # whether a server ran when "Start a server" was last opened or closed
@@ -354,15 +370,18 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
     refresh_btn.click(api_name="models_table", **refresh_spec)
     start_btn.click(on_start, [lang_state, start_model, gpu, port, max_len, mem], [start_errors, action_msg, servers_table, server_pick],
                     api_name="start_server")
-    stop_btn.click(on_stop, [lang_state, server_pick], [action_msg, servers_table], api_name="stop_server")
-    restart_btn.click(on_restart, [lang_state, server_pick], [action_msg, servers_table], api_name="restart_server")
+    stop_btn.click(on_stop, [lang_state, server_pick], [action_msg, servers_table], api_name=False)
+    restart_btn.click(on_restart, [lang_state, server_pick], [action_msg, servers_table], api_name=False)
     gr.on(None, access, None, [admin_note, start_btn, stop_btn, restart_btn], api_name="models_access", api_visibility="private",
           show_progress="hidden")
-    server_pick.change(show_log, [server_pick], [log_box], api_name="server_log", show_progress="hidden")
+    server_pick.change(show_log, [server_pick], [log_box], api_name=False, show_progress="hidden")
     servers_table.select(select_server, None, [server_pick], api_name="select_server", api_visibility="private")
     timer.tick(poll, [lang_state, server_pick, last_state], [*view_outputs, last_state],
                api_name="poll_models", api_visibility="private", show_progress="hidden", concurrency_limit=None)
     gr.api(list_servers_api, api_name="list_servers")
     gr.api(list_registered_api, api_name="list_registered_models")
+    gr.api(server_log_api, api_name="server_log")
+    gr.api(stop_server_api, api_name="stop_server")
+    gr.api(restart_server_api, api_name="restart_server")
     return ModelsTab(models_table=models_table, servers_table=servers_table, server_pick=server_pick, start_model=start_model,
                      health=health_box, timer=timer, refresh=refresh_spec, show=show_spec)
