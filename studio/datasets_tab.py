@@ -546,6 +546,11 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return {"id": ds.id, "name": ds.name, "owner": getattr(ds, "owner_name", None), "versions": versions,
                 "page": page_rows(str(ds.id), 1, lang=lang)}
 
+    def bulk_delete_api(dataset_id: str, search: str = "", category: str = "", split: str = "", lang: str = "",
+                        request: gr.Request = None) -> str:
+        """Delete every row of the working copy that matches the filters (undoable)."""
+        return bulk_delete(dataset_id, search, category or None, split or None, lang or lang0, request)
+
     def export_version_api(version_id: str, fmt: str = "openai", lang: str = "") -> dict[str, Any]:
         """A saved version as JSONL (`openai`, `sharegpt`) or `parquet`: a file the client downloads."""
         return downloadable(export(version_id, fmt or "openai", lang or lang0))
@@ -591,7 +596,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                       api_name="add_row").then(**refresh)
     delete_row_btn.click(delete_row, [dataset_id, row_id, lang_state], [status, row_id], api_name="delete_row").then(**refresh)
     bulk_btn.click(bulk_delete, [dataset_id, search, category, split_filter, lang_state], [status],
-                   api_name="bulk_delete").then(**refresh).then(**editor_sync)
+                   api_name=False).then(**refresh).then(**editor_sync)
     dedupe_btn.click(dedupe, [dataset_id, lang_state], [status], api_name="dedupe").then(**refresh).then(**editor_sync)
     dedupe_near_btn.click(dedupe_near, [dataset_id, lang_state], [status], api_name="dedupe_near").then(**refresh).then(**editor_sync)
     undo_btn.click(undo, [dataset_id, lang_state], [status], api_name="undo").then(**refresh).then(**editor_sync)
@@ -610,5 +615,6 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     gr.api(open_dataset_api, api_name="open_dataset")
     gr.api(page_rows, api_name="page_rows")
     gr.api(diff_versions_api, api_name="diff_versions")
+    gr.api(bulk_delete_api, api_name="bulk_delete")
     gr.api(export_version_api, api_name="export_version")
     return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh)
