@@ -115,10 +115,10 @@ def build_app(services: Services) -> gr.Blocks:
                     gr.update(value=[base, run.name], choices=[base, run.name]), "run",
                     gr.update(choices=run_choices(), value=str(run.id))]
 
-        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name="chat_with_run")
+        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name=False)
         finetune.compare_btn.click(compare_with_base, [finetune.run_id],
                                    [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
-                                    batch.run_pick], api_name="compare_with_base")
+                                    batch.run_pick], api_name=False)
         def open_history_item(key: str, request: gr.Request):
             """History's "Open": the item in its own tab (chats load in Chat, runs in Fine-tune, evaluations in Compare)."""
             from engines import conversations as turns

@@ -403,8 +403,8 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
           api_name=False, show_progress="hidden", trigger_mode="always_last")
     preset_radio.input(apply_preset, [preset_radio], preset_targets, api_name="apply_preset", show_progress="hidden")
     upload.upload(on_upload, [upload, lang_state, dataset], [dataset, upload_msg], api_name="upload_dataset")
-    save_yaml_btn.click(save_yaml, form, [yaml_file], api_name="save_spec_yaml")
-    load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name="load_spec_yaml")
+    save_yaml_btn.click(save_yaml, form, [yaml_file], api_name=False)
+    load_yaml_btn.upload(load_yaml, [load_yaml_btn, lang_state], form, api_name=False)
     start_btn.click(submit, [lang_state, *form], [run_id, errors, runs_table, output_name, auto_name], api_name=False)
     name_inputs = [base_model, dataset]
     gr.on([base_model.change, dataset.change], renew_name, name_inputs, [fresh_name], api_name=False,
