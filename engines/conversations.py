@@ -270,14 +270,25 @@ class Prefetched:
 
     With `min_interval`, the consumer gets at most one update per interval: updates carry the whole text so far,
     so the ones that piled up meanwhile are merged into the newest. A model on a GPU can stream 100+ tokens a
-    second; a browser re-rendering the whole answer for each falls behind and keeps "typing" after Stop."""
+    second; a browser re-rendering the whole answer for each falls behind and keeps "typing" after Stop.
+
+    With `total_rate`, the streams of this process that set it share that many updates per second: with N of them
+    live, each waits at least N / total_rate between updates. Each page update costs the server a few milliseconds
+    (Gradio post-processes every output of the event again), so 32 chats at 20 updates/s each would keep the event
+    loop busy and delay everyone's first token; one chat alone keeps `min_interval`. The first update, the last
+    one and errors are never held back."""
 
     _END = object()
+    _sharing = 0  # live streams with a total_rate (one event loop per process: no lock needed)
 
-    def __init__(self, gen: AsyncIterator[TurnUpdate], *, min_interval: float = 0.0) -> None:
+    def __init__(self, gen: AsyncIterator[TurnUpdate], *, min_interval: float = 0.0, total_rate: float = 0.0) -> None:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._gen = gen
         self._min_interval = min_interval
+        self._total_rate = total_rate
+        self._counted = total_rate > 0
+        if self._counted:
+            Prefetched._sharing += 1
         self._task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -292,6 +303,11 @@ class Prefetched:
     @staticmethod
     def _partial(item: Any) -> bool:
         return isinstance(item, TurnUpdate) and item.finished is None and item.error is None
+
+    def _interval(self) -> float:
+        if not self._total_rate:
+            return self._min_interval
+        return max(self._min_interval, Prefetched._sharing / self._total_rate)
 
     async def __aiter__(self) -> AsyncIterator[TurnUpdate]:
         held = None  # an item taken while merging that must still be handled in order (the end, an error, the last update)
@@ -309,12 +325,23 @@ class Prefetched:
                         break
                     item = nxt
                 yield item
-                if self._min_interval and self._partial(item):
-                    await asyncio.sleep(self._min_interval)
+                interval = self._interval()
+                if interval and self._partial(item):
+                    await self._wait_unless_done(interval)
         finally:
             await self.aclose()
 
+    async def _wait_unless_done(self, interval: float) -> None:
+        """Sleep `interval`, but wake early when the stream ends, so a long shared interval never delays the last update."""
+        if not self._total_rate:
+            await asyncio.sleep(interval)
+        elif not self._task.done():  # once it is done, what is left (the end) is already queued
+            await asyncio.wait([self._task], timeout=interval)
+
     async def aclose(self) -> None:
+        if self._counted:
+            self._counted = False
+            Prefetched._sharing -= 1
         if not self._task.done():
             self._task.cancel()
             await asyncio.wait([self._task], timeout=5)

@@ -33,6 +33,11 @@ document.addEventListener('keydown', (e) => {
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
 STOP_SETTLE_POLLS = 30  # × 0.1 s: how long Stop waits for the cancelled answer to be marked before redrawing
 UI_UPDATE_S = 0.05  # at most 20 redraws of a streaming answer per second (tokens in between are merged)
+# All answers streaming at once share this many page updates per second (with N of them each waits N/40 s): each
+# update of /send costs Gradio ~9 ms (it rebuilds every output the update leaves out), and 32 chats at 20 updates/s
+# each kept the event loop so busy that their first text reached the client 3.7x later than straight from vLLM
+# (bench/api_gateway.py). One or two chats keep UI_UPDATE_S; the first and the last update are never held back.
+UI_UPDATES_PER_S_ALL = 40
 
 
 @dataclass
@@ -194,7 +199,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
             turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
-            min_interval=UI_UPDATE_S,
+            min_interval=UI_UPDATE_S, total_rate=UI_UPDATES_PER_S_ALL,
         )
         try:
             yield view

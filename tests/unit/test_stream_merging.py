@@ -48,3 +48,33 @@ def test_an_error_after_merged_updates_is_still_raised() -> None:
 
 async def consume_new(n: int, *, min_interval: float, gap: float = 0.001, end: str = "finished") -> list[TurnUpdate]:
     return await consume(Prefetched(burst(n, end=end, gap=gap), min_interval=min_interval))
+
+
+def test_streams_sharing_a_total_rate_each_slow_down_and_the_count_returns_to_zero() -> None:
+    async def run() -> list[list[TurnUpdate]]:
+        streams = [Prefetched(burst(300, gap=0.002), min_interval=0.01, total_rate=40) for _ in range(8)]
+        assert Prefetched._sharing == 8
+        return await asyncio.gather(*(consume(s) for s in streams))
+
+    got = asyncio.run(asyncio.wait_for(run(), 30))
+    assert Prefetched._sharing == 0
+    for updates in got:
+        assert updates[-1].finished is not None and len(updates[-1].text) == 300
+        assert len(updates) <= 8  # ~0.6 s of tokens, each stream waiting 8/40 = 0.2 s between updates (not 0.01 s)
+
+
+def test_a_long_shared_interval_never_holds_back_the_end() -> None:
+    async def run() -> tuple[list[TurnUpdate], float]:
+        others = [Prefetched(burst(2000, gap=0.01), min_interval=0.01, total_rate=4) for _ in range(7)]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        got = await consume(Prefetched(burst(5, gap=0.01), min_interval=0.01, total_rate=4))  # 8 streams: 2 s interval
+        took = loop.time() - t0
+        for s in others:
+            await s.aclose()
+        return got, took
+
+    got, took = asyncio.run(asyncio.wait_for(run(), 30))
+    assert got[-1].finished is not None and len(got[-1].text) == 5
+    assert took < 1.0  # the end arrived when the stream ended, not after the 2 s interval
+    assert Prefetched._sharing == 0
