@@ -9,7 +9,8 @@ top_p 1, max_tokens 64, seed 1234, no system prompt, the prompts of relay_overhe
   gateway  the same SDK call, base_url = the studio's /v1 (no key: a studio without accounts answers loopback
            callers as its local owner; the SDK's Authorization header is dropped)
   ui       the Chat tab's `/send` over Gradio's HTTP API (POST /gradio_api/call/send, then its SSE stream),
-           as relay_overhead.py does
+           as relay_overhead.py does, but as browser tabs: concurrent stream i always sends session hash "tab i"
+           (a call without one is a new Gradio session each time, ~100 ms of serial work a tab pays only once)
 
 1. Single stream: 3 warm-up requests per path, then --requests (default 32) prompts, direct and gateway interleaved
    per prompt (who goes first alternates). TTFT p50 ratio gateway/direct (target <= 1.05) and tok/s p50 ratio
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sqlite3
 import sys
 import tempfile
@@ -77,10 +79,13 @@ def keyless_openai(base_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=300.0, http_client=http)
 
 
-def ui_send(http: httpx.Client, prompt: str) -> tuple[Sample, float]:
-    """The /send event over Gradio's HTTP API: (sample, seconds to the first update of any kind)."""
+def ui_send(http: httpx.Client, prompt: str, session: str) -> tuple[Sample, float]:
+    """The /send event over Gradio's HTTP API as one browser tab (`session`): (sample, seconds to the first update).
+
+    Without a session hash every call is a new Gradio session, and building a session's copy of the studio's
+    config costs ~100 ms of the event loop (all of it serial): a browser tab pays that once, not per message."""
     t0 = time.perf_counter()
-    r = http.post("/gradio_api/call/send", json={"data": send_args(prompt)})
+    r = http.post("/gradio_api/call/send", json={"data": send_args(prompt), "session_hash": session})
     r.raise_for_status()
     echo, first, text, event = None, None, "", ""
     with http.stream("GET", f"/gradio_api/call/send/{r.json()['event_id']}") as resp:
@@ -224,10 +229,12 @@ def main() -> int:
                 answered["api"] += 1
             return s
 
-        def ui(q: str) -> tuple[Sample, float]:
+        tag = secrets.token_hex(4)
+
+        def ui(q: str, tab: int = 0) -> tuple[Sample, float]:
             with counting:
                 sent["ui"] += 1
-            out = ui_send(ui_http, q)
+            out = ui_send(ui_http, q, f"bench-{tag}-tab{tab}")
             with counting:
                 answered["ui"] += 1
             return out
@@ -268,7 +275,7 @@ def main() -> int:
         runners: dict[str, Callable[[int, str], Any]] = {
             "direct": lambda i, q: direct(oai, q),
             "gateway": lambda i, q: gateway(q),
-            "ui": lambda i, q: ui(q),
+            "ui": lambda i, q: ui(q, i),  # stream i is browser tab i: its Gradio session lives across batches
         }
         names = list(runners)
         ttft: dict[str, list[float]] = {k: [] for k in names}

@@ -34,9 +34,9 @@ STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batch
 STOP_SETTLE_POLLS = 30  # × 0.1 s: how long Stop waits for the cancelled answer to be marked before redrawing
 UI_UPDATE_S = 0.05  # at most 20 redraws of a streaming answer per second (tokens in between are merged)
 # All answers streaming at once share this many page updates per second (with N of them each waits N/40 s): each
-# update of /send costs Gradio ~9 ms (it rebuilds every output the update leaves out), and 32 chats at 20 updates/s
-# each kept the event loop so busy that their first text reached the client 3.7x later than straight from vLLM
-# (bench/api_gateway.py). One or two chats keep UI_UPDATE_S; the first and the last update are never held back.
+# streamed update of /send costs Gradio ~9 ms (it rebuilds every output the update leaves out), so 32 chats at 20
+# updates/s each would ask the event loop for ~6 s of work per second. One or two chats keep UI_UPDATE_S; the first
+# and the last update are never held back.
 UI_UPDATES_PER_S_ALL = 40
 
 
