@@ -13,7 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from api.auth import acting_user
-from api.rest.errors import install_error_handlers
+from api.rest.errors import ERRORS, install_error_handlers
 
 if TYPE_CHECKING:
     from engines.services import Services
@@ -31,7 +31,7 @@ def build_rest_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     for area in AREAS:
         module = importlib.import_module(f"api.rest.{area}")
-        app.include_router(module.router, dependencies=[Depends(acting_user)])
+        app.include_router(module.router, dependencies=[Depends(acting_user)], responses=ERRORS)
 
     # The description and its docs page: a logged-in browser reaches them through the login gate; a script sends its
     # key, which is checked here (a wrong key gets 401, not the description).
@@ -48,7 +48,7 @@ def build_rest_app(services: Services) -> FastAPI:
         return get_swagger_ui_html(openapi_url=request.scope.get("root_path", "") + "/openapi.json",
                                    title="Chat Studio REST API")
 
-    @app.get("/me", tags=["people"], summary="Who the key belongs to")
+    @app.get("/me", tags=["people"], summary="Who the key belongs to", responses=ERRORS)
     async def me(actor=Depends(acting_user)) -> dict:
         return {"id": actor.id, "name": actor.name, "role": actor.role}
 

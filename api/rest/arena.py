@@ -6,7 +6,6 @@ leaderboard counts every voted battle of the team (Bradley–Terry with 95% inte
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 import anyio
@@ -16,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS
-from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, Timestamp, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.evaluation import compare
 from engines.evaluation.ratings import leaderboard as ratings_leaderboard
@@ -62,8 +61,8 @@ class Battle(BaseModel):
     answer_b: str | None
     vote: Choice | None = None
     category: str | None = None
-    created_at: dt.datetime
-    voted_at: dt.datetime | None = None
+    created_at: Timestamp
+    voted_at: Timestamp | None = None
 
 
 class BattleResult(Battle):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import acting_user
 from api.rest.errors import ERRORS
-from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, Timestamp, decode_cursor, encode_cursor
 from engines import conversations
 from engines.accounts import Actor
 from engines.conversations import conversations_page
@@ -30,8 +30,8 @@ class ConversationSummary(BaseModel):
     title: str
     model: str | None = Field(None, description="The model of its last answer.")
     source: str = Field(description="Where it was started: `ui` (the Chat tab) or `api` (the /v1 gateway).")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class MessageOut(BaseModel):
@@ -46,7 +46,7 @@ class MessageOut(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     feedback: int = Field(0, description="1 👍, -1 👎, 0 none.")
-    created_at: dt.datetime
+    created_at: Timestamp
 
 
 class ConversationDetail(ConversationSummary):

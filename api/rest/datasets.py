@@ -6,7 +6,6 @@ Every change goes through engines.datasets with the acting user (owner or admin 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import NotFound, error_response
+from api.rest.pages import Timestamp
 from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param, offset_page
 from engines.accounts import Actor
 from engines.datasets import draft, from_chats, uploads, versions
@@ -47,8 +47,8 @@ class DatasetOut(BaseModel):
     note: str | None
     latest_version: int | None = Field(description="the newest saved version's number")
     latest_version_id: int | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class DatasetIn(BaseModel):
@@ -64,7 +64,7 @@ class VersionOut(BaseModel):
     content_hash: str
     note: str | None
     parent_id: int | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class RowOut(BaseModel):

@@ -57,6 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConversationNotFound, not_found)
     app.add_exception_handler(BattleNotFound, not_found)
     app.add_exception_handler(NotFound, not_found)
+
+    async def out_of_range(_: Request, exc: OverflowError) -> JSONResponse:
+        return error_response(404, "not_found", "No such id (it is out of range).")
+
+    app.add_exception_handler(OverflowError, out_of_range)  # an id past the database's integer range
     app.add_exception_handler(AccountError, bad_request)
     app.add_exception_handler(ValueError, bad_request)  # the engines' own input errors (SpecError, EditError, …)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -4,7 +4,6 @@ and the results as CSV by URL."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import NotFound
+from api.rest.pages import Timestamp
 from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param, offset_page
 from engines.accounts import Actor
 from engines.evaluation import report
@@ -71,8 +71,8 @@ class EvaluationOut(BaseModel):
     dataset_version_id: int | None
     training_run_id: int | None
     error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
 
 
 class EvaluationDetail(EvaluationOut):

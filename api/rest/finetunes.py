@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import NotFound
+from api.rest.pages import Timestamp
 from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param
 from engines.accounts import Actor
 from engines.datasets.files import REPO, trainable_datasets
@@ -92,9 +92,9 @@ class RunOut(BaseModel):
     error: str | None
     adapter: str | None = Field(description="the served adapter's model name once completed")
     mlflow_run_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 class RunDetail(RunOut):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS, NotFound
-from api.rest.pages import MAX_ID, CursorParam, Limit, Page, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, Limit, Page, Timestamp, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.history import items as history_items
 from engines.history.archive import archive_file, export_archive
@@ -37,7 +37,7 @@ class HistoryItem(BaseModel):
     id: int
     title: str
     detail: str
-    at: dt.datetime = Field(description="When it was last changed (chats) or created (the rest), UTC.")
+    at: Timestamp = Field(description="When it was last changed (chats) or created (the rest), UTC.")
     snippet: str = Field("", description="For a search: the matching words in context, marked «like this».")
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS, NotFound
+from api.rest.pages import Timestamp
 from engines.accounts import Actor
 from engines.models.exports import ExportJob, ExportManager
 from engines.paths import shown_path
@@ -84,7 +85,7 @@ class Job(BaseModel):
     pct: float = 0.0
     result: str | None = Field(None, description="Where the result is (relative to the studio's folders), or the Hub URL.")
     error: str | None = None
-    started_at: dt.datetime
+    started_at: Timestamp
     progress: dict[str, float] = Field(default_factory=dict, description="A download's bytes/files done and total, rate.")
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 T = TypeVar("T")
 
@@ -50,3 +51,11 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple | None:
             for p, t in zip(parts, types, strict=True)):
         raise InvalidCursor("The cursor is not one this API handed out: use `next_cursor` of the previous page.")
     return tuple(parts)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """The database keeps naive UTC times; an API says which zone (RFC 3339 needs it)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+Timestamp = Annotated[dt.datetime, AfterValidator(_utc)]  # a UTC time with its zone, e.g. 2026-12-02T22:46:57Z

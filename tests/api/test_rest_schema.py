@@ -24,7 +24,7 @@ HEAVY = ("POST /finetunes", "POST /finetunes/{run_id}/resume", "POST /evaluation
          "POST /arena/battles")
 
 
-def _property_test(operation, label: str, headers: dict[str, str]):
+def _property_test(operation, label: str, headers: dict[str, str], base_url: str):
     """A hypothesis test over the generated requests of one operation."""
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -32,10 +32,10 @@ def _property_test(operation, label: str, headers: dict[str, str]):
     @given(case=operation.as_strategy())
     def check(case) -> None:
         if label in HEAVY:
-            response = case.call(headers=headers, json={"not": "a valid request"}, timeout=60)
+            response = case.call(base_url=base_url, headers=headers, json={"not": "a valid request"}, timeout=60)
             assert response.status_code in (400, 404, 422), (label, response.status_code, response.text[:300])
             return
-        case.call_and_validate(headers=headers, timeout=120, excluded_checks=EXCLUDED)
+        case.call_and_validate(base_url=base_url, headers=headers, timeout=120, excluded_checks=EXCLUDED)
 
     return check
 
@@ -43,14 +43,14 @@ def _property_test(operation, label: str, headers: dict[str, str]):
 def test_no_server_error_and_every_response_matches_the_description(api_studio) -> None:
     headers = {"Authorization": f"Bearer {api_studio.fuzz_key}"}
     spec = httpx.get(api_studio.url + "api/v1/openapi.json", headers=headers, timeout=60).json()
-    spec["servers"] = [{"url": api_studio.url.rstrip("/") + "/api/v1"}]
+    base = api_studio.url.rstrip("/") + "/api/v1"
     schema = schemathesis.openapi.from_dict(spec)
     checked, failures = [], []
     for result in schema.get_all_operations():
         operation = result.ok()
         label = f"{operation.method.upper()} {operation.path}"
 
-        check = _property_test(operation, label, headers)
+        check = _property_test(operation, label, headers, base)
         try:
             check()
         except Exception as exc:  # collect every operation's failure, then report them all
