@@ -352,7 +352,8 @@ def test_account_endpoints_as_an_admin(tmp_path):
         assert ["dora", "admin"] == [cell for row in users["data"] if "dora" in row for cell in row if cell in ("dora", "admin")]
         assert "dora" in c.predict("dora", "", "member", "en", api_name="/disable_user")[1]
         assert "dora" in c.predict("dora", "", "member", "en", api_name="/enable_user")[1]
-        key, keys = c.predict("script", "en", api_name="/create_api_key")
+        key, usage, keys = c.predict("script", "en", api_name="/create_api_key")
+        assert "/v1" in str(usage)  # how to use it: the OpenAI-compatible base URL
         assert len(_value(key)) > 20 and "script" in json.dumps(keys)
         key_id = keys["data"][0][0]
         revoked = c.predict(key_id, "en", api_name="/revoke_api_key")
