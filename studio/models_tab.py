@@ -11,11 +11,9 @@ from typing import Any
 import gradio as gr
 
 from engines.accounts import Actor, PermissionDenied
-from engines.models import resolve_base_model
-from engines.models.exports import ExportManager
-from engines.models.registry import ModelError, ModelRecord, local_model_folder, looks_like_hub_id, model_roots
-from engines.paths import is_inside
+from engines.models.registry import ModelRecord
 from engines.serving import metrics
+from engines.serving import start as serving_start
 from engines.serving.metrics import MetricsHistory
 from engines.training.planning import base_model_problem
 from studio.i18n import Translatable, t
@@ -77,25 +75,9 @@ def catalog_entries() -> list[Any]:
 
 
 def resolve_record(services: Services, name: str, *, actor: Actor) -> ModelRecord:
-    """A servable record for a base model name: the registry's, the catalogue's folder, else resolve it (bundled,
-    local folder inside MODEL_CACHE_DIR / MODEL_DIRS, or hub id; may convert or download, so call this off the UI
-    thread). A hub id is downloaded as a job started by `actor`, so its progress shows in the Download panel."""
-    rec = services.servers.registry.get(name)
-    if rec is not None and rec.kind == "base":
-        return rec
-    settings = services.settings
-    for entry in catalog_entries():
-        if entry.name == name and entry.kind == "base" and entry.path:  # a row's path is checked like a typed one
-            return ModelRecord(name=name, kind="base", source=str(local_model_folder(settings, entry.path)))
-    # An org/name that is no folder inside the model roots is a hub id (nothing outside the roots is looked at).
-    if looks_like_hub_id(name) and not is_inside(name, model_roots(settings)) and not settings.offline_mode:
-        jobs = ExportManager(settings)
-        running = jobs.running_download(name)
-        job = jobs.wait(running.id if running else jobs.submit_download(name, actor=actor), timeout=DOWNLOAD_WAIT_S)
-        if job is None or job.status != "done":
-            raise ModelError(job.error if job and job.error else f"The download of {name} ended: {job.status if job else 'lost'}.")
-        return ModelRecord(name=name, kind="base", source=job.result)
-    return resolve_base_model(settings, name)
+    """A servable record for a base model name (engines.serving.start.resolve_record: registry, catalogue folder,
+    bundled, a folder inside the model roots, or a hub id downloaded as `actor`'s job); call it off the UI thread."""
+    return serving_start.resolve_record(services.settings, services.servers, name, actor=actor)
 
 
 def start_server(services: Services, name: str, options: StartOptions | None = None, *, actor: Actor) -> threading.Thread:

@@ -31,9 +31,14 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "chat-studio.json"
 METRIC_NAME = re.compile(r"(?<![\w:])(?:studio_[a-z0-9_]+|vllm:[a-z0-9_:]+)")
 ADMIN, ADMIN_PASSWORD = "boss", "boss-password-1"  # tests/conftest.py's api_studio
 
-needs_prometheus = pytest.mark.skipif(
-    shutil.which("prometheus") is None or shutil.which("promtool") is None,
-    reason="Debian's prometheus package is not installed (bash scripts/install.sh --dev installs it)")
+@pytest.fixture
+def prometheus_installed() -> None:
+    """Debian's prometheus package is part of the test install (bash scripts/install.sh --dev): missing is a failure."""
+    missing = [b for b in ("prometheus", "promtool") if shutil.which(b) is None]
+    assert not missing, f"{missing} not found: run bash scripts/install.sh --dev (it installs Debian's prometheus)"
+
+
+needs_prometheus = pytest.mark.usefixtures("prometheus_installed")
 
 
 def dashboard_queries() -> list[str]:
