@@ -174,7 +174,9 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 )
                 with gr.Column(scale=1, min_width=120):
                     send_btn = tr.add(gr.Button(t(lang0, "chat.send"), variant="primary", elem_id="send-btn"), value="chat.send")
-                    stop_btn = tr.add(gr.Button(t(lang0, "chat.stop"), variant="stop", elem_id="stop-btn"), value="chat.stop")
+                    # Send turns into Stop while an answer streams (both stay in the page: "hidden" only takes them out of sight).
+                    stop_btn = tr.add(gr.Button(t(lang0, "chat.stop"), variant="stop", elem_id="stop-btn", visible="hidden"),
+                                      value="chat.stop")
             with gr.Row():
                 regen_btn = tr.add(gr.Button(t(lang0, "chat.regenerate"), size="sm", elem_id="regenerate-btn"), value="chat.regenerate")
                 edit_btn = tr.add(gr.Button(t(lang0, "chat.edit_last"), size="sm", elem_id="edit-last-btn"), value="chat.edit_last")
@@ -221,6 +223,13 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
             raise gr.Error(t(lang, "chat.no_model"))
         return model_name
 
+    def busy(on: bool) -> dict:
+        """Send gives way to Stop while an answer streams, and comes back when it ends or is stopped."""
+        return {send_btn: gr.update(visible="hidden" if on else True), stop_btn: gr.update(visible=True if on else "hidden")}
+
+    def idle() -> dict:
+        return busy(False)
+
     def edit_mode(lang: str, on: bool) -> dict:
         """Updates that enter or leave "Edit last message": the banner, the input box's label and the Send button."""
         return {
@@ -238,40 +247,64 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         last = turns.last_user_message(cid)
         return (cid, last.id) if last is not None and last.id == editing else None
 
-    async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
-                   editing: int | None, request: gr.Request):
-        """Store the user's message (in edit mode: replace the last one), then stream the answer."""
-        lang = lang or lang0
-        actor = actor_of(request)
+    def store_turn(message_text: str, cid_value: str, model_name: str, system_prompt: str, lang: str, editing: int | None,
+                   actor: Actor) -> int | None:
+        """Store the user's message (in edit mode: replace the last one) before any model is called; None: nothing to send."""
         if not (message_text or "").strip():
             gr.Warning(t(lang, "chat.empty_message"))
-            yield {c: gr.skip() for c in send_outputs}
-            return
+            return None
         model_name = _model_or_error(model_name, lang)
         edit = _edited_message(actor, cid_value, editing, lang)
         if editing and edit is None:  # the chat moved on (another tab answered, it was deleted): never replace blindly
             gr.Warning(t(lang, "chat.editing_stale"))
-            yield {editing_state: None, **edit_mode(lang, False)}
-            return
+            return None
         try:
             if edit is not None:  # as the pencil on the bubble does: the old question and answer stay, inactive
-                cid = edit[0]
-                turns.replace_user_message(cid, edit[1], message_text)
-            else:
-                cid = turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)  # before the call
+                turns.replace_user_message(edit[0], edit[1], message_text)
+                return edit[0]
+            return turns.store_user_turn(actor, _conv_id(cid_value), message_text, model=model_name, system_prompt=system_prompt)
         except turns.ConversationNotFound as exc:
             raise gr.Error(str(exc)) from None
-        first, display = True, None
+
+    def accept(message_text: str, cid_value: str, model_name: str, system_prompt: str, lang: str, editing: int | None,
+               request: gr.Request) -> dict:
+        """Enter or Send in the page: store the message and show it at once; `stream_pending` then streams the answer.
+
+        Two events, not one: the answer's many updates then go to the Chatbot alone (an update of a 7-output event
+        costs Gradio ~10 ms, and a first update carrying several outputs could lose some under load)."""
+        lang = lang or lang0
+        actor = actor_of(request)
+        cid = store_turn(message_text, cid_value, model_name, system_prompt, lang, editing, actor)
+        if cid is None:
+            return {pending: None, **({editing_state: None, **edit_mode(lang, False)} if editing else {})}
+        leave = edit_mode(lang, False) if editing else {}
+        return {chatbot: chatbot_view(chats.active_messages(cid), lang, answer_pending=True), conversation_id: str(cid),
+                **leave, message: {**leave.get(message, gr.update()), "value": ""},
+                conversation_list: gr.update(choices=conversation_choices(actor), value=str(cid)), editing_state: None,
+                pending: cid, **busy(True), send_btn: {**leave.get(send_btn, gr.update()), "visible": "hidden"}}
+
+    async def stream_pending(cid: int | None, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float,
+                             lang: str):
+        """The answer to the message `accept` stored, streamed into the Chatbot only."""
+        if cid is None:
+            yield gr.skip()
+            return
+        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang or lang0):
+            yield display
+
+    async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
+                   editing: int | None, request: gr.Request):
+        """`/send` for gradio_client: store the message, then stream the answer; every update carries the conversation id."""
+        lang = lang or lang0
+        actor = actor_of(request)
+        cid = store_turn(message_text, cid_value, model_name, system_prompt, lang, editing, actor)
+        if cid is None:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        listed = gr.update(choices=conversation_choices(actor), value=str(cid))
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
-            if first:
-                first = False
-                leave = edit_mode(lang, False) if editing else {}
-                yield {chatbot: display, conversation_id: str(cid), **leave, message: {**leave.get(message, gr.update()), "value": ""},
-                       conversation_list: gr.update(choices=conversation_choices(actor), value=str(cid)), editing_state: None}
-            else:
-                yield {chatbot: display}
-        if display is not None:  # the last update carries the id again: a gradio_client loop ends holding it
-            yield {chatbot: display, conversation_id: str(cid)}
+            yield display, str(cid), "", listed
+            listed = gr.skip()
 
     async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
                          request: gr.Request):
@@ -470,14 +503,30 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     # ---- wiring (every event has a stable api_name; see README) -----------------------
     editing_state = gr.State(None)  # id of the user message "Edit last message" is replacing, or None
+    pending = gr.State(None)  # the conversation whose stored message waits for its answer (accept → stream_pending)
     edit_mode_outputs = [edit_banner, message, send_btn, editing_state]
-    send_outputs = [chatbot, conversation_id, message, conversation_list, edit_banner, send_btn, editing_state]
-    send_inputs = [message, *gen_inputs, lang_state, editing_state]
-    ev_submit = message.submit(send, send_inputs, send_outputs, api_name="send", **STREAMING)
-    ev_send = send_btn.click(send, send_inputs, send_outputs, api_name="send_click", api_visibility="undocumented", **STREAMING)
+    accept_inputs = [message, conversation_id, model, system, lang_state, editing_state]
+    accept_outputs = [chatbot, conversation_id, message, conversation_list, edit_banner, send_btn, stop_btn, editing_state, pending]
+    stream_inputs = [pending, model, system, temperature, top_p, max_tokens, seed, lang_state]
+    buttons = [send_btn, stop_btn]
+    # In the page: store and echo at once, then stream into the Chatbot alone (see `accept`); Stop shows meanwhile.
+    ev_submit = message.submit(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
+        stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
+    ev_submit.then(idle, None, buttons, api_name=False, show_progress="hidden")
+    ev_send = send_btn.click(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
+        stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
+    ev_send.then(idle, None, buttons, api_name=False, show_progress="hidden")
+    # For gradio_client: the whole turn in one event, the conversation id in every update.
+    send_api_btn = gr.Button(visible=False, elem_id="send-api")
+    ev_send_api = send_api_btn.click(send, [message, *gen_inputs, lang_state, editing_state],
+                                     [chatbot, conversation_id, message, conversation_list],
+                                     api_name="send", **STREAMING)
     ev_regen = regen_btn.click(regenerate, [*gen_inputs, lang_state], [chatbot], api_name="regenerate", **STREAMING)
     ev_retry = chatbot.retry(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry", api_visibility="private", **STREAMING)
     ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot], api_name="edit", api_visibility="private", **STREAMING)
+    for trigger, ev in ((regen_btn.click, ev_regen), (chatbot.retry, ev_retry), (chatbot.edit, ev_edit)):
+        trigger(lambda: busy(True), None, buttons, api_name=False, show_progress="hidden")
+        ev.then(idle, None, buttons, api_name=False, show_progress="hidden")
     edit_btn.click(start_edit, [conversation_id, lang_state], edit_mode_outputs, api_name=False)
     edit_cancel_btn.click(leave_edit, [editing_state, lang_state], edit_mode_outputs, api_name=False, show_progress="hidden")
     # Opening, starting or deleting a conversation ends an edit of the one before.
@@ -485,9 +534,10 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     gr.api(edit_last_text, api_name="edit_last_text")
     edit_last_btn_hidden = gr.Button(visible=False, elem_id="edit-last-submit")
     ev_edit_api = edit_last_btn_hidden.click(edit_last, [message, *gen_inputs, lang_state], [chatbot, message], api_name="edit_last", **STREAMING)
-    stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop",
+    stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_send_api, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop",
                    api_visibility="private").then(show_stopped, [conversation_id, lang_state], [chatbot], api_name=False,
-                                                  show_progress="hidden")
+                                                  show_progress="hidden").then(idle, None, buttons, api_name=False,
+                                                                               show_progress="hidden")
     chatbot.like(on_like, [conversation_id], [chatbot], api_name="like", api_visibility="private", show_progress="hidden")
     gr.api(set_feedback, api_name="feedback")
     gr.api(list_models, api_name="list_models")

@@ -171,6 +171,9 @@ def test_stop_keeps_the_partial_answer(page: Page, studio_url: str, session_dir:
 
         # Some text has streamed in, and the answer is not finished.
         page.wait_for_function("() => { const s = window.__answer.states.at(-1); return s && s.len >= 40; }", timeout=FIRST_TEXT_MS)
+        if not page.evaluate("window.__answer.states.at(-1).done"):  # while it streams, Send has turned into Stop
+            expect(page.locator("#stop-btn")).to_be_visible()
+            expect(page.locator("#send-btn")).to_be_hidden()
         # A DOM click: Playwright's pointer click waits for animation frames, which a page re-rendering a fast
         # stream on a loaded 2-core machine can withhold for longer than the answer takes to finish.
         page.locator("#stop-btn").dispatch_event("click")
@@ -199,6 +202,8 @@ def test_stop_keeps_the_partial_answer(page: Page, studio_url: str, session_dir:
     expect(bot_bubbles(page).last.locator(".msg-stats .msg-stopped")).to_have_text(re.compile("stopped before the end"))
     expect(bot_bubbles(page).last.locator(".msg-stats .msg-model")).to_have_text("SmolLM2-135M-Instruct")
     expect(bot_bubbles(page).last.locator(".msg-stats")).not_to_contain_text("TTFT")
+    expect(page.locator("#send-btn")).to_be_visible()  # and Send is back
+    expect(page.locator("#stop-btn")).to_be_hidden()
     screenshot(page, "chat-stopped.png")
     partial = answer_text(page)
     assert partial
