@@ -27,6 +27,19 @@ from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
+# Gradio's own strings (upload box, footer, table menus) follow the browser's locale, fixed when the page loads;
+# its core module exports `changeLocale` (what its Settings panel calls), so the studio's switch moves them too.
+# Best effort: if a Gradio release renames the module or the export, only Gradio's own strings stay as they were.
+GRADIO_LOCALE_JS = """
+(lang) => {
+  const want = lang === 'ko' ? 'ko' : 'en';
+  const urls = [...document.querySelectorAll('link[rel="modulepreload"], script[type="module"]')]
+    .map((e) => e.href || e.src).concat(performance.getEntriesByType('resource').map((e) => e.name));
+  const core = urls.find((u) => /\\/assets\\/core-[^/]*\\.js$/.test(u || ''));
+  if (core) import(core).then((m) => m.changeLocale && m.changeLocale(want)).catch(() => {});
+  return lang;
+}
+"""
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
 
 
@@ -211,8 +224,10 @@ def build_app(services: Services) -> gr.Blocks:
                 "<span id='app-ready'></span>",
             ]
 
-        language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden")
-        demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden")
+        language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden",
+                       js=GRADIO_LOCALE_JS)
+        demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
+                  js=GRADIO_LOCALE_JS)
         for spec in (models.show, exports.refresh, compare.refresh, finetune.show):
             demo.load(api_name=False, **spec)
     return demo
