@@ -1,4 +1,4 @@
-"""Battles: every side-by-side answer pair and the vote on it."""
+"""Battles: every side-by-side answer pair, the vote on it, and LLM judges' verdicts on it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from storage.models import Battle, utcnow
+from storage.models import Battle, BattleJudgement, utcnow
 
 VOTES = ("a", "b", "tie", "both_bad")
 
@@ -49,3 +49,39 @@ def voted(*, since_days: float | None = None, category: str | None = None, blind
     if blind_only:
         q = q.where(Battle.blind == True)  # noqa: E712
     return list(q)
+
+
+def voted_by(owner_id: int, *, votes: tuple[str, ...] = VOTES, since: dt.datetime | None = None,
+             until: dt.datetime | None = None, category: str | None = None) -> list[Battle]:
+    """One person's voted battles with answers, oldest vote first; `since`/`until` bound the vote time."""
+    q = Battle.select().where((Battle.owner_id == owner_id) & Battle.vote.in_(list(votes))
+                              & Battle.answer_a.is_null(False) & Battle.answer_b.is_null(False))
+    if since is not None:
+        q = q.where(Battle.voted_at >= since)
+    if until is not None:
+        q = q.where(Battle.voted_at < until)
+    if category:
+        q = q.where(Battle.category == category)
+    return list(q.order_by(Battle.voted_at, Battle.id))
+
+
+def save_judgement(battle_id: int, judge: str, verdict: str, detail: dict[str, Any] | None = None) -> None:
+    """Insert or replace one judge's verdict (a | b | tie | error) on a battle."""
+    if verdict not in ("a", "b", "tie", "error"):
+        raise ValueError("a judge's verdict is a, b, tie or error")
+    text = json.dumps(detail or {}, ensure_ascii=False)
+    row = BattleJudgement.get_or_none(BattleJudgement.battle == battle_id, BattleJudgement.judge == judge)
+    if row is None:
+        BattleJudgement.create(battle=battle_id, judge=judge, verdict=verdict, detail=text)
+    else:
+        BattleJudgement.update(verdict=verdict, detail=text, created_at=utcnow()).where(BattleJudgement.id == row.id).execute()
+
+
+def judgements(battle_ids: list[int], *, judge: str | None = None) -> list[BattleJudgement]:
+    """The judges' verdicts on these battles (of one judge when named), by battle then judge."""
+    if not battle_ids:
+        return []
+    q = BattleJudgement.select().where(BattleJudgement.battle.in_(battle_ids))
+    if judge:
+        q = q.where(BattleJudgement.judge == judge)
+    return list(q.order_by(BattleJudgement.battle, BattleJudgement.judge))

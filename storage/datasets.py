@@ -6,6 +6,8 @@ import json
 
 from storage.models import Dataset, DatasetVersion, User, utcnow
 
+KINDS = ("chat", "preference")
+
 
 def _with_owner():
     """Datasets with `owner_name` (the owner's user name, None if unowned) for display: one indexed lookup per row."""
@@ -13,8 +15,10 @@ def _with_owner():
 
 
 def create_dataset(name: str, source_format: str | None = None, note: str | None = None, *,
-                   owner_id: int | None = None) -> Dataset:
-    return Dataset.create(name=name, source_format=source_format, note=note, owner_id=owner_id)
+                   owner_id: int | None = None, kind: str = "chat") -> Dataset:
+    if kind not in KINDS:
+        raise ValueError(f"a dataset's kind is one of {', '.join(KINDS)}")
+    return Dataset.create(name=name, source_format=source_format, note=note, owner_id=owner_id, kind=kind)
 
 
 def get_dataset(dataset_id: int) -> Dataset | None:

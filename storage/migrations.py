@@ -311,6 +311,23 @@ def m008_users_api_keys_and_owners(db: Database) -> None:
         db.execute_sql("ALTER TABLE conversations ADD COLUMN source VARCHAR(16) NOT NULL DEFAULT 'ui'")
 
 
+def m009_preference_datasets_and_battle_judgements(db: Database) -> None:
+    """A dataset's kind (chat | preference), and the verdicts an LLM judge gave on stored battles."""
+    t = _types(db)
+    if "kind" not in {c.name for c in db.get_columns("datasets")}:
+        db.execute_sql("ALTER TABLE datasets ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'chat'")
+    db.execute_sql(
+        f"""CREATE TABLE IF NOT EXISTS battle_judgements (
+            id {t['pk']},
+            battle_id INTEGER NOT NULL REFERENCES battles (id) ON DELETE CASCADE,
+            judge VARCHAR(300) NOT NULL,
+            verdict VARCHAR(16) NOT NULL,
+            detail TEXT,
+            created_at {t['ts']} NOT NULL)"""
+    )
+    db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS battle_judgements_battle_judge ON battle_judgements (battle_id, judge)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
@@ -320,6 +337,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (6, m006_eval_runs_and_results),
     (7, m007_history_search_and_lineage),
     (8, m008_users_api_keys_and_owners),
+    (9, m009_preference_datasets_and_battle_judgements),
 ]
 
 

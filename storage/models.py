@@ -149,6 +149,7 @@ class Dataset(BaseModel):
     owner_id = IntegerField(null=True, index=True)  # users.id: changed only by its owner or an admin
     name = CharField(max_length=200, unique=True)
     source_format = CharField(max_length=32, null=True)  # the layout it was imported from
+    kind = CharField(max_length=16, default="chat")  # chat (messages) | preference (prompt, chosen, rejected)
     note = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -225,6 +226,20 @@ class Battle(BaseModel):
 
     class Meta:
         table_name = "battles"
+
+
+class BattleJudgement(BaseModel):
+    """An LLM judge's verdict on a stored battle (a | b | tie | error), judged in both orders like batch evaluations."""
+
+    id = AutoField()
+    battle = ForeignKeyField(Battle, backref="judgements", on_delete="CASCADE", column_name="battle_id")
+    judge = CharField(max_length=300)
+    verdict = CharField(max_length=16)
+    detail = TextField(null=True)  # JSON: the judge's raw outputs, or why it failed
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "battle_judgements"
 
 
 class EvalRun(BaseModel):

@@ -94,12 +94,13 @@ def trainable_datasets() -> list[dict[str, object]]:
     from storage import datasets as store
 
     out: list[dict[str, object]] = [
-        {"label": f"{p.stem} (sample)", "dataset": display_path(p), "dataset_version_id": None, "rows": _count_rows(p)}
+        {"label": f"{p.stem} (sample)", "dataset": display_path(p), "dataset_version_id": None, "rows": _count_rows(p),
+         "kind": "chat"}
         for p in sorted(SAMPLES.glob("*.jsonl"))
     ]
     for v in sorted(store.list_versions(), key=lambda v: v.id, reverse=True):
         out.append({"label": f"{v.dataset.name} · v{v.version}", "dataset": str(v.dataset_id), "dataset_version_id": v.id,
-                    "rows": v.row_count})
+                    "rows": v.row_count, "kind": "preference" if v.format == "preference" else "chat"})
     return out
 
 

@@ -4,7 +4,9 @@ Files: JSONL, JSON (a list, or an object holding one), CSV, TSV, Parquet; UTF-8 
 Layouts: OpenAI `messages`; ShareGPT `conversations` (from/value, human/gpt/system and variants);
 Alpaca (instruction/input/output, optional system); no_robots (prompt, messages, category);
 prompt/completion pairs. Anything else gets a message listing the fields found and can be read
-with a column mapping.
+with a column mapping. Preference layouts (TRL's `prompt/chosen/rejected`, as strings or as
+conversational message lists, with the prompt explicit or implicit in a shared prefix) are detected
+here and read by `to_preference`; a chat import refuses them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = ("openai", "sharegpt", "alpaca", "no_robots", "prompt_completion")
+PREFERENCE_FORMATS = ("preference", "preference_conversational")
 SHAREGPT_ROLES = {
     "human": "user", "user": "user", "prompter": "user",
     "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "model": "assistant", "bard": "assistant",
@@ -59,6 +62,46 @@ class Problem:
     kind: str
     message: str
     severity: str = "error"
+
+
+@dataclass
+class PreferenceRow:
+    """One preference example: the context (system first if any, ending with the user's turn), two assistant answers,
+    the preferred one first, and where the judgement came from (`source`: kind, ids, model names, voter)."""
+
+    prompt: list[dict[str, str]]
+    chosen: str
+    rejected: str
+    source: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None
+    split: str | None = None
+    line: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored layout: TRL's conversational one, plus provenance, category and split."""
+        out: dict[str, Any] = {"prompt": self.prompt, "chosen": [{"role": "assistant", "content": self.chosen}],
+                               "rejected": [{"role": "assistant", "content": self.rejected}]}
+        if self.source:
+            out["source"] = self.source
+        if self.category:
+            out["category"] = self.category
+        if self.split:
+            out["split"] = self.split
+        return out
+
+    def to_trl(self, *, conversational: bool) -> dict[str, Any]:
+        """TRL's layouts: message lists (conversational), or strings with the context flattened into the prompt."""
+        if conversational:
+            return {"prompt": self.prompt, "chosen": [{"role": "assistant", "content": self.chosen}],
+                    "rejected": [{"role": "assistant", "content": self.rejected}]}
+        return {"prompt": flat_prompt(self.prompt), "chosen": self.chosen, "rejected": self.rejected}
+
+
+def flat_prompt(messages: list[dict[str, str]]) -> str:
+    """A one-turn prompt is its text; a longer context is written out turn by turn."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -161,6 +204,8 @@ def detect(records: list[tuple[int, Any]]) -> str | None:
 def _detect_one(r: Any) -> str | None:
     if not isinstance(r, dict):
         return None
+    if "chosen" in r and "rejected" in r:
+        return "preference_conversational" if isinstance(_maybe_json(r["chosen"]), list) else "preference"
     if isinstance(r.get("messages"), list | str):
         return "no_robots" if "prompt" in r and "category" in r else "openai"
     if isinstance(r.get("conversations") or r.get("conversation"), list | str):
@@ -263,6 +308,8 @@ def normalise(records: list[tuple[int, Any]], fmt: str | None, mapping: dict[str
             "Unknown layout: fields found: " + (", ".join(fields_found(records)) or "none")
             + ". Map the columns (user, assistant, optional system and category) to import it."
         )
+    if fmt in PREFERENCE_FORMATS and not mapping:
+        raise FormatError("This file holds preference pairs (prompt, chosen, rejected): import it as a preference dataset.")
     rows, problems = [], []
     for source, rec in records:
         try:
@@ -278,3 +325,73 @@ def to_sharegpt(row: Row) -> dict[str, Any]:
     if row.category:
         out["category"] = row.category
     return out
+
+
+def _messages(raw: Any, what: str) -> list[dict[str, str]]:
+    raw = _maybe_json(raw)
+    if not isinstance(raw, list) or not raw:
+        raise RowError(f"{what} is not a list of messages")
+    out = []
+    for m in raw:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise RowError(f"a message of {what} is not an object with role system/user/assistant and content")
+        out.append({"role": m["role"], "content": _text(m.get("content"), f"{what} {m['role']} content")})
+    return out
+
+
+def _answer(raw: Any, what: str) -> str:
+    """One assistant answer: a string, or a list holding exactly one assistant message."""
+    if isinstance(raw, str) and raw.lstrip()[:1] != "[":
+        return raw
+    msgs = _messages(raw, what)
+    if len(msgs) != 1 or msgs[0]["role"] != "assistant":
+        raise RowError(f"{what} must be one assistant message")
+    return msgs[0]["content"]
+
+
+def to_preference(record: Any, source: int) -> PreferenceRow:
+    """One record in a TRL preference layout as a PreferenceRow; RowError says what is wrong with it.
+
+    Explicit prompt (a string, or messages) with chosen/rejected as strings or one-message lists; or the implicit
+    layout: no prompt, chosen and rejected whole conversations that share everything but their last answer."""
+    if not isinstance(record, dict):
+        raise RowError(f"expected an object with fields, got {type(record).__name__}")
+    if "chosen" not in record or "rejected" not in record:
+        raise RowError("a preference row needs chosen and rejected")
+    prompt_raw = record.get("prompt")
+    if prompt_raw is None:
+        chosen_all, rejected_all = _messages(record["chosen"], "chosen"), _messages(record["rejected"], "rejected")
+        if chosen_all[:-1] != rejected_all[:-1] or len(chosen_all) < 2:
+            raise RowError("without a prompt, chosen and rejected must share every message but their last answer")
+        prompt, chosen, rejected = chosen_all[:-1], _answer(chosen_all[-1:], "chosen"), _answer(rejected_all[-1:], "rejected")
+    else:
+        if isinstance(prompt_raw, str) and prompt_raw.lstrip()[:1] != "[":
+            prompt = [{"role": "user", "content": prompt_raw}]
+        else:
+            prompt = _messages(prompt_raw, "prompt")
+        if record.get("system") and prompt[0]["role"] != "system":
+            prompt.insert(0, {"role": "system", "content": _text(record["system"], "system")})
+        chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
+    if prompt[-1]["role"] != "user":
+        raise RowError("the prompt must end with the user's turn")
+    if not prompt[-1]["content"].strip():
+        raise RowError("the prompt's user turn is empty")
+    if not chosen.strip() or not rejected.strip():
+        raise RowError("chosen and rejected must both hold an answer")
+    if chosen == rejected:
+        raise RowError("chosen and rejected are the same answer")
+    category = record.get("category")
+    split = record.get("split") if record.get("split") in ("train", "eval") else None
+    src = record.get("source") if isinstance(record.get("source"), dict) else {}
+    return PreferenceRow(prompt, chosen, rejected, src, str(category) if category not in (None, "") else None, split, source)
+
+
+def normalise_preferences(records: list[tuple[int, Any]]) -> tuple[list[PreferenceRow], list[Problem]]:
+    """Preference rows, and a problem (with its line) for every record that cannot be read as one."""
+    rows, problems = [], []
+    for source, rec in records:
+        try:
+            rows.append(to_preference(rec, source))
+        except RowError as exc:
+            problems.append(Problem(source, "non_text" if "not text" in str(exc) else "malformed", str(exc)))
+    return rows, problems

@@ -167,6 +167,8 @@ def version_file(settings: Settings, version: DatasetVersion) -> Path:
 
 
 def load_version(settings: Settings, version: DatasetVersion) -> list[Row]:
+    if version.format == "preference":  # prompt/chosen/rejected lines: engines.datasets.preference_files reads them
+        raise ValueError(f"Version {version.id} holds preference pairs, not chat rows.")
     rows = []
     with open(version_file(settings, version), encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):

@@ -35,7 +35,7 @@ PLACEHOLDER = "${DATA_DIR}"
 MODELS_PLACEHOLDER = "${MODEL_CACHE_DIR}"
 # Parents before children, so foreign keys hold while rows go in.
 TABLES: list[type[m.BaseModel]] = [m.Conversation, m.Message, m.ModelEntry, m.Dataset, m.DatasetVersion, m.DatasetRow,
-                                   m.DatasetEdit, m.TrainingRun, m.Battle, m.EvalRun, m.EvalResult]
+                                   m.DatasetEdit, m.TrainingRun, m.Battle, m.BattleJudgement, m.EvalRun, m.EvalResult]
 FILE_DIRS = ("datasets", "runs", "evals")  # under DATA_DIR; what rows point to
 SKIP_PARTS = {"checkpoints"}  # resumable state, large, worthless once a run is finished
 BATCH = 1000

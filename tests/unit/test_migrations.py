@@ -18,6 +18,8 @@ def test_fresh_database_has_the_final_schema(db):
         assert "owner_id" in columns(db, table)
     assert {"id", "name", "password_hash", "role", "disabled", "created_at"} == columns(db, "users")
     assert {"id", "user_id", "name", "prefix", "key_hash", "created_at", "last_used_at", "revoked_at"} == columns(db, "api_keys")
+    assert "kind" in columns(db, "datasets")
+    assert {"id", "battle_id", "judge", "verdict", "detail", "created_at"} == columns(db, "battle_judgements")
     assert applied_migrations(db) == {n for n, _ in MIGRATIONS}
     assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
