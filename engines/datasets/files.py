@@ -32,6 +32,21 @@ def resolve_dataset(settings: Settings, value: str) -> Path:
     return path
 
 
+def file_kind(path: Path) -> str:
+    """"preference" when the file's first row holds chosen and rejected (TRL's layouts), else "chat"."""
+    import json
+
+    with open(path, encoding="utf-8-sig") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except ValueError:
+                    return "chat"  # a .json list or a broken line: the chat reader reports it
+                return "preference" if isinstance(first, dict) and "chosen" in first and "rejected" in first else "chat"
+    return "chat"
+
+
 def training_file(settings: Settings, dataset: str | int, version_id: int | None = None) -> tuple[str, int | None]:
     """What a fine-tune spec's `dataset` names, as (the file to train on, its dataset version id or None).
 

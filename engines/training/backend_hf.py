@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -33,7 +33,8 @@ def training_arguments(spec: Any, out: Path, has_eval: bool) -> TrainingArgument
     return TrainingArguments(**trainer_kwargs(spec, out, has_eval, cuda=torch.cuda.is_available(), dtype=dtype_name()))
 
 
-def load_model(spec: Any, model_path: str) -> tuple[Any, Any]:
+def load_model(spec: Any, model_path: str, adapter: str | None = None) -> tuple[Any, Any]:
+    """The base model with a new LoRA adapter, or with `adapter` (a saved one) loaded trainable to train on."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -47,6 +48,8 @@ def load_model(spec: Any, model_path: str) -> tuple[Any, Any]:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
     elif spec.gradient_checkpointing:
         model.enable_input_require_grads()
+    if adapter:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer
     return get_peft_model(model, LoraConfig(**lora_kwargs(spec))), tokenizer
 
 

@@ -110,3 +110,17 @@ def sft_config_kwargs(spec: Any, base: dict[str, Any], fields: set[str]) -> dict
     """trl.SFTConfig(**this) from trainer_kwargs (`base`), keeping only the fields SFTConfig has."""
     kept = {k: v for k, v in base.items() if k in fields and k != "gradient_checkpointing"}  # Unsloth's is on the model
     return kept | dict(max_length=spec.max_seq_len, packing=False, dataset_kwargs={"skip_prepare_dataset": True})
+
+
+def preference_config_kwargs(spec: Any, base: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    """trl.DPOConfig(**this) or trl.experimental.orpo.ORPOConfig(**this) from trainer_kwargs (`base`), keeping only the
+    fields the config has. DPO: β, the loss and its label smoothing; ORPO: λ (TRL calls it `beta` too)."""
+    kept = {k: v for k, v in base.items() if k in fields}
+    kept["max_length"] = spec.max_seq_len
+    if spec.objective == "dpo":
+        kept.update(beta=spec.beta, loss_type=[spec.dpo_loss], label_smoothing=spec.label_smoothing)
+    elif spec.objective == "orpo":
+        kept["beta"] = spec.orpo_lambda
+    else:
+        raise ValueError(f"not a preference objective: {spec.objective!r}")
+    return kept

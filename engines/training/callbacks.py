@@ -26,7 +26,8 @@ class TokenCounter:
         self.tokens = 0
 
     def __call__(self, features: list[dict]) -> Any:
-        self.tokens += sum(len(f["input_ids"]) for f in features)
+        # SFT rows hold input_ids; TRL's preference rows prompt_ids, chosen_ids and rejected_ids
+        self.tokens += sum(len(v) for f in features for k, v in f.items() if k.endswith("_ids") and isinstance(v, list))
         return self.collator(features)
 
 
@@ -88,8 +89,9 @@ def studio_callbacks(ctx: Any, tokenizer: Any, has_eval: bool) -> tuple[TokenCou
 
 
 def train_and_save(ctx: Any, trainer: Any, model: Any, counter: TokenCounter, resume_from: Path | None, *,
-                   trainable: int, template: str, has_eval: bool) -> dict[str, Any]:
-    """Train (resuming if asked), save the adapter unless cancelled, and summarise the run for the `done` event."""
+                   trainable: int, template: str, has_eval: bool, adapters: list[str] | None = None) -> dict[str, Any]:
+    """Train (resuming if asked), save the adapter unless cancelled, and summarise the run for the `done` event.
+    `adapters`: which of the model's adapters to save (DPO from an SFT adapter adds a frozen "ref" copy: not saved)."""
     studio = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StudioCallback))
     t0 = time.monotonic()
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -98,7 +100,7 @@ def train_and_save(ctx: Any, trainer: Any, model: Any, counter: TokenCounter, re
     summary: dict[str, Any] = {"step": step, "total_steps": trainer.state.max_steps, "train_seconds": round(seconds, 2)}
     if StopFlag.requested:
         return summary
-    model.save_pretrained(str(ctx.adapter_dir))
+    model.save_pretrained(str(ctx.adapter_dir), **({"selected_adapters": adapters} if adapters else {}))
     done_here = step - (studio.first_step or 0)  # a resumed run counts only the steps this process trained
     summary.update(
         train_loss=round(float(result.training_loss), 6), steps_per_s=round(done_here / seconds, 4) if seconds else 0.0,

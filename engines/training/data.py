@@ -190,6 +190,47 @@ def build_examples(spec: Any, tokenizer: Any, dataset_path: Path) -> tuple[list[
     return train, evals, fmt, counts
 
 
+def load_preference_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a preference dataset version (the studio writes TRL's conversational layout: prompt messages,
+    chosen and rejected one assistant message each; imports are normalised to it), each checked."""
+    rows = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                prompt, chosen, rejected = obj["prompt"], obj["chosen"], obj["rejected"]
+                ok = (isinstance(prompt, list) and prompt and prompt[-1].get("role") == "user"
+                      and all(isinstance(x, list) and len(x) == 1 and x[0].get("role") == "assistant" for x in (chosen, rejected)))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                ok = False
+            if not ok:
+                raise DataError(f"Line {n} is not a preference row (prompt messages ending with the user's turn, "
+                                "chosen and rejected one assistant message each).")
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "split": obj.get("split")})
+    if not rows:
+        raise DataError("The preference dataset has no rows.")
+    return rows
+
+
+def build_preference_sets(spec: Any, dataset_path: Path) -> tuple[list[dict], list[dict], dict]:
+    """Preference rows in TRL's conversational layout, split like chat rows: the dataset's own saved eval split when
+    it has one (and an eval share is asked for), else a seeded share; returns train, eval and counts."""
+    rows = load_preference_rows(dataset_path)
+    if spec.eval_split > 0 and any(r["split"] == "eval" for r in rows):
+        train_rows, eval_rows = [r for r in rows if r["split"] != "eval"], [r for r in rows if r["split"] == "eval"]
+    else:
+        train_rows, eval_rows = split(rows, spec.eval_split, spec.seed)
+
+    def trl(part: list) -> list[dict]:
+        return [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in part]
+
+    counts = {"rows": len(rows), "train_rows": len(train_rows), "eval_rows": len(eval_rows), "dropped_rows": 0,
+              "train_tokens": 0, "template": spec.chat_template}
+    return trl(train_rows), trl(eval_rows), counts
+
+
 def data_message(counts: dict, trainable: int, total: int) -> str:
     """One log line a person can read: rows, tokens, template, trainable share."""
     dropped = f", {counts['dropped_rows']} dropped (too long)" if counts.get("dropped_rows") else ""

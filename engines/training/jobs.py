@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from engines.accounts import Actor, require_owner
-from engines.datasets.files import DatasetFileError, resolve_dataset, training_file
+from engines.datasets.files import DatasetFileError, file_kind, resolve_dataset, training_file
 from engines.models.registry import ModelError, ModelRecord, resolve_base_model, served_name
 from engines.paths import OutsideDataFolder, contained, is_inside
 from engines.serving.manager import ServerManager, pid_alive, tail
@@ -110,9 +110,18 @@ class JobManager:
         elif (self.settings.runs_path / spec.output_name).exists():
             problems["output_name"] = f"a run folder named {spec.output_name!r} already exists"
         try:
-            resolve_dataset(self.settings, spec.dataset)
+            kind = file_kind(resolve_dataset(self.settings, spec.dataset))
+            if spec.objective == "sft" and kind == "preference":
+                problems["dataset"] = "a preference dataset (prompt, chosen, rejected) trains with objective dpo or orpo"
+            elif spec.objective != "sft" and kind != "preference":
+                problems["dataset"] = f"{spec.objective.upper()} trains on a preference dataset (prompt, chosen, rejected)"
         except DatasetFileError as exc:
             problems["dataset"] = str(exc)
+        if spec.sft_adapter:
+            try:
+                self.sft_adapter_path(spec)
+            except ValueError as exc:
+                problems["sft_adapter"] = str(exc)
         from engines.training.planning import base_model_problem  # only MODEL_CACHE_DIR / MODEL_DIRS folders
 
         if (base_problem := base_model_problem(self.settings, spec.base_model)) is not None:
@@ -120,6 +129,24 @@ class JobManager:
         if problems:
             raise SpecError(problems)
         return spec
+
+    def sft_adapter_path(self, spec: TrainSpec) -> Path | None:
+        """The adapter folder of the completed run a second stage continues from (same base model, inside
+        DATA_DIR/runs); ValueError says what is wrong, in one sentence."""
+        if not spec.sft_adapter:
+            return None
+        run = runs.run_by_name(spec.sft_adapter)
+        if run is None or run.status != "completed" or not run.adapter_path:
+            raise ValueError(f"no completed fine-tune run named {spec.sft_adapter!r}")
+        if run.base_model != spec.base_model:
+            raise ValueError(f"{spec.sft_adapter!r} was trained on {run.base_model}, not {spec.base_model}")
+        try:
+            path = contained(run.adapter_path, (self.settings.runs_path,), what="adapter folder")
+        except OutsideDataFolder:
+            raise ValueError(f"the adapter of {spec.sft_adapter!r} is not inside the studio's runs folder") from None
+        if not (path / "adapter_config.json").is_file():
+            raise ValueError(f"the adapter folder of {spec.sft_adapter!r} is gone")
+        return path
 
     def validate_request(self, data: dict[str, Any]) -> tuple[TrainSpec, int | None]:
         """Like `validate`, for a spec whose `dataset` may also be a dataset's id or name (its latest version) and
@@ -307,6 +334,7 @@ class JobManager:
             "model_path": model_path, "dataset_path": dataset_path, "tracking_uri": self.settings.mlflow_uri,
             "artifact_root": str(self.settings.mlflow_artifacts_path), "backend": self.settings.train_backend,
             "resume": (run_dir / "checkpoints").is_dir(), "mlflow_run_id": run.mlflow_run_id,
+            "sft_adapter_path": _str_or_none(self.sft_adapter_path(TrainSpec(**json.loads(run.spec)))),
         }
         (run_dir / "job.json").write_text(json.dumps(job, indent=2))
         env = environment_for_children(self.settings)
@@ -528,6 +556,10 @@ class _DownloadLog:
         line = json.dumps({"t": round(time.time(), 3), "type": "log", "level": "info", "message": message})
         with open(self.events_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+def _str_or_none(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _age(path: Path) -> Any:

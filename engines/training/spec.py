@@ -54,6 +54,15 @@ class TrainSpec(BaseModel):
     early_stop_patience: int = Field(default=0, ge=0, le=100)  # 0: off
     gradient_checkpointing: bool = False
     chat_template: Literal["auto", "chatml", "llama3", "gemma"] = "auto"
+    # What is learned: sft (chat rows), or from preference pairs (prompt, chosen, rejected): dpo, orpo.
+    # `method` above is the weights' precision (lora | qlora); this is the objective.
+    objective: Literal["sft", "dpo", "orpo"] = "sft"
+    beta: float = Field(default=0.1, gt=0.0, le=10.0)  # DPO's β: how far the policy may move from the reference
+    dpo_loss: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)  # robust DPO: the share of flipped labels assumed
+    orpo_lambda: float = Field(default=0.1, gt=0.0, le=10.0)  # ORPO's λ: weight of the odds-ratio term beside the NLL
+    # A second stage: continue from this completed run's adapter (its output name); DPO's reference is that model.
+    sft_adapter: str | None = Field(default=None, max_length=64)
 
     @field_validator("output_name")
     @classmethod
@@ -84,6 +93,15 @@ class TrainSpec(BaseModel):
             raise ValueError(f"not a module name: {', '.join(bad[:3])}")
         return list(dict.fromkeys(v))
 
+    @field_validator("sft_adapter")
+    @classmethod
+    def _adapter(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not NAME_RE.match(v):
+            raise ValueError("the output name of a completed fine-tune run")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:
         if self.early_stop_patience and self.eval_split <= 0:
@@ -99,6 +117,23 @@ class TrainSpec(BaseModel):
         return out
 
 
+def objective_problems(spec: TrainSpec) -> dict[str, str]:
+    """Fields that do not fit the spec's objective, one message each (pydantic checks each field alone)."""
+    out: dict[str, str] = {}
+    preference = spec.objective in ("dpo", "orpo")
+    if preference and spec.packing:
+        out["packing"] = "packing joins chat rows for SFT; DPO and ORPO train on whole preference pairs"
+    if not preference and spec.sft_adapter:
+        out["sft_adapter"] = "only a DPO or ORPO run continues from an SFT adapter"
+    if spec.objective != "dpo" and (spec.dpo_loss != "sigmoid" or spec.label_smoothing):
+        out["dpo_loss" if spec.dpo_loss != "sigmoid" else "label_smoothing"] = "a DPO setting; the objective is " + spec.objective
+    if spec.label_smoothing and spec.dpo_loss != "robust":
+        out["label_smoothing"] = "label smoothing is used by the robust DPO loss only"
+    if spec.sft_adapter and spec.sft_adapter == spec.output_name:
+        out["sft_adapter"] = "a run cannot continue from its own adapter"
+    return out
+
+
 def validate_spec(data: dict[str, Any], *, max_lora_rank: int | None = None) -> TrainSpec:
     """Build a spec or raise SpecError with one message per bad field."""
     try:
@@ -109,6 +144,8 @@ def validate_spec(data: dict[str, Any], *, max_lora_rank: int | None = None) -> 
             loc = ".".join(str(p) for p in err.get("loc", ())) or "spec"
             fields.setdefault(loc.split(".")[0], err.get("msg", "invalid").removeprefix("Value error, "))
         raise SpecError(fields) from None
+    if problems := objective_problems(spec):
+        raise SpecError(problems)
     if max_lora_rank is not None and spec.lora_r > max_lora_rank:
         raise SpecError({"lora_r": f"at most {max_lora_rank}: the model server's VLLM_MAX_LORA_RANK"})
     return spec

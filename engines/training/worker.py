@@ -38,6 +38,7 @@ class Job:
     backend: str = "auto"  # auto | unsloth | transformers
     resume: bool = False
     mlflow_run_id: str | None = None
+    sft_adapter_path: str | None = None  # a DPO/ORPO second stage continues from this adapter
 
 
 @dataclass
@@ -92,12 +93,16 @@ def run(run_dir: Path) -> int:
         resume_from = last_checkpoint(ctx.checkpoints) if job.resume else None
         run_id = tracker.start(
             spec.output_name, job.mlflow_run_id if job.resume else None, spec.mlflow_params(),
-            {"backend": backend, "base_model": spec.base_model, "dataset": spec.dataset},
+            {"backend": backend, "base_model": spec.base_model, "dataset": spec.dataset, "objective": spec.objective},
         )
         events.emit("start", pid=os.getpid(), backend=backend, mlflow_run_id=run_id,
                     resume_from=resume_from.name if resume_from else None)
-        if backend == "unsloth":
+        if backend == "unsloth" and spec.objective != "sft":
+            from engines.training.backend_unsloth import train_preference as train
+        elif backend == "unsloth":
             from engines.training.backend_unsloth import train
+        elif spec.objective != "sft":
+            from engines.training.backend_preference import train
         else:
             from engines.training.backend_hf import train
         summary = train(ctx, resume_from)

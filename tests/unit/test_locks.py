@@ -123,6 +123,7 @@ def test_the_gpu_environment_has_what_its_subprocesses_import() -> None:
 
     used: set[str] = set()
     for entry in ("engines.training.worker", "engines.training.backend_hf", "engines.training.backend_unsloth",
+                  "engines.training.backend_preference",
                   "engines.models.export", "engines.models.convert_gguf"):
         used |= _imports_of(entry)
     third_party = used - set(sys.stdlib_module_names) - {"__future__"}
