@@ -86,7 +86,14 @@ def from_dataset_version(settings: Any, version: Any, split: str | None = "eval"
     from engines.datasets.versions import load_version
 
     try:
-        examples = from_rows(load_version(settings, version), split)
+        if version.format == "preference":  # the chosen answer is the reference
+            from engines.datasets.preference_files import load_preference_version
+
+            examples = _bounded([Example([dict(m) for m in r.prompt], r.chosen, r.category)
+                                 for r in load_preference_version(settings, version)
+                                 if split is None or (r.split or "train") == split])
+        else:
+            examples = from_rows(load_version(settings, version), split)
     except PermissionError as exc:  # the row points outside the data folder (OutsideDataFolder)
         raise PromptSetError(str(exc)) from None
     if not examples:
@@ -98,10 +105,15 @@ def from_dataset_version(settings: Any, version: Any, split: str | None = "eval"
 
 def from_training_run(run: Any, spec: dict[str, Any], dataset_path: Path) -> tuple[list[Example], str]:
     """The eval split the run trained with (its saved labels, or the same seeded random hold-out); note for the user."""
-    from engines.training.data import load_rows, split
+    from engines.datasets.files import file_kind
+    from engines.training.data import load_preference_rows, load_rows, split
 
     labels: list[str | None] = []
-    rows = load_rows(dataset_path, labels)
+    if file_kind(dataset_path) == "preference":  # a DPO / ORPO run: the prompt, with the chosen answer as reference
+        pairs = load_preference_rows(dataset_path)
+        rows, labels = [p["prompt"] + p["chosen"] for p in pairs], [p["split"] for p in pairs]
+    else:
+        rows = load_rows(dataset_path, labels)
     fraction, seed = float(spec.get("eval_split") or 0), int(spec.get("seed") or 0)
     if fraction > 0 and "eval" in labels:
         held = [r for r, lab in zip(rows, labels, strict=True) if lab == "eval"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -305,3 +306,22 @@ def test_trl_layouts_export_and_import(stored, settings, team, tmp_path):
     assert [p.row for p in problems] == [2] and version.row_count == 1
     (row,) = pf.load_preference_version(settings, version)
     assert (row.prompt, row.chosen, row.rejected) == ([{"role": "user", "content": "hi"}], "hello", "go away")
+
+
+def test_a_preference_version_and_a_dpo_runs_split_become_prompt_sets(stored, settings, team):
+    from engines.evaluation.prompts import from_dataset_version, from_training_run
+
+    _, alice, _ = team
+    rows = build_preferences(alice, eval_fraction=0.25, seed=3).rows
+    version = pf.create_preference_dataset(settings, "alice-prefs", rows, actor=alice)
+    held = [r for r in rows if r.split == "eval"]
+    examples = from_dataset_version(settings, version, "eval")
+    assert [(e.messages, e.reference) for e in examples] == [(r.prompt, r.chosen) for r in held]
+    assert len(from_dataset_version(settings, version, None)) == len(rows)
+
+    class Run:
+        name = "dpo-run"
+
+    examples, note = from_training_run(Run(), {"eval_split": 0.2, "seed": 0}, Path(version.path))
+    assert [(e.messages, e.reference) for e in examples] == [(r.prompt, r.chosen) for r in held]
+    assert "labelled eval" in note
