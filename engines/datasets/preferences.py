@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from engines.accounts import Actor
 from engines.datasets.formats import PreferenceRow
-from engines.datasets.validate import _FOLD
+from engines.datasets.validate import fold
 from storage import battles, evals
 from storage.models import Conversation, EvalResult, EvalRun, Message
 
@@ -257,13 +257,9 @@ def _judge_pairs(f: PreferenceFilters, report: BuildReport) -> None:
 
 # ---- clean-up and split -----------------------------------------------------------------------------------------
 
-def _fold(text: str) -> str:
-    return text.casefold().translate(_FOLD)
-
-
 def prompt_key(row: PreferenceRow) -> str:
     """The prompt with case, spacing and punctuation folded away (system messages ignored)."""
-    return _fold("".join(m["content"] for m in row.prompt if m["role"] != "system"))
+    return fold("".join(m["content"] for m in row.prompt if m["role"] != "system"))
 
 
 def remove_duplicates(rows: Iterable[PreferenceRow], report: BuildReport | None = None) -> list[PreferenceRow]:
@@ -274,7 +270,7 @@ def remove_duplicates(rows: Iterable[PreferenceRow], report: BuildReport | None 
     keep: list[int] = []
     contradicted: set[int] = set()
     for i, r in enumerate(rows):
-        p, c, j = prompt_key(r), _fold(r.chosen), _fold(r.rejected)
+        p, c, j = prompt_key(r), fold(r.chosen), fold(r.rejected)
         if (p, c, j) in seen:
             if report:
                 report.skip("near_duplicate")

@@ -12,6 +12,11 @@ ROLES = ("system", "user", "assistant")
 _FOLD = {ord(c): None for c in string.punctuation + string.whitespace + "。、！？「」『』…·～“”‘’"}
 
 
+def fold(text: str) -> str:
+    """Case, spacing and punctuation folded away (what near-duplicate checks compare)."""
+    return text.casefold().translate(_FOLD)
+
+
 def near_key(row: Row) -> str:
     """Case, spacing and punctuation folded away: 'Hello, world!' and 'hello world' collide."""
     text = "".join(m["content"] for m in row.messages if m["role"] != "system")
