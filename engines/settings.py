@@ -15,6 +15,30 @@ BUNDLED_MODEL = "SmolLM2-135M-Instruct"
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
+def endpoint_root(url: str) -> str:
+    """An endpoint's root URL (no trailing slash, no /v1): where /metrics, /health and /v1/... hang."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("//", 1)[1]) == 0:
+        raise ValueError(f"{url[:80]!r} is not an http:// or https:// URL")
+    return url.removesuffix("/v1")
+
+
+def parse_fleet(text: str) -> dict[str, list[str]]:
+    """FLEET_ENDPOINTS "base=url1,url2;base2=url3" -> {base: [root URLs]} (duplicates dropped, order kept)."""
+    out: dict[str, list[str]] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        base, sep, urls = part.partition("=")
+        if not sep or not base.strip():
+            raise ValueError(f"{part.strip()[:80]!r} is not base=url[,url...]")
+        roots = out.setdefault(base.strip(), [])
+        for u in urls.split(","):
+            if u.strip() and (root := endpoint_root(u)) not in roots:
+                roots.append(root)
+    return out
+
+
 class SettingsError(ValueError):
     """One clear line naming the variable that is wrong."""
 
@@ -58,6 +82,9 @@ class Settings(BaseSettings):
     default_model: str = BUNDLED_MODEL
     vllm_base_url: str | None = None
     vllm_api_key: SecretStr | None = None
+    # More endpoints per base model (the fleet): "base=http://h1:8000,http://h2:8000;other=http://router:8001".
+    fleet_endpoints: str = ""
+    fleet_api_key: SecretStr | None = None  # sent to every fleet endpoint (their `vllm serve --api-key`)
     huggingface_token: SecretStr | None = None
     hf_endpoint: str | None = None  # a Hub mirror (e.g. a company proxy); None: huggingface.co
     offline_mode: bool = False
@@ -115,6 +142,12 @@ class Settings(BaseSettings):
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v or None
+
+    @field_validator("fleet_endpoints")
+    @classmethod
+    def _fleet_is_parsable(cls, v: str) -> str:
+        parse_fleet(v)
+        return v
 
     @field_validator("database_url")
     @classmethod

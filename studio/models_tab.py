@@ -115,7 +115,7 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
 
     def health(lang: str) -> str:
         return health_html(lang, servers.status(), history, no_serve=services.no_serve, external_urls=servers.external_urls(),
-                           pending_error=servers.pending_error())
+                           pending_error=servers.pending_error(), fleet=servers.fleet.view())
 
     names0 = list(servers.status())
     raw0 = metric_frames(lang0, history)

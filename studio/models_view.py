@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from engines.models.registry import ModelRecord
+from engines.serving.fleet import FleetEndpointView
 from engines.serving.manager import ServerState
 from engines.serving.metrics import MetricsHistory
 from studio.i18n import t
@@ -127,8 +128,10 @@ def servers_signature(states: Mapping[str, ServerState]) -> str:
 
 
 def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHistory, *, no_serve: bool = False,
-                external_urls: Iterable[str] = (), pending_error: str | None = None) -> str:
-    """One pill per server: its status and, when ready, what its last `/metrics` poll said."""
+                external_urls: Iterable[str] = (), pending_error: str | None = None,
+                fleet: Iterable[FleetEndpointView] = ()) -> str:
+    """One pill per server: its status and, when ready, what its last `/metrics` poll said; then one per endpoint
+    of each fleet base (`ServerManager.fleet.view()`)."""
     pills = []
     for st in states.values():
         snap = history.latest(st.name) if st.status == "ready" else None
@@ -147,6 +150,7 @@ def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHi
             f"data-status='{st.status}' data-metrics='{metrics_state}'{numbers}><span class='dot'></span>"
             f"{html.escape(st.name)} · {html.escape(t(lang, f'status.{st.status}'))}{html.escape(detail)}</span>"
         )
+    pills += [fleet_pill(lang, v) for v in fleet]
     for url in external_urls:
         pills.append(f"<span class='server-pill ready' data-status='external' title='{html.escape(url, quote=True)}'>"
                      f"<span class='dot'></span>{html.escape(t(lang, 'status.external'))} · {html.escape(url)}</span>")
@@ -156,6 +160,24 @@ def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHi
     if not pills:
         pills.append(f"<span class='server-pill stopped'>{html.escape(t(lang, 'models.no_serve' if no_serve else 'models.no_servers'))}</span>")
     return f"<div class='server-status' data-testid='models-health'>{''.join(pills)}</div>"
+
+
+FLEET_CLASS = {"up": "ready", "unknown": "starting", "down": "failed"}
+
+
+def fleet_pill(lang: str, v: FleetEndpointView) -> str:
+    """One endpoint of a fleet base: health, the server's running / waiting requests, this studio's in flight."""
+    where = t(lang, "models.fleet.local") if v.managed else v.url
+    detail = ""
+    if v.health == "up":
+        detail = " · " + t(lang, "models.fleet.load", running=f"{v.running or 0:.0f}", waiting=f"{v.waiting or 0:.0f}",
+                           in_flight=v.in_flight)
+    title = html.escape(t(lang, "models.fleet.title", base=v.base, url=v.url) + (f" · {v.error}" if v.error else ""), quote=True)
+    running = "" if v.running is None else f" data-running='{v.running:.0f}'"
+    return (f"<span class='server-pill {FLEET_CLASS[v.health]}' title='{title}' data-fleet='{html.escape(v.base, quote=True)}' "
+            f"data-url='{html.escape(v.url, quote=True)}' data-status='{v.health}'{running}><span class='dot'></span>"
+            f"{html.escape(v.base)} · {html.escape(where)} · {html.escape(t(lang, f'models.fleet.{v.health}'))}"
+            f"{html.escape(detail)}</span>")
 
 
 def _frame(rows: list[dict[str, Any]], y: str) -> pd.DataFrame:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 
-from engines.serving.manager import Endpoint
+from engines.serving.endpoint import Endpoint
 
 if TYPE_CHECKING:
     import openai
@@ -128,6 +129,17 @@ def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
     return InferenceError(str(exc))
 
 
+def _may_fail_over(err: InferenceError) -> tuple[bool, bool]:
+    """(try the next endpoint, the server is down): only before any text, and only when another server may do better."""
+    if isinstance(err, ServerUnavailable):
+        return True, True
+    if isinstance(err, StreamInterrupted):  # broke before its first token: nothing was shown or stored
+        return True, True
+    if isinstance(err, UnknownModel):  # this endpoint lacks the adapter (its load failed there)
+        return True, False
+    return False, False
+
+
 async def stream_chat(
     endpoint: Endpoint,
     messages: list[dict],
@@ -135,9 +147,38 @@ async def stream_chat(
     *,
     timeout: float = 120.0,
 ) -> AsyncIterator[Delta | Finished]:
-    """Stream one chat completion. Cancelling the consumer closes the HTTP stream (vLLM aborts the request)."""
-    client = _client(endpoint, timeout)
+    """Stream one chat completion. Cancelling the consumer closes the HTTP stream (vLLM aborts the request).
+
+    A fleet endpoint (one with a router) tries its endpoints best first: one that fails before any text came back is
+    skipped and the next answers, so the caller sees one answer; after the first text an error ends the stream."""
+    if endpoint.router is None:
+        # aclosing: a consumer that stops early closes the HTTP stream now, not when the generator is collected.
+        async with aclosing(_stream_once(endpoint, messages, params, timeout=timeout, started=time.perf_counter())) as events:
+            async for event in events:
+                yield event
+        return
     started = time.perf_counter()
+    targets = endpoint.router.targets(endpoint)
+    for i, target in enumerate(targets):
+        text_seen = False
+        try:
+            with endpoint.router.track(target):
+                async with aclosing(_stream_once(target, messages, params, timeout=timeout, started=started)) as events:
+                    async for event in events:
+                        text_seen = text_seen or isinstance(event, Delta)
+                        yield event
+            return
+        except InferenceError as err:
+            retry, down = _may_fail_over(err)
+            if text_seen or not retry or i == len(targets) - 1:
+                raise
+            endpoint.router.failed(target, str(err), down=down)
+
+
+async def _stream_once(
+    endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float, started: float
+) -> AsyncIterator[Delta | Finished]:
+    client = _client(endpoint, timeout)
     first: float | None = None
     finish_reason, usage = "stop", None
     chunks = 0
@@ -199,7 +240,26 @@ async def stream_chat(
 async def complete_chat(
     endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float = 120.0
 ) -> tuple[str, Finished]:
-    """One chat completion without streaming (batch work: no per-token parsing in the app)."""
+    """One chat completion without streaming (batch work: no per-token parsing in the app). A fleet endpoint moves on
+    to its next endpoint when one cannot take the request."""
+    if endpoint.router is None:
+        return await _complete_once(endpoint, messages, params, timeout=timeout)
+    targets = endpoint.router.targets(endpoint)
+    for i, target in enumerate(targets):
+        try:
+            with endpoint.router.track(target):
+                return await _complete_once(target, messages, params, timeout=timeout)
+        except InferenceError as err:
+            retry, down = _may_fail_over(err)
+            if not retry or i == len(targets) - 1:
+                raise
+            endpoint.router.failed(target, str(err), down=down)
+    raise ServerUnavailable(f"No endpoint serves {endpoint.model}.")
+
+
+async def _complete_once(
+    endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float
+) -> tuple[str, Finished]:
     client = _client(endpoint, timeout)
     started = time.perf_counter()
     try:

@@ -22,8 +22,10 @@ import structlog
 from engines.accounts import Actor, require_admin
 from engines.models.registry import ModelRecord, Registry
 from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
+from engines.serving.endpoint import Endpoint, Router
+from engines.serving.fleet import Fleet
 from engines.serving.targets import write_scrape_targets
-from engines.settings import Settings, environment_for_children
+from engines.settings import Settings, environment_for_children, parse_fleet
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +34,7 @@ MAX_RESTARTS = 3
 RESTART_WINDOW_S = 600.0
 SERVERS_ACTION = "start or stop model servers"
 
-__all__ = ["Endpoint", "ServerError", "ServerManager", "ServerState", "ServerStopped", "free_port", "pid_alive", "tail"]
+__all__ = ["Endpoint", "Router", "ServerError", "ServerManager", "ServerState", "ServerStopped", "free_port", "pid_alive", "tail"]
 
 
 class ServerError(RuntimeError):
@@ -41,15 +43,6 @@ class ServerError(RuntimeError):
 
 class ServerStopped(ServerError):
     """A server was stopped on request while it was starting (not a failure)."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where to send OpenAI requests for one model name."""
-
-    base_url: str  # ends with /v1
-    model: str
-    api_key: str = field(default="EMPTY", repr=False)
 
 
 @dataclass
@@ -120,6 +113,9 @@ class ServerManager:
         self._watcher: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._pending_error: str | None = None  # why a background start failed (shown in the badge)
+        key = settings.fleet_api_key.get_secret_value() if settings.fleet_api_key else None
+        # More endpoints per base (FLEET_ENDPOINTS, or added by an admin): endpoint_for routes over them.
+        self.fleet = Fleet(parse_fleet(settings.fleet_endpoints), managed=self._ready_root, api_key=key)
         settings.servers_path.mkdir(parents=True, exist_ok=True)
 
     # ---- command and environment -------------------------------------------------
@@ -382,6 +378,7 @@ class ServerManager:
     def stop_all(self) -> None:
         """Stop every server this app owns (called at exit and on Ctrl-C)."""
         self._stop_event.set()
+        self.fleet.close()
         with self._lock:
             owned = [st.name for st in self._servers.values() if st.owned]
         for name in owned:
@@ -434,12 +431,42 @@ class ServerManager:
     def endpoint_of(self, st: ServerState) -> Endpoint:
         return Endpoint(base_url=f"{st.root_url}/v1", model=st.name)
 
+    def _ready_root(self, base: str) -> str | None:
+        """The root URL of the managed server of `base` when it is ready (the fleet's local endpoint)."""
+        with self._lock:
+            st = self._servers.get(base)
+        return st.root_url if st is not None and st.status == "ready" else None
+
+    # ---- the fleet: more endpoints per base -----------------------------------------
+    def add_fleet_endpoint(self, base: str, url: str, *, actor: Actor) -> dict[str, str | None]:
+        """Register a vLLM server (or a production-stack router) run elsewhere as an endpoint of `base`, for an admin;
+        the base's saved adapters are loaded there too. Returns {root URL: None, or why an adapter failed}."""
+        require_admin(actor, SERVERS_ACTION)
+        root = self.fleet.add(base, url)
+        log.info("fleet.add_requested", base=base, url=root, by=actor.name)
+        failures: dict[str, str | None] = {root: None}
+        for rec in self.saved_adapters(base):
+            why = self.fleet.load_adapter(base, rec.name, rec.source, urls=[root])[root]
+            failures[root] = failures[root] or (f"{rec.name}: {why}" if why else None)
+        self._models_cache = (0.0, [])
+        return failures
+
+    def remove_fleet_endpoint(self, base: str, url: str, *, actor: Actor) -> bool:
+        """Stop routing to a registered endpoint of `base`, for an admin (the server itself is not touched)."""
+        require_admin(actor, SERVERS_ACTION)
+        log.info("fleet.remove_requested", base=base, url=url, by=actor.name)
+        self._models_cache = (0.0, [])
+        return self.fleet.remove(base, url)
+
     def endpoint_for(self, model: str) -> Endpoint | None:
-        """Endpoint for a model name: a base, an adapter of a running base, or an external model."""
+        """Endpoint for a model name: a base, an adapter of a running base, or an external model. A base with fleet
+        endpoints gets one that routes each request to the least busy healthy endpoint."""
         rec = self.registry.get(model)
         if rec and rec.kind == "external":
             return Endpoint(base_url=rec.source, model=model, api_key=rec.api_key or "EMPTY")
         base = rec.parent if rec and rec.kind == "adapter" else model
+        if base and self.fleet.has(base):  # several endpoints: each request is routed (engines/serving/fleet.py)
+            return self.fleet.endpoint(base, model)
         with self._lock:
             st = self._servers.get(base or "")
         if st:
@@ -480,6 +507,18 @@ class ServerManager:
                 found.append(rec)
                 if rec.kind == "adapter":
                     self.registry.add(rec)
+        seen = {r.name for r in found}
+        for _base, url, data in self.fleet.served():  # a base served only by its fleet is listed too
+            for m in data:
+                parent = m.get("parent")
+                if m["id"] in seen:
+                    continue
+                seen.add(m["id"])
+                rec = ModelRecord(name=m["id"], kind="adapter" if parent and parent != m["id"] else "base",
+                                  source=m.get("root") or url, parent=parent if parent != m["id"] else None)
+                found.append(rec)
+                if rec.kind == "adapter":
+                    self.registry.add(rec)
         for url, key in self._external.items():
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             try:
@@ -497,15 +536,21 @@ class ServerManager:
         """Load a PEFT adapter into the running server of its base model (no restart)."""
         with self._lock:
             st = self._servers.get(base)
-        if not st or st.status != "ready":
+        managed = st is not None and st.status == "ready"
+        if not managed and not self.fleet.has(base):
             raise ServerError(f"No running server for {base}; start it before loading {name}.")
-        r = httpx.post(
-            f"{st.root_url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}, timeout=120.0
-        )
-        if r.status_code != 200:
-            raise ServerError(f"Loading adapter {name} into {base} failed: {r.text[:500]}")
+        if managed:
+            r = httpx.post(
+                f"{st.root_url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}, timeout=120.0
+            )
+            if r.status_code != 200:
+                raise ServerError(f"Loading adapter {name} into {base} failed: {r.text[:500]}")
+            log.info("server.adapter_loaded", base=base, adapter=name)
+        # Every other endpoint of the base too; one that fails is only skipped for this adapter (its 404 fails over).
+        failed = {url: why for url, why in self.fleet.load_adapter(base, name, str(path)).items() if why}
+        if not managed and failed and len(failed) == len(self.fleet.external(base)):
+            raise ServerError(f"Loading adapter {name} failed on every endpoint of {base}: " + "; ".join(failed.values()))
         self._models_cache = (0.0, [])
-        log.info("server.adapter_loaded", base=base, adapter=name)
         return self.registry.add(ModelRecord(name=name, kind="adapter", source=str(path), parent=base))
 
     def unload_adapter(self, base: str, name: str) -> None:
@@ -513,5 +558,6 @@ class ServerManager:
             st = self._servers.get(base)
         if st:
             httpx.post(f"{st.root_url}/v1/unload_lora_adapter", json={"lora_name": name}, timeout=30.0)
+        self.fleet.unload_adapter(base, name)
         self.registry.remove(name)
         self._models_cache = (0.0, [])
