@@ -170,9 +170,11 @@ async def stream_chat(
             return
         except InferenceError as err:
             retry, down = _may_fail_over(err)
-            if text_seen or not retry or i == len(targets) - 1:
+            if text_seen or not retry:
                 raise
             endpoint.router.failed(target, str(err), down=down)
+            if i == len(targets) - 1:
+                raise
 
 
 async def _stream_once(
@@ -251,9 +253,11 @@ async def complete_chat(
                 return await _complete_once(target, messages, params, timeout=timeout)
         except InferenceError as err:
             retry, down = _may_fail_over(err)
-            if not retry or i == len(targets) - 1:
+            if not retry:
                 raise
             endpoint.router.failed(target, str(err), down=down)
+            if i == len(targets) - 1:
+                raise
     raise ServerUnavailable(f"No endpoint serves {endpoint.model}.")
 
 

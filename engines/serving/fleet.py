@@ -211,7 +211,7 @@ class Fleet:
         if down:
             with self._lock:
                 self._down_until[url] = time.time() + DOWN_FOR_S
-        log.warning("fleet.failover", url=url, down=down, reason=reason[:300])
+        log.warning("fleet.request_failed", url=url, down=down, reason=reason[:300])
 
     # ---- health and load from /metrics -------------------------------------------
     def poll_once(self, timeout: float = 1.0) -> None:

@@ -148,3 +148,24 @@ def test_the_models_tab_shows_each_endpoint_with_health_and_running_requests():
     assert "data-url='http://gpu-2:8000' data-status='down'" in page and "m · http://gpu-2:8000 · down<" in page
     assert "server-pill failed" in page and "unreachable" in page  # the reason is in the pill's title
     assert "응답 없음" in health_html("ko", {}, MetricsHistory(), fleet=views)
+
+
+def test_when_every_endpoint_is_dead_each_is_tried_once_then_the_error_is_clear():
+    import asyncio
+
+    from engines.inference import ChatParams, ServerUnavailable, complete_chat, stream_chat
+
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]  # closed ports: connection refused
+    fleet = Fleet({"m": dead}, poll=False)
+    ep = fleet.endpoint("m", "m")
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def stream() -> list:
+        return [e async for e in stream_chat(ep, messages, ChatParams(max_tokens=4), timeout=5)]
+
+    with pytest.raises(ServerUnavailable):
+        asyncio.run(stream())
+    assert {v.url: v.health for v in fleet.view()} == {u: "down" for u in dead}  # both tried, both marked
+    with pytest.raises(ServerUnavailable):
+        asyncio.run(complete_chat(ep, messages, ChatParams(max_tokens=4), timeout=5))
+    assert [e.in_flight for e in fleet.loads("m")] == [0, 0]  # nothing left counted as running
