@@ -30,7 +30,9 @@ log = structlog.get_logger(__name__)
 Health = Literal["up", "unknown", "down"]
 POLL_INTERVAL_S = 1.0
 DOWN_FOR_S = 15.0  # a server a request could not reach is skipped this long, unless a poll finds it sooner
-_HEALTH_ORDER = {"up": 0, "unknown": 1, "down": 2}
+# Not polled yet ranks with the healthy ones: a just-added endpoint takes its share at once (if it is dead, the
+# request fails over in milliseconds and the endpoint is marked down).
+_HEALTH_ORDER = {"up": 0, "unknown": 0, "down": 1}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class EndpointLoad:
 
 
 def rank(loads: Sequence[EndpointLoad], *, now: float | None = None) -> list[EndpointLoad]:
-    """Best first: up before not yet polled before down; then the lightest load; then the one picked longest ago
+    """Best first: up (or not polled yet) before down; then the lightest load; then the one picked longest ago
     (equal loads take turns). Down endpoints stay at the end, a last resort."""
     now = time.time() if now is None else now
     return sorted(loads, key=lambda e: (_HEALTH_ORDER[e.health(now)], e.load(), e.last_pick))
@@ -137,7 +139,10 @@ class Fleet:
             urls = self._external.setdefault(base.strip(), [])
             if root not in urls:
                 urls.append(root)
-        log.info("fleet.endpoint_added", base=base, url=root)
+        snap = fetch_metrics(root)  # known at once: routing does not wait for the poller's next round
+        with self._lock:
+            self._snapshots[root] = snap
+        log.info("fleet.endpoint_added", base=base, url=root, reachable=snap.error != UNREACHABLE)
         self.start()
         return root
 

@@ -54,8 +54,10 @@ def test_own_requests_sent_after_the_poll_count_until_the_next_poll():
 def test_a_dead_endpoint_is_skipped_but_kept_last():
     dead = MetricsSnapshot(t=NOW - 0.5, error=UNREACHABLE)
     loads = [EndpointLoad("http://dead", dead), EndpointLoad("http://busy", metrics(30, 10)),
-             EndpointLoad("http://new")]  # not polled yet: after the healthy one, before the dead one
-    assert urls(rank(loads, now=NOW)) == ["http://busy", "http://new", "http://dead"]
+             EndpointLoad("http://new")]  # not polled yet: weighed by our own requests, like a healthy one
+    assert urls(rank(loads, now=NOW)) == ["http://new", "http://busy", "http://dead"]
+    loads = [EndpointLoad("http://up", metrics(1, 0)), EndpointLoad("http://new", in_flight=3)]
+    assert urls(rank(loads, now=NOW)) == ["http://up", "http://new"]
     # A request that could not reach a server marks it down even while its last poll still looks good.
     loads = [EndpointLoad("http://a", metrics(0, 0), down_until=NOW + 5), EndpointLoad("http://b", metrics(9, 0))]
     assert urls(rank(loads, now=NOW)) == ["http://b", "http://a"]
