@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engines import conversations as turns
 from engines.accounts import Actor
-from engines.inference import ChatParams
+from engines.inference import ChatParams, generate_many
 from engines.serving import ServerManager
 from engines.serving.fleet import Fleet
 from engines.serving.manager import free_port
@@ -124,6 +124,16 @@ def test_concurrent_chats_spread_and_an_adapter_loads_on_both(db, pair, zero_ada
     assert all(a.finish_reason in ("stop", "length") and a.content for a in answers)
     views = {v.url: v for v in studio.fleet.view()}
     assert set(views) == set(roots) and views[roots[0]].managed and all(v.health == "up" for v in views.values())
+
+
+def test_batch_generation_through_the_fleet_uses_both_servers(pair):
+    studio, _, base, roots = pair
+    before = [served_requests(r) for r in roots]
+    prompts = [[{"role": "user", "content": f"Count from 1 to {i + 3}."}] for i in range(8)]
+    results = asyncio.run(generate_many(studio.endpoint_for(base), prompts, SHORT, concurrency=8, retries=0))
+    assert all(r.error is None and r.text for r in results), [r.error for r in results]
+    done = [served_requests(r) - b for r, b in zip(roots, before, strict=True)]
+    assert sum(done) == 8 and min(done) >= 2, done
 
 
 def test_a_request_routed_to_a_dead_endpoint_fails_over_before_streaming(db, pair):
