@@ -9,14 +9,13 @@ import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from api.auth import acting_user
 from api.rest import deps
-from api.rest.errors import NotFound, error_response
-from api.rest.pages import Timestamp
-from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param, offset_page
+from api.rest.errors import NotFound, error_responses
+from api.rest.pages import CursorParam, Page, Timestamp, WideLimit, decode_position, keyset_page, offset_page
 from engines.accounts import Actor
 from engines.datasets import draft, from_chats, uploads, versions
 from engines.datasets.formats import FORMATS, Problem
@@ -237,20 +236,13 @@ def _messages(body: RowIn) -> list[dict[str, str]]:
     return [{"role": m.role.strip().lower(), "content": m.content} for m in body.messages]
 
 
-def _refused(report: versions.ImportReport, message: str) -> JSONResponse:
-    resp = error_response(422, "import_refused", message)
-    body = json.loads(resp.body)
-    body["error"]["problems"] = [problem_out(p).model_dump() for p in report.problems[:500]]
-    return JSONResponse(body, status_code=422)
-
-
 def _mapping(user: str | None, assistant: str | None, system: str | None, category: str | None) -> dict[str, str | None]:
     return {"user": user, "assistant": assistant, "system": system, "category": category}
 
 
 # ---- the team's datasets ------------------------------------------------------------------------------------------
 @router.get("", response_model=Page[DatasetOut], summary="List the team's datasets (newest-changed first)")
-def list_datasets(limit: int = limit_param(), cursor: str | None = cursor_param()) -> Page[DatasetOut]:
+def list_datasets(limit: WideLimit = 50, cursor: CursorParam = None) -> Page[DatasetOut]:
     items, nxt = offset_page(store.list_datasets(), limit, cursor)
     return Page[DatasetOut](items=[dataset_out(d) for d in items], next_cursor=nxt)
 
@@ -283,7 +275,7 @@ def inspect_dataset_file(
 
 @router.post("/import", response_model=ImportOut, status_code=201,
              summary="Import a file as a new dataset of yours (all or nothing, or its valid rows only)",
-             responses={409: {"description": "the name is taken"}, 422: {"description": "invalid rows; nothing imported"}})
+             responses=error_responses(409))
 def import_dataset(
     file: UploadFile = File(..., description="JSONL, JSON, CSV, TSV or Parquet"),
     name: str = Form("", description="the dataset's name (default: the file's name)"),
@@ -293,17 +285,12 @@ def import_dataset(
     map_assistant: str | None = Form(None), map_system: str | None = Form(None), map_category: str | None = Form(None),
     template_model: str | None = Form(None, description="count tokens with this model's tokenizer"),
     actor: Actor = Depends(acting_user), services=Depends(deps.services),
-) -> Any:
+) -> ImportOut:
     settings = services.settings
-    try:
-        with uploads.staged_upload(settings, file.file, file.filename) as path:
-            report = uploads.import_upload(settings, path, name, actor=actor, valid_only=valid_only, fmt=format,
-                                           mapping=_mapping(map_user, map_assistant, map_system, map_category),
-                                           template_model=template_model, source_name=file.filename)
-    except versions.ImportRefused as exc:
-        return _refused(exc.report, str(exc))
-    except versions.NameTaken as exc:
-        return error_response(409, "name_taken", str(exc))
+    with uploads.staged_upload(settings, file.file, file.filename) as path:  # NameTaken: 409, ImportRefused: 422 (errors.py)
+        report = uploads.import_upload(settings, path, name, actor=actor, valid_only=valid_only, fmt=format,
+                                       mapping=_mapping(map_user, map_assistant, map_system, map_category),
+                                       template_model=template_model, source_name=file.filename)
     v = report.version
     assert v is not None
     return ImportOut(dataset=dataset_out(_dataset(v.dataset_id)), version=version_out(v), format=report.format,
@@ -317,11 +304,11 @@ def get_dataset(dataset_id: int) -> DatasetOut:
 
 # ---- the working copy -----------------------------------------------------------------------------------------------
 @router.get("/{dataset_id}/rows", response_model=Page[RowOut], summary="Page the working copy's rows (by id)")
-def list_rows(dataset_id: int, limit: int = limit_param(), cursor: str | None = cursor_param(),
+def list_rows(dataset_id: int, limit: WideLimit = 50, cursor: CursorParam = None,
               search: str = Query("", max_length=500), category: str | None = Query(None, description="'(none)': no category"),
               split: Literal["train", "eval"] | None = None) -> Page[RowOut]:
     _dataset(dataset_id)
-    rows = draft.rows_after(dataset_id, decode_cursor(cursor), limit + 1, search=search, category=category, split=split)
+    rows = draft.rows_after(dataset_id, decode_position(cursor), limit + 1, search=search, category=category, split=split)
     items, nxt = keyset_page(rows, limit)
     return Page[RowOut](items=[row_out(r) for r in items], next_cursor=nxt)
 
@@ -395,7 +382,7 @@ def stats(dataset_id: int, template_model: str | None = Query(None, description=
 
 # ---- versions -------------------------------------------------------------------------------------------------------
 @router.get("/{dataset_id}/versions", response_model=Page[VersionOut], summary="Saved versions, newest first")
-def list_versions(dataset_id: int, limit: int = limit_param(), cursor: str | None = cursor_param()) -> Page[VersionOut]:
+def list_versions(dataset_id: int, limit: WideLimit = 50, cursor: CursorParam = None) -> Page[VersionOut]:
     _dataset(dataset_id)
     items, nxt = offset_page(store.list_versions(dataset_id), limit, cursor)
     return Page[VersionOut](items=[version_out(v) for v in items], next_cursor=nxt)
@@ -417,7 +404,7 @@ def get_version(dataset_id: int, version_id: int) -> VersionOut:
 
 @router.get("/{dataset_id}/versions/{version_id}/rows", response_model=Page[VersionRowOut],
             summary="Page a saved version's rows (by line)")
-def version_rows(dataset_id: int, version_id: int, limit: int = limit_param(), cursor: str | None = cursor_param(),
+def version_rows(dataset_id: int, version_id: int, limit: WideLimit = 50, cursor: CursorParam = None,
                  services=Depends(deps.services)) -> Page[VersionRowOut]:
     v = _version(dataset_id, version_id)
     items, nxt = offset_page(versions.load_version(services.settings, v), limit, cursor)

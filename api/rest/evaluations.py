@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import NotFound
-from api.rest.pages import Timestamp
-from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param, offset_page
+from api.rest.pages import CursorParam, Page, Timestamp, WideLimit, decode_position, keyset_page, offset_page
 from engines.accounts import Actor
 from engines.evaluation import report
 from storage import evals
@@ -165,8 +164,8 @@ def submit(body: EvaluationIn, actor: Actor = Depends(acting_user), services=Dep
 
 
 @router.get("", response_model=Page[EvaluationOut], summary="The team's evaluations, newest first")
-def list_evaluations(limit: int = limit_param(), cursor: str | None = cursor_param()) -> Page[EvaluationOut]:
-    items, nxt = keyset_page(evals.list_evals(limit + 1, before=decode_cursor(cursor)), limit)
+def list_evaluations(limit: WideLimit = 50, cursor: CursorParam = None) -> Page[EvaluationOut]:
+    items, nxt = keyset_page(evals.list_evals(limit + 1, before=decode_position(cursor)), limit)
     return Page[EvaluationOut](items=[eval_out(r) for r in items], next_cursor=nxt)
 
 
@@ -176,7 +175,7 @@ def get_evaluation(eval_id: int, services=Depends(deps.services)) -> EvaluationD
 
 
 @router.get("/{eval_id}/results", response_model=Page[ResultOut], summary="Per-example answers and scores")
-def results(eval_id: int, limit: int = limit_param(), cursor: str | None = cursor_param(),
+def results(eval_id: int, limit: WideLimit = 50, cursor: CursorParam = None,
             model: str | None = Query(None, description="only this model's answers")) -> Page[ResultOut]:
     frame = report.results_frame(_eval(eval_id))
     if model:

@@ -14,17 +14,15 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import NotFound
-from api.rest.pages import Timestamp
-from api.rest.paging_b import Page, cursor_param, decode_cursor, keyset_page, limit_param
+from api.rest.pages import CursorParam, Page, Timestamp, WideLimit, decode_position, keyset_page
 from engines.accounts import Actor
 from engines.datasets.files import REPO, trainable_datasets
-from engines.training import SpecError
 from engines.training.spec import TrainSpec
 from storage import datasets as dstore
 from storage import runs
@@ -65,16 +63,6 @@ class FinetuneSpecCheck(BaseModel):
     valid: bool = True
     spec: dict[str, Any] = Field(description="the spec as it would run (its dataset as you named it)")
     dataset_version_id: int | None
-
-
-class SpecErrorOut(BaseModel):
-    code: Literal["invalid_spec"]
-    message: str
-    fields: dict[str, str] = Field(description="one message per bad field")
-
-
-class SpecErrorBody(BaseModel):
-    error: SpecErrorOut
 
 
 class RunOut(BaseModel):
@@ -150,14 +138,6 @@ def public_event(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ev.items() if k not in HIDDEN_EVENT_FIELDS}
 
 
-def spec_error(exc: SpecError) -> JSONResponse:
-    """422 with one message per field (the shape SpecErrorBody documents)."""
-    return JSONResponse({"error": {"code": "invalid_spec", "message": str(exc), "fields": exc.fields}}, status_code=422)
-
-
-SPEC_ERROR = {422: {"model": SpecErrorBody, "description": "invalid spec: one message per field"}}
-
-
 def _run(run_id: int) -> TrainingRun:
     run = runs.get_run(run_id)
     if run is None:
@@ -181,30 +161,24 @@ def datasets() -> list[TrainableDataset]:
     return [TrainableDataset(**d) for d in trainable_datasets()]
 
 
-@router.post("/validate", response_model=FinetuneSpecCheck, responses=SPEC_ERROR, summary="Check a spec without starting it")
-def validate(body: SpecIn, services=Depends(deps.services)) -> Any:  # type: ignore[valid-type]
-    try:
-        spec, version_id = _validated(services, body)
-    except SpecError as exc:
-        return spec_error(exc)
+@router.post("/validate", response_model=FinetuneSpecCheck, summary="Check a spec without starting it")
+def validate(body: SpecIn, services=Depends(deps.services)) -> FinetuneSpecCheck:  # type: ignore[valid-type]
+    spec, version_id = _validated(services, body)  # SpecError: 422 with `fields` (errors.py)
     return FinetuneSpecCheck(spec={**spec.model_dump(), "dataset": body.dataset}, dataset_version_id=version_id)
 
 
-@router.post("", response_model=RunDetail, status_code=201, responses=SPEC_ERROR, summary="Queue a fine-tune of yours")
-def submit(body: SpecIn, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> Any:  # type: ignore[valid-type]
+@router.post("", response_model=RunDetail, status_code=201, summary="Queue a fine-tune of yours")
+def submit(body: SpecIn, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> RunDetail:  # type: ignore[valid-type]
     jobs = _jobs(services)
-    try:
-        spec, version_id = _validated(services, body)
-        run_id = jobs.submit(spec, actor=actor, dataset_version_id=version_id)
-    except SpecError as exc:
-        return spec_error(exc)
+    spec, version_id = _validated(services, body)
+    run_id = jobs.submit(spec, actor=actor, dataset_version_id=version_id)
     return detail(run_id)
 
 
 @router.get("", response_model=Page[RunOut], summary="The team's runs, newest first")
-def list_runs(limit: int = limit_param(), cursor: str | None = cursor_param(),
+def list_runs(limit: WideLimit = 50, cursor: CursorParam = None,
               status: list[Status] | None = Query(None, description="only runs in these states")) -> Page[RunOut]:
-    rows = runs.list_runs(limit + 1, tuple(status) if status else None, before=decode_cursor(cursor))
+    rows = runs.list_runs(limit + 1, tuple(status) if status else None, before=decode_position(cursor))
     items, nxt = keyset_page(rows, limit)
     return Page[RunOut](items=[run_out(r) for r in items], next_cursor=nxt)
 

@@ -16,12 +16,12 @@ from pydantic import BaseModel, Field
 from api.auth import acting_user
 from api.rest import deps
 from api.rest.errors import ERRORS, NotFound
-from api.rest.pages import MAX_ID, CursorParam, Limit, Page, Timestamp, decode_cursor, encode_cursor
+from api.rest.pages import MAX_ID, CursorParam, InvalidCursor, Limit, Page, Timestamp, decode_cursor, encode_cursor
 from engines.accounts import Actor
 from engines.history import items as history_items
 from engines.history.archive import archive_file, export_archive
 from engines.history.lineage import compare_runs, lineage
-from engines.history.timeline import history_page
+from engines.history.timeline import MAX_SEARCH, history_page
 from engines.paths import shown_path
 from storage.history import KINDS
 
@@ -120,6 +120,30 @@ def _curves(frame: Any) -> list[CurvePoint]:
     return [CurvePoint(step=int(r["step"]), loss=float(r["loss"]), series=str(r["series"])) for r in frame.to_dict("records")]
 
 
+def _search_offset(cursor: str | None) -> int:
+    """A search page's cursor: ("search", hits already shown), never past the last hit a search can reach."""
+    parts = decode_cursor(cursor, str, int)
+    if parts is None:
+        return 0
+    if parts[0] != "search" or parts[1] >= MAX_SEARCH:
+        raise InvalidCursor()
+    return parts[1]
+
+
+def _timeline_before(cursor: str | None) -> tuple[dt.datetime, str, int] | None:
+    """A timeline page's cursor: (the last item's time as naive UTC ISO text, its kind, its id)."""
+    parts = decode_cursor(cursor, str, str, int)
+    if parts is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(parts[0])
+    except ValueError:
+        raise InvalidCursor() from None
+    if at.tzinfo is not None or parts[1] not in KINDS:
+        raise InvalidCursor()
+    return at, parts[1], parts[2]
+
+
 @router.get("", response_model=Page[HistoryItem], summary="The timeline, or the matches of a search")
 def timeline(
     limit: Limit = 50, cursor: CursorParam = None,
@@ -133,14 +157,11 @@ def timeline(
     since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=since_days) if since_days else None
     chosen = tuple(dict.fromkeys(kinds)) if kinds else KINDS
     if q.strip():
-        offset = decode_cursor(cursor, str, int)
-        page = history_page(actor, text=q, kinds=chosen, model=model, since=since, offset=offset[1] if offset else 0,
+        page = history_page(actor, text=q, kinds=chosen, model=model, since=since, offset=_search_offset(cursor),
                             limit=limit)
         nxt = encode_cursor("search", page.next_offset) if page.next_offset is not None else None
     else:
-        before = decode_cursor(cursor, str, str, int)
-        page = history_page(actor, kinds=chosen, model=model, since=since, limit=limit,
-                            before=(dt.datetime.fromisoformat(before[0]), before[1], before[2]) if before else None)
+        page = history_page(actor, kinds=chosen, model=model, since=since, limit=limit, before=_timeline_before(cursor))
         nxt = encode_cursor(page.next_before[0].isoformat(), *page.next_before[1:]) if page.next_before else None
     items = [HistoryItem(key=i.key, kind=i.kind, id=i.id, title=i.title, detail=i.detail, at=i.at, snippet=i.snippet)
              for i in page.items]

@@ -1,12 +1,14 @@
 """The engine functions the REST API added: starting a server by name for an admin, a job id that can only name a job
 folder, an archive that can only be fetched by the name export gave it, paths shown without the server's folders, and
-the REST cursors."""
+a dataset version row pointing outside the data folder refused over HTTP."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from api.rest.pages import InvalidCursor, decode_cursor, encode_cursor
+import pytest
+from fastapi.testclient import TestClient
+
 from engines.accounts import Actor, PermissionDenied
 from engines.history.archive import archive_file
 from engines.models.exports import ExportManager
@@ -68,9 +70,22 @@ def test_a_path_is_shown_relative_to_the_data_folder_or_by_its_name(tmp_path):
     assert shown_path(root, (root,)) == "data"
 
 
-def test_a_cursor_round_trips_and_a_forged_one_is_refused():
-    assert decode_cursor(encode_cursor("2026-01-01T00:00:00", "chat", 3), str, str, int) == ("2026-01-01T00:00:00", "chat", 3)
-    assert decode_cursor(None, int) is None
-    for bad in ("x", encode_cursor("a"), encode_cursor(1, 2), encode_cursor(True), encode_cursor(2**63), encode_cursor(-1), "%%%"):
-        with pytest.raises(InvalidCursor):
-            decode_cursor(bad, int)
+def test_a_version_row_pointing_outside_is_refused_without_reading_it(db, owner, settings, tmp_path) -> None:
+    from api.rest import build_rest_app
+    from engines import accounts
+    from engines.datasets.versions import create_empty
+    from engines.services import Services
+    from storage import datasets as store
+
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text(json.dumps({"messages": [{"role": "user", "content": "TOP SECRET"}]}) + "\n")
+    ds = create_empty("tampered", actor=owner)
+    v = store.add_version(store.get_dataset(ds), path=str(secret), content_hash="x", row_count=1)
+    _, key = accounts.create_api_key(owner)
+    app = build_rest_app(Services(settings=settings, servers=ServerManager(settings)))
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as c:
+        for resp in (c.get(f"/datasets/{ds}/versions/{v.id}/rows"), c.get(f"/datasets/{ds}/versions/{v.id}/download"),
+                     c.post(f"/datasets/{ds}/versions/{v.id}/export", json={"format": "openai"}),
+                     c.get(f"/datasets/{ds}/diff", params={"old": v.id, "new": v.id})):
+            assert resp.status_code == 403, resp.text
+            assert "TOP SECRET" not in resp.text and str(tmp_path) not in resp.text
