@@ -12,15 +12,18 @@ response names its conversation in the `X-Studio-Conversation` header and a `con
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import NotAuthenticated, resolve_actor
 from engines import conversations as turns
@@ -169,6 +172,51 @@ def _timings(finished: Any) -> dict[str, float | None]:
     return {"ttft_ms": finished.ttft_ms, "duration_ms": finished.duration_ms, "tok_per_s": finished.tok_per_s}
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A chat request, checked and stored: what is left is to call the model."""
+
+    body: ChatRequest
+    conversation_id: int
+    system: str | None
+    begun: turns.BegunAnswer
+
+
+# Request messages are stored by one thread at a time: SQLite takes one writer at a time, and many worker threads
+# storing at once, each waiting for the GIL inside its transaction, ran into "database is locked" (500s under 32
+# concurrent requests). The event loop's own writes (the answers as they stream) stay short.
+_STORE_LOCK = threading.Lock()
+
+
+def begin_turn(services: Services, request: Request, raw: bytes) -> Turn:
+    """Who is calling, the request checked, the model checked, then the request's messages and the empty answer
+    stored: all before the model is called (blocking: run it in a worker thread)."""
+    try:
+        actor = resolve_actor(request)
+    except NotAuthenticated as exc:
+        raise GatewayError(401, exc.message, code="invalid_api_key") from None
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise GatewayError(400, "The body is not valid JSON.", code="invalid_json") from None
+    body = _validate(payload)
+    try:
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    except ValueError as exc:
+        raise GatewayError(400, str(exc), code="unsupported", param="messages") from None
+    wanted = _request_conversation(request, body)
+    check_model(services, body.model)
+    with _STORE_LOCK:
+        try:
+            cid, system = turns.store_api_turn(actor, wanted, messages, model=body.model)
+        except ConversationNotFound as exc:
+            raise GatewayError(404, str(exc), code="conversation_not_found", param="conversation_id") from None
+        except ValueError as exc:
+            raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
+        begun = turns.begin_answer(cid, body.model, body.params(), system_prompt=system)
+    return Turn(body, cid, system, begun)
+
+
 def build_gateway(services: Services) -> FastAPI:
     app = FastAPI(title="Chat Studio OpenAI-compatible gateway", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -177,6 +225,11 @@ def build_gateway(services: Services) -> FastAPI:
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # no such route, wrong method
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return GatewayError(exc.status_code, str(exc.detail), code=code).response()
 
     async def actor_of(request: Request):  # noqa: ANN202
         try:
@@ -205,32 +258,14 @@ def build_gateway(services: Services) -> FastAPI:
 
     @app.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        actor = await actor_of(request)
-        try:
-            payload = await request.json()
-        except ValueError:
-            raise GatewayError(400, "The body is not valid JSON.", code="invalid_json") from None
-        body = _validate(payload)
-        try:
-            messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-        except ValueError as exc:
-            raise GatewayError(400, str(exc), code="unsupported", param="messages") from None
-        wanted = _request_conversation(request, body)
-        await anyio.to_thread.run_sync(check_model, services, body.model)
-
-        def store() -> tuple[int, str | None]:
-            try:
-                return turns.store_api_turn(actor, wanted, messages, model=body.model)
-            except ConversationNotFound as exc:
-                raise GatewayError(404, str(exc), code="conversation_not_found", param="conversation_id") from None
-            except ValueError as exc:
-                raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
-
-        # Stored before the model is called, on the event loop like the UI's own writes: SQLite takes one writer at a
-        # time, and worker threads writing beside the loop's streaming flushes ran into "database is locked".
-        cid, system = store()
+        raw = await request.body()
+        # Everything before the model is called runs in one worker thread: each hop between the event loop and a
+        # thread cost 1-2 ms of the time to the first token on a busy 2-core machine.
+        turn = await anyio.to_thread.run_sync(begin_turn, services, request, raw)
+        body, cid = turn.body, turn.conversation_id
         headers = {CONVERSATION_HEADER: str(cid)}
-        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=system, timeout=timeout)
+        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=turn.system,
+                               timeout=timeout, begun=turn.begun)
         created = int(time.time())
         if not body.stream:
             return await _complete(updates, cid, body.model, created, headers)

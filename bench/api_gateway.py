@@ -192,6 +192,7 @@ def main() -> int:
     sent = {"api": 0, "ui": 0}  # messages sent per studio source, warm-ups included
     answered = {"api": 0, "ui": 0}
     counting = threading.Lock()  # the counters are bumped from the batch threads
+    broke = False  # the run stopped on an error: the studio's log is kept
     try:
         print("starting the vLLM server (ServerManager.ensure)...")
         endpoint = manager.ensure(resolve_base_model(settings, MODEL))
@@ -325,16 +326,18 @@ def main() -> int:
                 problems.append(f"{name}: {len(errs)} concurrent requests failed, first: {errs[0]}")
         ui_http.close()
     except BaseException:
-        if (data_dir / "app.log").exists():  # the studio's side of a failure outlives the temporary DATA_DIR
-            kept = Path(tempfile.gettempdir()) / f"api_gateway-app-{int(time.time())}.log"
-            kept.write_bytes((data_dir / "app.log").read_bytes())
-            print(f"the studio's log is kept in {kept}", file=sys.stderr)
+        broke = True
         raise
     finally:
         stop(app)  # counts are read with nothing writing
         manager.stop_all()
         try:
             counts = stored_counts(data_dir / "studio.db") if (data_dir / "studio.db").exists() else {}
+            lost = any(counts.get(src, (0, 0)) != (sent[src], answered[src]) for src in sent)
+            if (broke or problems or lost) and (data_dir / "app.log").exists():  # the studio's side outlives DATA_DIR
+                kept = Path(tempfile.gettempdir()) / f"api_gateway-app-{int(time.time())}.log"
+                kept.write_bytes((data_dir / "app.log").read_bytes())
+                print(f"the studio's log is kept in {kept}", file=sys.stderr)
         finally:
             tmp.cleanup()
 

@@ -99,6 +99,10 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120]
 
 
+# How old a cached list of served models may be and still be answered while it is refreshed in the background.
+MODELS_STALE_S = 30.0
+
+
 class ServerManager:
     """One vLLM server subprocess per base model, plus external OpenAI-compatible endpoints."""
 
@@ -110,6 +114,8 @@ class ServerManager:
         self._lock = threading.RLock()
         self._external: dict[str, str | None] = {}  # base URL -> api key
         self._models_cache: tuple[float, list[ModelRecord]] = (0.0, [])
+        self._models_refreshing = threading.Lock()  # held while a background refresh of that list runs
+        self._models_http: httpx.Client | None = None  # one pool for the listings: no new client per request
         self._watcher: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._pending_error: str | None = None  # why a background start failed (shown in the badge)
@@ -486,16 +492,40 @@ class ServerManager:
         return tail(st.log_path if st else self.settings.servers_path / f"{safe_name(name)}.log", lines)
 
     def served_models(self, max_age: float = 2.0) -> list[ModelRecord]:
-        """Base models and adapters the running servers report, plus external endpoints' models."""
+        """Base models and adapters the running servers report, plus external endpoints' models.
+
+        A list older than `max_age` (but younger than MODELS_STALE_S) is answered at once and refreshed in the
+        background: a chat request must not wait on an HTTP call to every server per message. max_age=0, no list yet,
+        or a list invalidated by an adapter change is fetched now."""
         stamp, cached = self._models_cache
-        if time.monotonic() - stamp < max_age:
+        age = time.monotonic() - stamp
+        if age < max_age:
             return cached
+        if stamp and max_age > 0 and age < MODELS_STALE_S:
+            if self._models_refreshing.acquire(blocking=False):
+                threading.Thread(target=self._refresh_models, name="served-models", daemon=True).start()
+            return cached
+        return self._fetch_served_models()
+
+    def _refresh_models(self) -> None:
+        try:
+            self._fetch_served_models()
+        except Exception as exc:  # noqa: BLE001 - a failed background refresh keeps the last list
+            log.warning("server.models_refresh_failed", error=str(exc)[:300])
+        finally:
+            self._models_refreshing.release()
+
+    def _fetch_served_models(self) -> list[ModelRecord]:
+        invalidated_before = self._models_cache[0] == 0.0
+        http = self._models_http
+        if http is None:
+            http = self._models_http = httpx.Client(timeout=3.0)
         found: list[ModelRecord] = []
         with self._lock:
             states = [st for st in self._servers.values() if st.status == "ready"]
         for st in states:
             try:
-                data = httpx.get(f"{st.root_url}/v1/models", timeout=3.0).json().get("data", [])
+                data = http.get(f"{st.root_url}/v1/models").json().get("data", [])
             except (httpx.HTTPError, ValueError):
                 continue
             for m in data:
@@ -522,13 +552,14 @@ class ServerManager:
         for url, key in self._external.items():
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             try:
-                data = httpx.get(f"{url}/models", headers=headers, timeout=3.0).json().get("data", [])
+                data = http.get(f"{url}/models", headers=headers).json().get("data", [])
             except (httpx.HTTPError, ValueError):
                 continue
             for m in data:
                 found.append(self.registry.add(ModelRecord(name=m["id"], kind="external", source=url, api_key=key)))
         found += [r for r in self.registry.all() if r.kind == "external" and r.name not in {f.name for f in found}]
-        self._models_cache = (time.monotonic(), found)
+        if invalidated_before or self._models_cache[0] != 0.0:  # an adapter change during the fetch wins
+            self._models_cache = (time.monotonic(), found)
         return found
 
     # ---- LoRA adapters -----------------------------------------------------------
