@@ -357,6 +357,7 @@ class ServerManager:
                 raise ServerError(f"Model server for {st.name} exited (code {code}). Log tail:\n{tail(st.log_path)}")
             if self._healthy(st):
                 st.status = "ready"
+                self._models_cache = (0.0, [])  # the next served_models() lists it (fetched, not a background refresh)
                 log.info("server.ready", model=st.name, port=st.port)
                 return
             time.sleep(0.5)
@@ -377,6 +378,7 @@ class ServerManager:
         st.wanted = False
         self._terminate(st)
         st.status = "stopped"
+        self._models_cache = (0.0, [])
         self._state_file(name).unlink(missing_ok=True)
         write_scrape_targets(self)
         log.info("server.stopped", model=name)
