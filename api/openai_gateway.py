@@ -12,7 +12,6 @@ response names its conversation in the `X-Studio-Conversation` header and a `con
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -27,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import NotAuthenticated, resolve_actor
 from engines import conversations as turns
+from engines.accounts import Actor
 from engines.conversations import ConversationNotFound
 from engines.inference import ChatParams, ContextTooLong, InferenceError, RequestTimedOut, ServerUnavailable, UnknownModel
 
@@ -174,23 +174,16 @@ def _timings(finished: Any) -> dict[str, float | None]:
 
 @dataclass(frozen=True)
 class Turn:
-    """A chat request, checked and stored: what is left is to call the model."""
+    """A chat request of a known caller, checked, for a served model: what is left is to store it and call the model."""
 
+    actor: Actor
     body: ChatRequest
-    conversation_id: int
-    system: str | None
-    begun: turns.BegunAnswer
+    messages: list[dict[str, str]]
+    wanted: int | None  # the conversation it continues
 
 
-# Request messages are stored by one thread at a time: SQLite takes one writer at a time, and many worker threads
-# storing at once, each waiting for the GIL inside its transaction, ran into "database is locked" (500s under 32
-# concurrent requests). The event loop's own writes (the answers as they stream) stay short.
-_STORE_LOCK = threading.Lock()
-
-
-def begin_turn(services: Services, request: Request, raw: bytes) -> Turn:
-    """Who is calling, the request checked, the model checked, then the request's messages and the empty answer
-    stored: all before the model is called (blocking: run it in a worker thread)."""
+def check_turn(services: Services, request: Request, raw: bytes) -> Turn:
+    """Who is calling, the request's form and its model, checked (blocking: run it in a worker thread)."""
     try:
         actor = resolve_actor(request)
     except NotAuthenticated as exc:
@@ -206,15 +199,17 @@ def begin_turn(services: Services, request: Request, raw: bytes) -> Turn:
         raise GatewayError(400, str(exc), code="unsupported", param="messages") from None
     wanted = _request_conversation(request, body)
     check_model(services, body.model)
-    with _STORE_LOCK:
-        try:
-            cid, system = turns.store_api_turn(actor, wanted, messages, model=body.model)
-        except ConversationNotFound as exc:
-            raise GatewayError(404, str(exc), code="conversation_not_found", param="conversation_id") from None
-        except ValueError as exc:
-            raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
-        begun = turns.begin_answer(cid, body.model, body.params(), system_prompt=system)
-    return Turn(body, cid, system, begun)
+    return Turn(actor, body, messages, wanted)
+
+
+def store_turn(turn: Turn) -> tuple[int, str | None]:
+    """The request's messages stored (before the model is called): (conversation id, system prompt)."""
+    try:
+        return turns.store_api_turn(turn.actor, turn.wanted, turn.messages, model=turn.body.model)
+    except ConversationNotFound as exc:
+        raise GatewayError(404, str(exc), code="conversation_not_found", param="conversation_id") from None
+    except ValueError as exc:
+        raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
 
 
 def build_gateway(services: Services) -> FastAPI:
@@ -259,13 +254,16 @@ def build_gateway(services: Services) -> FastAPI:
     @app.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
         raw = await request.body()
-        # Everything before the model is called runs in one worker thread: each hop between the event loop and a
-        # thread cost 1-2 ms of the time to the first token on a busy 2-core machine.
-        turn = await anyio.to_thread.run_sync(begin_turn, services, request, raw)
-        body, cid = turn.body, turn.conversation_id
+        # The checks run in one worker thread (each hop between the event loop and a thread cost 1-2 ms of the time to
+        # the first token on a busy 2-core machine); the model list they read is refreshed in the background.
+        turn = await anyio.to_thread.run_sync(check_turn, services, request, raw)
+        # Stored before the model is called, on the event loop like the UI's own writes: SQLite takes one writer at a
+        # time, and worker threads storing beside the loop's streaming flushes ran into "database is locked" (500s
+        # under concurrent requests, again when tried with the stores serialised by a lock).
+        cid, system = store_turn(turn)
+        body = turn.body
         headers = {CONVERSATION_HEADER: str(cid)}
-        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=turn.system,
-                               timeout=timeout, begun=turn.begun)
+        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=system, timeout=timeout)
         created = int(time.time())
         if not body.stream:
             return await _complete(updates, cid, body.model, created, headers)

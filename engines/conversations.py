@@ -47,27 +47,6 @@ def openai_messages(conversation_id: int, system_prompt: str | None = None) -> l
     return out
 
 
-@dataclass(frozen=True)
-class BegunAnswer:
-    """What `answer` needs before it calls the model: the history it sends and the (empty) answer row."""
-
-    history: list[dict[str, str]]
-    message_id: int
-
-
-def begin_answer(conversation_id: int, model: str, params: ChatParams, *,
-                 system_prompt: str | None = None) -> BegunAnswer:
-    """Read the history and store the empty answer row (one commit): the first step of `answer`, callable off the
-    event loop beforehand (the API gateway does it in the worker thread that stored the request)."""
-    history = openai_messages(conversation_id, system_prompt)
-    with database.atomic():  # one commit before the call, not two
-        chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
-        row = chats.add_message(
-            conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
-        )
-    return BegunAnswer(history, row.id)
-
-
 async def answer(
     servers: ServerManager,
     conversation_id: int,
@@ -76,12 +55,14 @@ async def answer(
     *,
     system_prompt: str | None = None,
     timeout: float = 120.0,
-    begun: BegunAnswer | None = None,
 ) -> AsyncIterator[TurnUpdate]:
-    """Stream the assistant's reply to the conversation's active history, writing it as it grows (`begun`: the
-    result of `begin_answer` when the caller ran it already)."""
-    begun = begun or begin_answer(conversation_id, model, params, system_prompt=system_prompt)
-    history, message_id = begun.history, begun.message_id
+    """Stream the assistant's reply to the conversation's active history, writing it as it grows."""
+    history = openai_messages(conversation_id, system_prompt)
+    with database.atomic():  # one commit before the call, not two
+        chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
+        row = chats.add_message(
+            conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
+        )
     text, last_flush, outcome = "", time.monotonic(), "stopped"
     try:
         endpoint = servers.endpoint_for(model)
@@ -94,27 +75,27 @@ async def answer(
             if isinstance(event, Delta):
                 text += event.text
                 if time.monotonic() - last_flush >= FLUSH_EVERY_S:
-                    chats.update_message(message_id, content=text)
+                    chats.update_message(row.id, content=text)
                     last_flush = time.monotonic()
-                yield TurnUpdate(message_id, text)
+                yield TurnUpdate(row.id, text)
             else:
                 outcome = "done"
                 chats.update_message(
-                    message_id, content=text, finish_reason=event.finish_reason, ttft_ms=event.ttft_ms,
+                    row.id, content=text, finish_reason=event.finish_reason, ttft_ms=event.ttft_ms,
                     prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
                     tok_per_s=event.tok_per_s, duration_ms=event.duration_ms,
                 )
                 monitoring.record_chat(event.ttft_ms, event.completion_tokens)
-                yield TurnUpdate(message_id, text, finished=event)
+                yield TurnUpdate(row.id, text, finished=event)
     except InferenceError as exc:
         outcome = "error"
         monitoring.record_error(exc.kind)
-        chats.update_message(message_id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
+        chats.update_message(row.id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
         log.warning("chat.error", conversation_id=conversation_id, model=model, kind=exc.kind, partial_chars=len(text))
-        yield TurnUpdate(message_id, text, error=exc)
+        yield TurnUpdate(row.id, text, error=exc)
     finally:
         if outcome == "stopped":  # cancelled by the user (stop button) or the consumer went away
-            chats.update_message(message_id, content=text, finish_reason="stopped")
+            chats.update_message(row.id, content=text, finish_reason="stopped")
             log.info("chat.stopped", conversation_id=conversation_id, model=model, partial_chars=len(text))
 
 
