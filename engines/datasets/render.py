@@ -1,6 +1,6 @@
 """Render a conversation with the trainer's marked chat template, without torch: jinja2 + `tokenizers`.
 
-The same templates (engines.training.templates) the worker trains with; the `{% generation %}` block
+The same templates (engines.chat_templates) the worker trains with; the `{% generation %}` block
 is marked here so a preview can show which part is trained, and token counts are the real ones.
 """
 
@@ -17,7 +17,7 @@ from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engines.training.templates import TEMPLATES, detect_family
+from engines.chat_templates import TEMPLATES, detect_family
 
 START, END = "\ue000", "\ue001"  # private-use characters: never in real text
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.formats import Row
+from engines.endpoints import Endpoint
 from engines.inference import ChatParams, generate_many
-from engines.serving.manager import Endpoint
 
 QUESTION_PROMPT = (
     "Write one realistic question a user might ask an assistant about: {topic}. "

@@ -63,8 +63,8 @@ _formats: dict[Path, ModelFormat | None] = {}  # by model folder: names from req
 
 def model_format_for(settings: Settings, model: str | None) -> ModelFormat | None:
     """The chat template and tokenizer of a base model on disk (token counts, previews), or None when it has none here."""
-    from engines.training.planning import model_folder
-    from engines.training.templates import TemplateError
+    from engines.chat_templates import TemplateError
+    from engines.models.folders import model_folder
 
     folder = model_folder(settings, model or settings.default_model)
     if folder is None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engines.accounts import Actor
+from engines.endpoints import Endpoint
 from engines.evaluation.ratings import Vote
 from engines.inference import ChatParams, Delta, Finished, InferenceError, stream_chat
-from engines.serving.manager import Endpoint, ServerManager
+from engines.serving.manager import ServerManager
 from storage import battles
 from storage.models import Battle
 

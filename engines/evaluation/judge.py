@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engines.endpoints import Endpoint
 from engines.inference import ChatParams, InferenceError, complete_chat
-from engines.serving.manager import Endpoint
 
 JUDGE_SYSTEM = (
     "You compare two answers that AI assistants gave to the same user request, as an impartial expert reviewer. "

@@ -20,11 +20,11 @@ from typing import Any
 import structlog
 
 from engines.accounts import Actor, require_owner
+from engines.endpoints import Endpoint
 from engines.evaluation import report
 from engines.evaluation.judge import judge_pair
 from engines.evaluation.metrics import reference_scores
 from engines.inference import ChatParams, Generation, generate_many
-from engines.serving.manager import Endpoint
 from engines.settings import Settings
 from storage import evals
 

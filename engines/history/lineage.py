@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 
 from engines.accounts import Actor
+from engines.events import read_events
 from engines.paths import is_inside
 from engines.settings import Settings
-from engines.training.events import read_events
 from storage import catalog, runs
 from storage.models import Battle, Conversation, DatasetVersion, EvalRun, ModelEntry, TrainingRun
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from engines.endpoints import Endpoint
 from engines.inference.chat import ChatParams, ContextTooLong, InferenceError, UnknownModel, complete_chat
-from engines.serving.manager import Endpoint
 
 log = structlog.get_logger(__name__)
 NOT_RETRIED = (ContextTooLong, UnknownModel)  # the same request would fail the same way

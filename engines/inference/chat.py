@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import structlog
 
-from engines.serving.endpoint import Endpoint
+from engines.endpoints import Endpoint
 
 if TYPE_CHECKING:
     import openai

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from engines.training.events import EventWriter
+from engines.events import EventWriter
 
 
 class JobError(RuntimeError):

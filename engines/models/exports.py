@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.accounts import Actor, require_admin
+from engines.events import read_events
 from engines.models.download import remove_partial_files
+from engines.models.folders import model_folder
 from engines.paths import is_inside
 from engines.processes import pid_alive, spawn_detached, stop_tree
 from engines.settings import Settings, environment_for_children
-from engines.training.events import read_events
-from engines.training.planning import model_folder
 from storage import catalog
 
 REPO = Path(__file__).resolve().parents[2]

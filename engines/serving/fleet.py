@@ -21,7 +21,7 @@ from typing import Literal
 import httpx
 import structlog
 
-from engines.serving.endpoint import Endpoint
+from engines.endpoints import Endpoint
 from engines.serving.metrics import UNREACHABLE, MetricsSnapshot, fetch_metrics
 from engines.settings import endpoint_root
 

@@ -20,9 +20,9 @@ import httpx
 import structlog
 
 from engines.accounts import Actor, require_admin
+from engines.endpoints import Endpoint, Router
 from engines.models.registry import ModelRecord, Registry
 from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
-from engines.serving.endpoint import Endpoint, Router
 from engines.serving.fleet import Fleet
 from engines.serving.targets import write_scrape_targets
 from engines.settings import Settings, environment_for_children, parse_fleet

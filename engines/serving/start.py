@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from engines.accounts import Actor, require_admin
 from engines.models import resolve_base_model
 from engines.models.exports import ExportManager
+from engines.models.folders import base_model_problem
 from engines.models.registry import ModelError, ModelRecord, local_model_folder, looks_like_hub_id, model_roots
 from engines.paths import is_inside
 from engines.serving.manager import SERVERS_ACTION, ServerManager
 from engines.settings import Settings
-from engines.training.planning import base_model_problem
 from storage import catalog
 
 DOWNLOAD_WAIT_S = 24 * 3600.0  # a start that needs a download waits for it (a 70B model takes hours)

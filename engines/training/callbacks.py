@@ -8,8 +8,8 @@ from typing import Any
 
 from transformers import DataCollatorForSeq2Seq, EarlyStoppingCallback, TrainerCallback
 
+from engines.events import EventWriter
 from engines.training.data import data_message
-from engines.training.events import EventWriter
 
 
 class StopFlag:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.training.templates import END_TOKENS, TEMPLATES, detect_family
+from engines.chat_templates import END_TOKENS, TEMPLATES, detect_family
 
 IGNORE = -100
 PROBE = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]

@@ -24,11 +24,13 @@ import structlog
 
 from engines.accounts import Actor, require_owner
 from engines.datasets.files import DatasetFileError, file_kind, resolve_dataset, training_file
+from engines.events import read_events
+from engines.models.folders import base_model_problem  # only MODEL_CACHE_DIR / MODEL_DIRS folders
 from engines.models.registry import ModelError, ModelRecord, resolve_base_model, served_name
 from engines.paths import OutsideDataFolder, contained, is_inside
-from engines.serving.manager import ServerManager, pid_alive, tail
+from engines.processes import pid_alive, tail
+from engines.serving.manager import ServerManager
 from engines.settings import Settings, environment_for_children
-from engines.training.events import read_events
 from engines.training.hardware import list_gpus
 from engines.training.spec import SpecError, TrainSpec, spec_to_yaml, validate_spec
 from storage import catalog, runs
@@ -122,8 +124,6 @@ class JobManager:
                 self.sft_adapter_path(spec)
             except ValueError as exc:
                 problems["sft_adapter"] = str(exc)
-        from engines.training.planning import base_model_problem  # only MODEL_CACHE_DIR / MODEL_DIRS folders
-
         if (base_problem := base_model_problem(self.settings, spec.base_model)) is not None:
             problems["base_model"] = base_problem
         if problems:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engines.training.events import EventWriter
+from engines.events import EventWriter
 
 EXPERIMENT = "chat-studio-finetune"
 

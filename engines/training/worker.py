@@ -19,8 +19,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.events import EventWriter
 from engines.training.backends import select_backend
-from engines.training.events import EventWriter
 from engines.training.spec import TrainSpec
 from engines.training.tracking import Tracker
 

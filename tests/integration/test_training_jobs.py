@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from engines.events import read_events
 from engines.serving.manager import pid_alive
 from engines.training import JobManager
-from engines.training.events import read_events
 from storage import catalog, runs
 
 pytestmark = pytest.mark.training

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from engines.chat_templates import END_TOKENS, TEMPLATES, TemplateError, detect_family
+from engines.events import EventWriter, read_events
 from engines.training.data import IGNORE, DataError, chat_format, check_mask, encode_row, load_rows, masked_text, pack, split
-from engines.training.events import EventWriter, read_events
-from engines.training.templates import END_TOKENS, TEMPLATES, TemplateError, detect_family
 
 CONVERSATION = [
     {"role": "system", "content": "You are Studio Helper."},

@@ -41,6 +41,41 @@ def test_engines_never_import_studio_or_gradio():
     assert bad == []
 
 
+ENGINE_PACKAGES = sorted(p.parent.name for p in (ROOT / "engines").glob("*/__init__.py"))
+
+
+def _engine_package_imports() -> dict[tuple[str, str], list[str]]:
+    """(importing subpackage, imported subpackage) → where, for every import between two engine subpackages
+    (lazy imports inside functions included)."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for pkg in ENGINE_PACKAGES:
+        for p in _modules(f"engines/{pkg}"):
+            for module, names in _imports(p):
+                parts = module.split(".")
+                if parts[0] != "engines":
+                    continue
+                targets = [parts[1]] if len(parts) > 1 else names  # `from engines import training` names the package
+                for target in targets:
+                    if target in ENGINE_PACKAGES and target != pkg:
+                        edges.setdefault((pkg, target), []).append(f"{p.relative_to(ROOT)}: {module}")
+    return edges
+
+
+def test_the_import_walk_sees_engine_packages_importing_each_other():
+    """The walk itself works: known one-way imports (training reads datasets' files, evaluation streams through
+    inference) are found, so the empty result of the next test means something."""
+    edges = _engine_package_imports()
+    assert len(ENGINE_PACKAGES) >= 7 and ("training", "datasets") in edges and ("evaluation", "inference") in edges
+
+
+def test_no_two_engine_packages_import_each_other():
+    """Imports between engine subpackages go one way (shared pieces such as the events file, the marked chat
+    templates and `Endpoint` live at the top of engines/, model folders in engines/models)."""
+    edges = _engine_package_imports()
+    both_ways = sorted({tuple(sorted(pair)) for pair in edges if (pair[1], pair[0]) in edges})
+    assert both_ways == [], [(a, b, edges[(a, b)][:2], edges[(b, a)][:2]) for a, b in both_ways]
+
+
 def test_no_tab_imports_another_tab():
     bad = []
     for p in _modules("studio"):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from engines.models import ModelError, resolve_base_model
+from engines.models.folders import base_model_problem, model_folder
 from engines.models.registry import OUTSIDE_MODEL_DIRS
 from engines.settings import load_settings
-from engines.training.planning import base_model_problem, model_folder
 
 
 def model_dir(parent: Path, name: str) -> Path:

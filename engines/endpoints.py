@@ -1,4 +1,7 @@
-"""Where a request goes: `Endpoint` (an OpenAI base URL and a model name) and the `Router` a fleet endpoint carries."""
+"""Where a request goes: `Endpoint` (an OpenAI base URL and a model name) and the `Router` a fleet endpoint carries.
+
+What serving hands out and inference, evaluation and synthetic data use: a home of its own, so none of them imports
+another for it."""
 
 from __future__ import annotations
 

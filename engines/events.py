@@ -1,6 +1,7 @@
-"""The events file a worker appends and the app reads by offset: one JSON object per line.
+"""The events file a subprocess appends and the app reads by offset: one JSON object per line.
 
-Types: start, log, progress, metric, checkpoint, done, cancelled, error.
+Written by the training worker and the model jobs (merge, GGUF, push, download); read by the job managers and by
+lineage. Types: start, log, progress, metric, checkpoint, done, cancelled, error.
 """
 
 from __future__ import annotations
