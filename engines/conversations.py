@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ from engines import monitoring
 from engines.accounts import Actor
 from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
 from engines.serving import ServerManager
+from engines.settings import Settings
 from storage import chats, database
 from storage.models import Conversation, Message
 
@@ -215,6 +217,18 @@ def set_feedback(actor: Actor, value: Any, message_index: Any, feedback: Any) ->
 
 def export_conversation(actor: Actor, value: Any) -> dict[str, Any]:
     return chats.conversation_export(own_conversation(actor, value).id)
+
+
+def export_conversation_files(settings: Settings, actor: Actor, value: Any) -> tuple[Path, Path]:
+    """One of the actor's conversations written as JSON and Markdown under EXPORTS/user-<id>/ (per person, so one
+    person's export never overwrites, or is served as, another's); returns (json file, markdown file)."""
+    data = export_conversation(actor, value)
+    folder = settings.exports_path / f"user-{actor.id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / f"conversation-{data['id']}.json", folder / f"conversation-{data['id']}.md"
+    json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    md_path.write_text(conversation_markdown(data), encoding="utf-8")
+    return json_path, md_path
 
 
 def add_user_message(conversation_id: int, text: str) -> Message:

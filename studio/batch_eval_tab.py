@@ -10,7 +10,7 @@ import gradio as gr
 from engines.accounts import PermissionDenied
 from engines.datasets.files import DatasetFileError
 from engines.evaluation import report
-from engines.evaluation.prompts import PromptSetError, build_prompt_set
+from engines.evaluation.prompts import PromptSetError
 from engines.evaluation.runner import EvalError
 from engines.training.data import DataError
 from storage import datasets, evals, runs
@@ -141,12 +141,10 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
         if manager is None:
             raise gr.Error(t(lang, "ev.unavailable"))
         try:
-            ps = build_prompt_set(settings, src, version_id=version_v, split=split_v, run_id=run_v, pasted=pasted_v,
-                                  limit=int(limit_v or 0))
-            eid = manager.submit(actor=actor_of(request), name=name_v or "", models=list(models_v or []), judge=judge_v or None,
-                                 examples=[e.as_dict() for e in ps.examples], source=ps.source,
-                                 params={"temperature": float(temp), "max_tokens": int(mt), "concurrency": int(conc or 1)},
-                                 dataset_version_id=ps.dataset_version_id, training_run_id=ps.training_run_id)
+            eid, ps = manager.submit_batch(
+                actor=actor_of(request), name=name_v or "", models=list(models_v or []), judge=judge_v or None, source=src,
+                version_id=version_v, split=split_v, run_id=run_v, pasted=pasted_v or "", limit=int(limit_v or 0),
+                params={"temperature": float(temp), "max_tokens": int(mt), "concurrency": int(conc or 1)})
         except (PromptSetError, EvalError, DataError, DatasetFileError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ev.started", n=len(ps.examples), models=len(models_v)) + (f" ({ps.note})" if ps.note else ""))

@@ -13,21 +13,17 @@ import gradio as gr
 import pandas as pd
 
 from engines.accounts import PermissionDenied
-from engines.datasets import draft, from_chats
-from engines.datasets.formats import FormatError, fields_found, read_records
-from engines.datasets.render import ModelFormat
+from engines.datasets import draft, from_chats, uploads
+from engines.datasets.files import DatasetFileError
+from engines.datasets.formats import FormatError
 from engines.datasets.versions import (
     ImportRefused,
     NameTaken,
     create_empty,
     diff_versions,
     export_version,
-    import_file,
-    inspect_file,
     save_draft,
 )
-from engines.training.planning import model_folder
-from engines.training.templates import TemplateError
 from storage import datasets as store
 from studio.api_files import downloadable
 from studio.datasets_view import (
@@ -86,17 +82,6 @@ def _may_change(ds_id: int | None, lang: str) -> Iterator[None]:
 def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) -> DatasetsTab:
     settings = services.settings
     lang0 = settings.ui_language
-    formats: dict[str, ModelFormat | None] = {}
-
-    def model_format(name: str | None) -> ModelFormat | None:
-        name = name or settings.default_model
-        if name not in formats:
-            folder = model_folder(settings, name)
-            try:
-                formats[name] = ModelFormat(folder) if folder else None
-            except TemplateError:
-                formats[name] = None
-        return formats[name]
 
     dataset_id = gr.Textbox(value="", visible=False, elem_id="ds-id")
     with gr.Row(equal_height=False):
@@ -255,7 +240,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return gr.skip(), *load_row(rid, template_model, lang)
 
     def _preview(msgs: list[dict[str, str]], template_model: str, lang: str) -> str:
-        fmt = model_format(template_model)
+        fmt = uploads.model_format_for(settings, template_model)
         if fmt is None:
             return f"<div class='ds-note'>{t(lang, 'ds.no_template')}</div>"
         try:
@@ -272,31 +257,33 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         return out
 
     # ---- import --------------------------------------------------------------------------------------
+    @contextmanager
+    def staged(file: Any) -> Iterator[Path]:
+        """The browser's file staged as the REST API stages one (engines.datasets.uploads): same size cap, same
+        private folder under DATA_DIR, removed afterwards."""
+        path = Path(file if isinstance(file, str) else file.name)
+        with open(path, "rb") as stream, uploads.staged_upload(settings, stream, path.name) as copy:
+            yield copy
+
     def on_file(file: Any, template_model: str, lang: str):
         if file is None:
             return "", gr.update(visible=False), *[gr.update(choices=[], value=None)] * 4, gr.update(visible=False), ""
-        path = Path(file if isinstance(file, str) else file.name)
-        fmt = model_format(template_model)
+        stem = Path(file if isinstance(file, str) else file.name).stem
         try:
-            report = inspect_file(path, model_format=fmt, max_tokens=settings.vllm_max_model_len)
-        except FormatError as exc:
-            found = []
-            try:
-                found = fields_found(read_records(path)[0])
-            except FormatError:
-                pass
-            choices = [None, *found]
-            show = bool(found)
-            guess = {k: next((f for f in found if f.lower() in names), None) for k, names in {
-                "user": ("question", "input", "query", "user", "q"), "assistant": ("answer", "output", "reply", "assistant", "a"),
-                "system": ("system",), "category": ("category", "topic", "label")}.items()}
-            return (f"<span class='ds-bad'>✗</span> {exc}", gr.update(visible=show),
-                    gr.update(choices=choices, value=guess["user"]), gr.update(choices=choices, value=guess["assistant"]),
-                    gr.update(choices=choices, value=guess["system"]), gr.update(choices=choices, value=guess["category"]),
-                    gr.update(visible=False), path.stem)
+            with staged(file) as path:
+                found = uploads.inspect_upload(settings, path, template_model=template_model)
+        except DatasetFileError as exc:  # too large, or not a dataset file
+            return (f"<span class='ds-bad'>✗</span> {exc}", gr.update(visible=False), *[gr.update(choices=[], value=None)] * 4,
+                    gr.update(visible=False), stem)
+        report = found.report
+        if report is None:  # a layout the importer cannot tell: the fields it found, with a guessed column mapping
+            choices, guess = [None, *(found.fields or [])], found.guess or {}
+            return (f"<span class='ds-bad'>✗</span> {found.error}", gr.update(visible=bool(found.fields)),
+                    *[gr.update(choices=choices, value=guess.get(k)) for k in uploads.MAPPING_KEYS],
+                    gr.update(visible=False), stem)
         return (summary_markdown(lang, report.format, len(report.rows), report.problems), gr.update(visible=False),
                 *[gr.update(choices=[], value=None)] * 4,
-                gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)), path.stem)
+                gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)), stem)
 
     def do_import(file: Any, name: str, only_valid: bool, mu: str | None, ma: str | None, msys: str | None, mcat: str | None,
                   template_model: str, lang: str, request: gr.Request):
@@ -307,20 +294,22 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
         if file is None:
             return refused(t(lang, "ds.no_file"))
-        path = Path(file if isinstance(file, str) else file.name)
-        mapping = {k: v for k, v in {"user": mu, "assistant": ma, "system": msys, "category": mcat}.items() if v} or None
-        if mapping and not (mapping.get("user") and mapping.get("assistant")):
-            return refused(t(lang, "ds.map_needed"))
         try:
-            report = import_file(settings, path, (name or path.stem).strip(), actor=actor_of(request), valid_only=bool(only_valid),
-                                 mapping=mapping, model_format=model_format(template_model), max_tokens=settings.vllm_max_model_len)
+            mapping = uploads.clean_mapping({"user": mu, "assistant": ma, "system": msys, "category": mcat})
+        except ValueError:  # the engine's rule (a user and an assistant column), in the page's language
+            return refused(t(lang, "ds.map_needed"))
+        source = Path(file if isinstance(file, str) else file.name).name
+        try:
+            with staged(file) as path:
+                report = uploads.import_upload(settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
+                                               mapping=mapping, template_model=template_model, source_name=source)
         except ImportRefused as exc:
             errs = exc.report.errors
             return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
                     gr.update(visible=True, value=problems_frame(lang, exc.report.problems)), gr.update(visible=False))
         except NameTaken as exc:
             return refused(t(lang, "ds.name_taken", name=exc.name))
-        except (FormatError, ValueError) as exc:
+        except (FormatError, ValueError) as exc:  # DatasetFileError (size, suffix) included
             return refused(str(exc))
         v = report.version
         msg = t(lang, "ds.imported", rows=f"{v.row_count:,}", name=v.dataset.name, format=t(lang, f"ds.format.{report.format}"))
@@ -481,19 +470,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             raise gr.Error(str(exc)) from None
 
     def stats(ds_value: str, template_model: str, lang: str):
-        ds_id = _need(ds_value, lang)
-        rows = draft.all_rows(ds_id)
-        fmt = model_format(template_model)
-        per_role: dict[str, list[int]] = {"system": [], "user": [], "assistant": []}
-        flat = [(m["role"], m["content"]) for r in rows for m in r.messages]
-        counts = fmt.count_tokens([c for _, c in flat]) if fmt else [len(c) // 4 for _, c in flat]
-        for (role, _), n in zip(flat, counts, strict=True):
-            per_role.setdefault(role, []).append(n)
-        per_role = {k: v for k, v in per_role.items() if v}
-        turns_ = [len(r.messages) for r in rows]
-        md = t(lang, "ds.stats_md", rows=f"{len(rows):,}", turns=f"{sum(turns_) / max(len(rows), 1):.1f}",
-               tokens=f"{sum(counts):,}", model=template_model if fmt else "≈ chars/4")
-        return md, token_histogram(per_role), turns_histogram(turns_), categories_frame(draft.categories(ds_id))
+        s = uploads.dataset_stats(settings, _need(ds_value, lang), template_model)
+        md = t(lang, "ds.stats_md", rows=f"{s.rows:,}", turns=f"{s.turns_mean:.1f}", tokens=f"{s.tokens:,}", model=s.counted_with)
+        return md, token_histogram(s.tokens_by_role), turns_histogram(s.turns), categories_frame(s.categories)
 
     change_buttons = [save_row_btn, add_row_btn, delete_row_btn, bulk_btn, dedupe_btn, dedupe_near_btn, undo_btn, split_btn,
                       synth_btn, thumbs_btn, save_btn]

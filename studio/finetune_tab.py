@@ -15,7 +15,7 @@ import gradio as gr
 from engines.accounts import PermissionDenied
 from engines.datasets import DatasetFileError, dataset_choices, save_upload
 from engines.training import PRESETS, SpecError, detect, preset, spec_from_yaml, spec_to_yaml, validate_spec
-from engines.training.planning import estimate_for
+from engines.training.planning import estimate_for, save_spec_yaml
 from engines.training.spec import ALL_LINEAR
 from storage import runs
 from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
@@ -212,7 +212,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """Validate as the user types: field messages, the estimate, the exact command and the spec as YAML."""
         data = form_data(values)
         try:
-            spec = jobs.validate(data) if jobs else validate_spec(data, max_lora_rank=settings.vllm_max_lora_rank)
+            spec = jobs.validate_request(data)[0] if jobs else validate_spec(data, max_lora_rank=settings.vllm_max_lora_rank)
         except SpecError as exc:
             return errors_markdown(lang, exc.fields), "", "", "", gr.update(interactive=False)
         est = estimate_for(settings, spec, hw)
@@ -247,10 +247,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             spec = validate_spec(data, max_lora_rank=settings.vllm_max_lora_rank)
         except SpecError as exc:
             raise gr.Error(str(exc)) from None
-        out = settings.exports_path / "specs" / f"{spec.output_name}.yaml"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(spec_to_yaml(spec), encoding="utf-8")
-        return str(out)
+        return str(save_spec_yaml(settings, spec))
 
     def load_yaml(file: Any, lang: str):
         text = Path(file if isinstance(file, str) else file.name).read_text(encoding="utf-8", errors="replace")
@@ -277,7 +274,8 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             raise gr.Error(t(lang, "ft.no_jobs"))
         data = form_data(values)
         try:
-            rid = jobs.submit(data, actor=actor_of(request))
+            spec, version_id = jobs.validate_request(data)  # as the REST API checks a spec: the dataset named any way
+            rid = jobs.submit(spec, actor=actor_of(request), dataset_version_id=version_id)
         except SpecError as exc:
             return gr.skip(), errors_markdown(lang, exc.fields), gr.skip(), gr.skip(), gr.skip()
         gr.Info(t(lang, "ft.queued", name=data["output_name"]))
@@ -379,7 +377,8 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """Check a spec: {"ok", "errors": {field: message}, "estimate", "command", "yaml"}."""
         lang = lang or lang0
         try:
-            checked = jobs.validate(dict(spec or {})) if jobs else validate_spec(dict(spec or {}), max_lora_rank=settings.vllm_max_lora_rank)
+            checked = (jobs.validate_request(dict(spec or {}))[0] if jobs
+                       else validate_spec(dict(spec or {}), max_lora_rank=settings.vllm_max_lora_rank))
         except SpecError as exc:
             return {"ok": False, "errors": dict(exc.fields), "estimate": "", "command": "", "yaml": ""}
         est = estimate_for(settings, checked, hw)
@@ -391,9 +390,9 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         lang = lang or lang0
         if jobs is None:
             raise gr.Error(t(lang, "ft.no_jobs"))
-        data = dict(spec or {})
         try:
-            rid = jobs.submit(data, actor=actor_of(request))
+            checked, version_id = jobs.validate_request(dict(spec or {}))
+            rid = jobs.submit(checked, actor=actor_of(request), dataset_version_id=version_id)
         except SpecError as exc:
             raise gr.Error("; ".join(f"{k}: {v}" for k, v in exc.fields.items())) from None
         return {"run_id": rid, "name": runs.get_run(rid).name}

@@ -15,8 +15,9 @@ from engines.accounts import PermissionDenied
 from engines.history import items as history_items
 from engines.history.archive import ArchiveError, export_archive, import_archive
 from engines.history.lineage import compare_runs, lineage
+from engines.history.timeline import HistoryPage, history_page
 from storage import catalog, runs
-from storage.history import KINDS, Filters, models_seen, search, timeline
+from storage.history import KINDS, Cursor, models_seen
 from studio.api_files import downloadable, records
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
 from studio.i18n import Translatable, t
@@ -110,17 +111,17 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     selected = gr.State("")
 
     # ---- handlers ----------------------------------------------------------------------------------------------
-    def _filters(kinds_v, model_v, since_v, request: gr.Request) -> Filters:
-        """The filters, always limited to what the acting user may see (their own chats and battles)."""
-        return Filters(kinds=tuple(kinds_v or ()), model=model_v or None, since=since_of(since_v), viewer=actor_of(request).id)
+    def _page(q: str, kinds_v, model_v, since_v, request: gr.Request, before: Cursor | None = None) -> HistoryPage:
+        """A page as the REST API reads one (engines.history.timeline): private kinds only the acting user's own."""
+        return history_page(actor_of(request), text=q or "", kinds=tuple(kinds_v or ()), model=model_v or None,
+                            since=since_of(since_v), before=before, limit=PAGE)
 
     def load(q, kinds_v, model_v, since_v, lang, request: gr.Request):
         """First page: matches of the search words, or the newest items."""
         started = time.perf_counter()
-        f = _filters(kinds_v, model_v, since_v, request)
-        got = search(q, f, limit=PAGE) if (q or "").strip() else timeline(f, limit=PAGE)
+        page = _page(q, kinds_v, model_v, since_v, request)
+        got, nxt = page.items, page.next_before  # a search shows its first page only
         ms = (time.perf_counter() - started) * 1000
-        nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE and not (q or "").strip() else None
         return (items_table(lang, got), [i.key for i in got], nxt,
                 t(lang, "hist.count", n=len(got), ms=f"{ms:.0f}"), gr.update(visible=nxt is not None),
                 gr.update(choices=[(t(lang, "hist.any_model"), ""), *((m, m) for m in model_names())]))
@@ -129,10 +130,10 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         """The next page (older than the last row shown), appended."""
         if not cur:
             return gr.skip(), shown, None, gr.skip(), gr.update(visible=False)
-        got = timeline(_filters(kinds_v, model_v, since_v, request), before=tuple(cur), limit=PAGE)
+        page = _page("", kinds_v, model_v, since_v, request, before=tuple(cur))
+        got, nxt = page.items, page.next_before
         frame = pd.concat([current, items_table(lang, got)], ignore_index=True) if len(current) else items_table(lang, got)
         all_keys = shown + [i.key for i in got]
-        nxt = (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE else None
         return frame, all_keys, nxt, t(lang, "hist.count", n=len(all_keys), ms="–"), gr.update(visible=nxt is not None)
 
     def pick(evt: gr.SelectData, shown: list[str], lang: str, request: gr.Request):
@@ -229,20 +230,19 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         cursor = [nxt[0].isoformat(), nxt[1], nxt[2]] if nxt else None
         return {"items": items, "next_cursor": cursor, "count": len(items)}
 
-    def _api_filters(kinds_v: list[str] | None, model_v: str, range_v: str, request: gr.Request) -> Filters:
+    def _api_page(words: str, kinds_v: list[str] | None, model_v: str, range_v: str, request: gr.Request,
+                  before: Cursor | None = None) -> HistoryPage:
         bad = [k for k in kinds_v or () if k not in KINDS]
         if bad:
             raise gr.Error(f"unknown kinds {bad}; choose from {list(KINDS)}")
-        return _filters(kinds_v or list(KINDS), model_v, range_v, request)
+        return _page(words, kinds_v or list(KINDS), model_v, range_v, request, before=before)
 
     def history_api(search_words: str = "", kinds: list[str] | None = None, model: str = "", time_range: str = "0",
                     lang: str = "", request: gr.Request = None) -> dict[str, Any]:
         """Search (words) or the timeline (newest first), 50 at a time: {"items": [{"key", "kind", "id", "at", "title",
         "detail", "snippet"}], "next_cursor" (pass to /history_more; null at the end), "count"}."""
-        f = _api_filters(kinds, model, time_range, request)
-        words = (search_words or "").strip()
-        got = search(words, f, limit=PAGE) if words else timeline(f, limit=PAGE)
-        return _listing(got, (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE and not words else None)
+        page = _api_page((search_words or "").strip(), kinds, model, time_range, request)
+        return _listing(page.items, page.next_before)
 
     def history_more_api(cursor: list[Any], kinds: list[str] | None = None, model: str = "", time_range: str = "0",
                          lang: str = "", request: gr.Request = None) -> dict[str, Any]:
@@ -251,8 +251,8 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             before = (dt.datetime.fromisoformat(str(cursor[0])), str(cursor[1]), int(cursor[2]))
         except (TypeError, ValueError, IndexError):
             raise gr.Error("cursor: pass the next_cursor of /history or /history_more") from None
-        got = timeline(_api_filters(kinds, model, time_range, request), before=before, limit=PAGE)
-        return _listing(got, (got[-1].at, got[-1].kind, got[-1].id) if len(got) == PAGE else None)
+        page = _api_page("", kinds, model, time_range, request, before=before)
+        return _listing(page.items, page.next_before)
 
     def history_item_api(key: str, lang: str = "", request: gr.Request = None) -> str:
         """One item ("kind:id") described in markdown."""

@@ -3,7 +3,6 @@ and log."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,14 +10,11 @@ from typing import Any
 import gradio as gr
 
 from engines.accounts import Actor, PermissionDenied
-from engines.models.registry import ModelRecord
 from engines.serving import metrics
-from engines.serving import start as serving_start
 from engines.serving.metrics import MetricsHistory
-from engines.training.planning import base_model_problem
+from engines.serving.start import StartRequest, start_model_server, stop_model_server
 from studio.i18n import Translatable, t
 from studio.models_view import (
-    StartOptions,
     errors_markdown,
     health_html,
     metric_frames,
@@ -38,7 +34,6 @@ from studio.services import Services
 POLL_S = 2.0
 MODELS_REFRESH_S = 15.0  # the models table is re-read this often (and whenever a server changes state)
 LOG_LINES = 80
-DOWNLOAD_WAIT_S = 24 * 3600.0  # a Start that needs a download waits for it (a 70B model takes hours)
 
 
 def plot_value(frame: Any) -> Any:
@@ -63,7 +58,6 @@ class ModelsTab:
     show: dict  # fn/inputs/outputs that draw the whole tab as it is now (for the page's load and the tab's select)
 
 
-# ---- actions (plain functions: the handlers below and the integration tests call them) ----------------------------
 def catalog_entries() -> list[Any]:
     """The `models` table, or nothing when no database is bound."""
     from storage import catalog
@@ -72,32 +66,6 @@ def catalog_entries() -> list[Any]:
         return catalog.list_models()
     except Exception:
         return []
-
-
-def resolve_record(services: Services, name: str, *, actor: Actor) -> ModelRecord:
-    """A servable record for a base model name (engines.serving.start.resolve_record: registry, catalogue folder,
-    bundled, a folder inside the model roots, or a hub id downloaded as `actor`'s job); call it off the UI thread."""
-    return serving_start.resolve_record(services.settings, services.servers, name, actor=actor)
-
-
-def start_server(services: Services, name: str, options: StartOptions | None = None, *, actor: Actor) -> threading.Thread:
-    """Start (or reuse) the server of a base model in the background (admins only); its state shows up in
-    `servers.status()`."""
-    o = options or StartOptions()
-    return services.servers.start_server(
-        lambda: resolve_record(services, name, actor=actor), actor=actor, gpu=o.gpu, port=o.port,
-        max_model_len=o.max_model_len, gpu_memory_utilization=o.gpu_memory_utilization,
-    )
-
-
-def stop_server(services: Services, name: str, *, actor: Actor) -> None:
-    """Stop a server, its whole process tree (admins only; its metrics history is kept: the plots show the gap)."""
-    services.servers.stop_server(name, actor=actor)
-
-
-def restart_server(services: Services, name: str, *, actor: Actor) -> threading.Thread:
-    """Stop a server and start it again with the same model, GPU, port and overrides (admins only)."""
-    return services.servers.restart_server(name, actor=actor)
 
 
 def build_models_tab(services: Services, tr: Translatable, lang_state: Any, history: MetricsHistory | None = None) -> ModelsTab:
@@ -212,19 +180,19 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         if not model:
             return errors_markdown(lang, {"model": t(lang, "models.pick_model")}), gr.skip(), gr.skip(), gr.skip()
         options, errors = start_options(lang, gpu_v, port_v, max_len_v, mem_v)
-        if servers.registry.get(model) is None and (problem := base_model_problem(settings, model)):
-            errors["model"] = problem  # a folder outside MODEL_CACHE_DIR / MODEL_DIRS: said now, not in the badge later
-            options = None
         if options is None:
             return errors_markdown(lang, errors), gr.skip(), gr.skip(), gr.skip()
-        current = servers.status().get(model)
-        if current is not None and current.status in ("starting", "ready"):
-            msg = t(lang, "models.already", name=model, status=t(lang, f"status.{current.status}"))
-            return "", msg, gr.skip(), gr.update(value=model)
-        try:
-            start_server(services, model, options, actor=actor)
+        ask = StartRequest(model, gpu=options.gpu, port=options.port, max_model_len=options.max_model_len,
+                           gpu_memory_utilization=options.gpu_memory_utilization)
+        try:  # the REST API's start: the name checked at once, a running server kept, the rest in the background
+            status, started = start_model_server(settings, servers, ask, actor=actor, no_serve=not manage)
         except PermissionDenied:
             raise gr.Error(t(lang, "models.admin_only")) from None
+        except ValueError as exc:  # a folder outside MODEL_CACHE_DIR / MODEL_DIRS: said now, not in the badge later
+            return errors_markdown(lang, {"model": str(exc)}), gr.skip(), gr.skip(), gr.skip()
+        if started is None:
+            msg = t(lang, "models.already", name=model, status=t(lang, f"status.{status}"))
+            return "", msg, gr.skip(), gr.update(value=model)
         time.sleep(0.3)  # the new server's state usually exists by now: the table shows it at once
         states = servers.status()
         return "", t(lang, "models.starting", name=model), servers_frame(lang, states), gr.update(choices=list(states), value=model)
@@ -234,9 +202,11 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         if not manage or not name:
             return t(lang, "models.pick_server"), gr.skip()
         try:
-            stop_server(services, name, actor=actor)
+            stop_model_server(servers, name, actor=actor)  # its metrics history is kept: the plots show the gap
         except PermissionDenied:
             raise gr.Error(t(lang, "models.admin_only")) from None
+        except KeyError:  # stopped and gone meanwhile, or a name no server has
+            return t(lang, "models.pick_server"), gr.skip()
         return t(lang, "models.stopped", name=name), servers_frame(lang, servers.status())
 
     def on_restart(lang: str, name: str | None, request: gr.Request | None = None):
@@ -244,7 +214,7 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         if not manage or not name or name not in servers.status():
             return t(lang, "models.pick_server"), gr.skip()
         try:
-            restart_server(services, name, actor=actor)
+            servers.restart_server(name, actor=actor)
         except (PermissionDenied, KeyError) as exc:
             raise gr.Error(t(lang, "models.admin_only" if isinstance(exc, PermissionDenied) else "models.pick_server")) from None
         time.sleep(0.3)
@@ -332,9 +302,6 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
 
     def stop_server_api(lang: str, name: str, request: gr.Request = None) -> str:
         """Stop a server (admins only); returns what happened."""
-        if name not in servers.status():
-            admin(lang or lang0, request)
-            return t(lang or lang0, "models.pick_server")
         return on_stop(lang or lang0, name, request)[0]
 
     def restart_server_api(lang: str, name: str, request: gr.Request = None) -> str:

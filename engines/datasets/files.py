@@ -51,7 +51,8 @@ def training_file(settings: Settings, dataset: str | int, version_id: int | None
     """What a fine-tune spec's `dataset` names, as (the file to train on, its dataset version id or None).
 
     A saved version (`version_id`, checked against `dataset` when that is given too), a dataset's id or name (its
-    latest version), or a trainable file as `resolve_dataset` takes it (samples, uploads; nothing outside).
+    latest version), or a trainable file as `resolve_dataset` takes it (samples, uploads; nothing outside), which is
+    returned as it was given.
     DatasetFileError says what is missing, in one sentence that never says whether an outside path exists."""
     from engines.datasets.versions import version_file
     from storage import datasets as store
@@ -73,7 +74,7 @@ def training_file(settings: Settings, dataset: str | int, version_id: int | None
     else:
         path = resolve_dataset(settings, ref)
         found = store.version_by_path(str(path))
-        return str(path), (found.id if found else None)
+        return ref, (found.id if found else None)  # as given (a sample's repo path stays one): no server path shown
     try:
         path = version_file(settings, version)
     except PermissionError:

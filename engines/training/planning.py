@@ -1,16 +1,17 @@
-"""What the form shows before Start: the dataset size in real tokens and the estimate (no torch)."""
+"""What the form shows before Start: the dataset size in real tokens and the estimate (no torch); the spec as YAML."""
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 
 from engines.datasets.files import DatasetFileError, resolve_dataset
 from engines.models.folders import model_folder
 from engines.settings import Settings
 from engines.training.estimate import Estimate, estimate, model_shape
 from engines.training.hardware import Hardware
-from engines.training.spec import TrainSpec
+from engines.training.spec import TrainSpec, spec_to_yaml
 
 
 @lru_cache(maxsize=32)
@@ -55,3 +56,11 @@ def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate 
     except DatasetFileError as exc:
         return str(exc)
     return estimate(spec, model_shape(folder), hw, rows=rows, avg_tokens=avg)
+
+
+def save_spec_yaml(settings: Settings, spec: TrainSpec) -> Path:
+    """Write a checked spec as YAML under the exports folder (specs/<run name>.yaml) for download; returns the file."""
+    out = settings.exports_path / "specs" / f"{spec.output_name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(spec_to_yaml(spec), encoding="utf-8")
+    return out

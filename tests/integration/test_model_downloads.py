@@ -13,9 +13,9 @@ import pytest
 from engines.accounts import Actor
 from engines.models import ModelError, Registry, resolve_base_model
 from engines.models.exports import ExportError, ExportManager
+from engines.serving.start import resolve_record
 from engines.settings import load_settings
 from storage import catalog
-from studio.models_tab import resolve_record
 
 
 def _sha(path: Path) -> str:
@@ -47,8 +47,8 @@ def test_a_download_is_registered_and_starts_offline_from_the_cache(manager, tin
     assert (manager.root / job.id / "registered").exists()
 
     # Start uses the catalogue's folder; and with no network at all, the hub id still resolves from the cache.
-    services = SimpleNamespace(settings=manager.settings, servers=SimpleNamespace(registry=Registry()))
-    assert resolve_record(services, "studio-test/tiny-llama", actor=ADMIN).source == str(snapshot)
+    servers = SimpleNamespace(registry=Registry())
+    assert resolve_record(manager.settings, servers, "studio-test/tiny-llama", actor=ADMIN).source == str(snapshot)
     offline = load_settings(data_dir=tmp_path / "data", model_cache_dir=tmp_path / "models", offline_mode=True,
                             hf_endpoint="http://127.0.0.1:9")
     assert Path(resolve_base_model(offline, "studio-test/tiny-llama").source) == snapshot
@@ -127,11 +127,11 @@ def test_bad_requests_are_refused_before_anything_starts(manager, tmp_path) -> N
 def test_start_with_a_hub_id_downloads_it_as_a_job(manager) -> None:
     """Start given a hub id that is not here yet: the download runs as a job (its progress is in the panel), and
     the server is given the downloaded snapshot."""
-    services = SimpleNamespace(settings=manager.settings, servers=SimpleNamespace(registry=Registry()))
-    record = resolve_record(services, "studio-test/tiny-llama", actor=ADMIN)
+    servers = SimpleNamespace(registry=Registry())
+    record = resolve_record(manager.settings, servers, "studio-test/tiny-llama", actor=ADMIN)
     jobs = [j for j in manager.jobs() if j.action == "download"]
     assert len(jobs) == 1 and jobs[0].status == "done" and record.source == jobs[0].result
     assert (Path(record.source) / "config.json").is_file()
     assert catalog.get_model("studio-test/tiny-llama").path == record.source
     with pytest.raises(ModelError, match="is gated"):
-        resolve_record(services, "studio-test/gated", actor=ADMIN)
+        resolve_record(manager.settings, servers, "studio-test/gated", actor=ADMIN)

@@ -110,3 +110,17 @@ def test_an_interrupted_answer_says_it_is_incomplete():
 
     assert "cut off" in display_assistant("en", "Partial", Row())
     assert "끊겼" in display_assistant("ko", "Partial", Row())
+
+
+def test_a_chat_export_is_written_in_its_owners_folder_only(people, tmp_path):
+    """The Chat tab's export (JSON + Markdown files): in the owner's own exports folder, refused to anyone else."""
+    _, ann, ben = people
+    settings = load_settings(data_dir=tmp_path / "data")
+    a = _chat(ann, "ann's export")
+    json_path, md_path = turns.export_conversation_files(settings, ann, a)
+    assert json_path.parent == md_path.parent == settings.exports_path / f"user-{ann.id}"
+    assert '"ann\'s export"' in json_path.read_text(encoding="utf-8")
+    assert "answer to ann's export" in md_path.read_text(encoding="utf-8")
+    with pytest.raises(turns.ConversationNotFound):
+        turns.export_conversation_files(settings, ben, a)
+    assert not (settings.exports_path / f"user-{ben.id}").exists()
