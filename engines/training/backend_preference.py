@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from datasets import Dataset
 
+from engines.chat_templates import TEMPLATES
 from engines.training.backend_hf import load_model, training_arguments
 from engines.training.backends import preference_config_kwargs
 from engines.training.callbacks import StudioCallback, TokenCounter, announce, studio_callbacks, train_and_save
 from engines.training.data import build_preference_sets, chat_format
-from engines.training.templates import TEMPLATES
 
 
 def trainer_classes(objective: str) -> tuple[type, type]:
