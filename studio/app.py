@@ -132,12 +132,14 @@ def build_app(services: Services) -> gr.Blocks:
         finetune.compare_btn.click(compare_with_base, [finetune.run_id],
                                    [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
                                     batch.run_pick], api_name=False)
+        for leave_finetune in (finetune.chat_btn, finetune.compare_btn):  # a tab switched from code fires no `select`
+            leave_finetune.click(lambda: gr.Timer(active=False), None, [finetune.timer], api_name=False, show_progress="hidden")
         def open_history_item(key: str, request: gr.Request):
             """History's "Open": the item in its own tab (chats load in Chat, runs in Fine-tune, evaluations in Compare)."""
             from engines import conversations as turns
 
             kind, _, item_id = (key or "").partition(":")
-            skip = [gr.skip()] * 6
+            skip = [gr.skip()] * 7
             if kind == "chat":
                 actor = actor_of(request)
                 try:
@@ -149,28 +151,34 @@ def build_app(services: Services) -> gr.Blocks:
                 if item_id not in {v for _, v in choices}:  # an old chat beyond the sidebar's newest 200
                     choices.append((conv.title, item_id))
                 return [gr.Tabs(selected="chat"), gr.skip(), gr.update(choices=choices, value=item_id),
-                        gr.skip(), gr.skip(), gr.skip()]
+                        gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+            # A tab opened from here fires no `select`: its poll timer is started here.
             if kind == "run":
-                return [gr.Tabs(selected="finetune"), gr.skip(), gr.skip(), item_id, gr.skip(), gr.skip()]
+                return [gr.Tabs(selected="finetune"), gr.skip(), gr.skip(), item_id, gr.skip(), gr.skip(),
+                        gr.Timer(active=True)]
             if kind == "eval":
                 return [gr.Tabs(selected="compare"), gr.Tabs(selected="batch"), gr.skip(), gr.skip(), item_id,
-                        gr.Timer(active=True)]
+                        gr.Timer(active=True), gr.skip()]
             return skip
 
         history.open_btn.click(open_history_item, [history.selected],
-                               [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id, batch.timer],
+                               [tabs, compare_tabs, chat.conversation_list, finetune.run_id, batch.eval_id, batch.timer, finetune.timer],
                                api_name=False).then(api_name=False, **chat.open_chat)  # the API has /history_item
         history_tab.select(api_name=False, show_progress="hidden", **history.refresh)
         # Polling timers run only while their tab is open: a hidden tab redrawing plots every 2 s costs the browser
         # (and a 2-core machine) enough to make the visible tab stutter.
+        # Fine-tune's too: every tick updates ~10 outputs, and each update of a component makes Gradio's page search its
+        # whole layout tree for it (a fresh page spent most of its idle CPU there while Chat was open).
         models_timers = [models.timer, download_timer, exports.timer]
         for tab_component, tab_id in ((chat_tab, "chat"), (datasets_tab, "datasets"), (finetune_tab, "finetune"),
                                       (compare_tab, "compare"), (history_tab, "history"), (models_tab, "models"),
                                       (account_tab, "account")):
             # History's watch: its own select handler (history.refresh) starts it when the item shown is running.
             tab_component.select(lambda tab_id=tab_id: [gr.Timer(active=tab_id == "models")] * len(models_timers)
-                                 + [gr.Timer(active=tab_id == "compare"), gr.skip() if tab_id == "history" else gr.Timer(active=False)],
-                                 None, [*models_timers, batch.timer, history.watch], api_name=False, show_progress="hidden")
+                                 + [gr.Timer(active=tab_id == "compare"), gr.skip() if tab_id == "history" else gr.Timer(active=False),
+                                    gr.Timer(active=tab_id == "finetune")],
+                                 None, [*models_timers, batch.timer, history.watch, finetune.timer], api_name=False,
+                                 show_progress="hidden")
         # Every tab that shows live state draws it as it is now when opened (and at page load, below): the page
         # itself was built once, at the app's start.
         models_tab.select(api_name=False, **models.show)

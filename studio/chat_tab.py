@@ -474,6 +474,15 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         html_now = status_html(services, lang or lang0)
         return html_now, gr.update(choices=model_choices(services) or [(settings.default_model, settings.default_model)])
 
+    def poll_status(lang: str, shown: str):
+        """Timer tick: the badge and the model choices only when they changed since the last tick (`shown`).
+
+        Every tick of an open page lands here; each component update makes Gradio's page search its whole layout
+        tree, which was most of what an idle page cost."""
+        html_now, models = refresh(lang)
+        now = html_now + repr(models["choices"])
+        return (html_now, models, now) if now != shown else (gr.skip(), gr.skip(), shown)
+
     def list_models() -> list[str]:
         """Names of every model a chat can use now (base models, adapters, external)."""
         return [r.name for r in services.servers.served_models()]
@@ -558,7 +567,9 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
     refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
     timer = gr.Timer(3.0)
-    timer.tick(refresh, [lang_state], [status, model], api_name="poll_status", api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    status_shown = gr.State("")  # what the last tick sent (badge + choices): an unchanged state is not sent again
+    timer.tick(poll_status, [lang_state, status_shown], [status, model, status_shown], api_name="poll_status",
+               api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
     tab = ChatTab(
         chatbot=chatbot, conversation_id=conversation_id, conversation_list=conversation_list, model=model,

@@ -43,6 +43,7 @@ class FinetuneTab:
     dataset: gr.Dropdown
     runs_table: gr.Dataframe
     hardware: gr.HTML
+    timer: gr.Timer  # polls the shown run; app.py runs it only while this tab is open
     show: dict  # fn/inputs/outputs that refresh the hardware line and the default run name (page load, tab select)
 
 
@@ -201,7 +202,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), height=240, elem_id="ft-lr-plot",
                     x_title=t(lang0, "ft.step"), y_title="lr"), label="ft.lr_plot", x_title="ft.step")
             log_box = tr.add(gr.Code(label=t(lang0, "ft.log"), language=None, interactive=False, max_lines=14, elem_id="ft-log"), label="ft.log")
-            timer = gr.Timer(POLL_S)
+            timer = gr.Timer(POLL_S, active=False)  # app.py runs it only while this tab is open
 
     form = [base_model, dataset, output_name, method, lora_r, lora_alpha, lora_dropout, target_modules, learning_rate,
             lr_scheduler, warmup_ratio, epochs, max_steps, batch_size, grad_accum, max_seq_len, packing, responses_only,
@@ -428,5 +429,5 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     gr.api(validate_spec_api, api_name="validate_spec")
     gr.api(start_training_api, api_name="start_training")
     return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
-                       runs_table=runs_table, hardware=hardware, show=show_spec)
+                       runs_table=runs_table, hardware=hardware, timer=timer, show=show_spec)
 
