@@ -1,0 +1,80 @@
+"""End-to-end: a page left open on one tab runs no other tab's polling (issue 17, "a page left open degrades").
+
+A tab's timer starts ticking the first time the tab is shown (Gradio mounts a tab's components then) and, unless
+something stops it, never stops: every tick updates its outputs, and each update makes Gradio's page search its
+whole layout tree. The Fine-tune poll (every 1.5 s, ~10 outputs) thus cost a page that had once shown Fine-tune
+CPU on every tab for as long as it stayed open. Runs the real app (launch.py --no-serve: no model server is needed
+for this) in Debian's Chromium and counts, from the page's own requests, which events it starts while on a tab.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import start_studio, stop_studio
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def bare_studio(tmp_path_factory):
+    """The studio without a model server, on its own data folder."""
+    data = tmp_path_factory.mktemp("idle-page")
+    proc, url, _ = start_studio(data, {}, "--no-serve", timeout=120)
+    yield url
+    stop_studio(proc)
+
+
+def event_ids(url: str, api_names: set[str]) -> dict[str, int]:
+    """The fn_index the page sends for each named event (its dependency id in /config)."""
+    deps = httpx.get(url + "config", timeout=10).json()["dependencies"]
+    found = {d["api_name"]: d["id"] for d in deps if d.get("api_name") in api_names}
+    assert set(found) == api_names, found
+    return found
+
+
+def record_joins(page) -> list[tuple[float, int]]:
+    """(time, fn_index) of every event the page starts from now on (Gradio's POST /gradio_api/queue/join)."""
+    joins: list[tuple[float, int]] = []
+
+    def on_request(request) -> None:
+        if "/queue/join" in request.url and request.post_data:
+            joins.append((time.monotonic(), json.loads(request.post_data).get("fn_index")))
+
+    page.on("request", on_request)
+    return joins
+
+
+def started(joins: list[tuple[float, int]], fn: int, since: float) -> int:
+    return sum(1 for at, f in joins if f == fn and at >= since)
+
+
+def test_finetune_poll_runs_only_while_its_tab_is_open(page, bare_studio: str) -> None:
+    ids = event_ids(bare_studio, {"poll_training", "poll_status"})
+    joins = record_joins(page)
+    page.goto(bare_studio)
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+
+    # On Chat (the tab a page opens on): Chat's own status poll runs (every 3 s), Fine-tune's (every 1.5 s) does not.
+    since = time.monotonic()
+    page.wait_for_timeout(7_000)
+    assert started(joins, ids["poll_status"], since) >= 1, "the Chat tab's status poll never ran: nothing was recorded"
+    assert started(joins, ids["poll_training"], since) == 0, "the Fine-tune poll runs while the Chat tab is open"
+
+    # Fine-tune opened: its poll starts (a tick waits for the one before it, which takes a while on a loaded machine).
+    page.locator("#tab-finetune-button").click()
+    since = time.monotonic()
+    page.wait_for_timeout(8_000)
+    assert started(joins, ids["poll_training"], since) >= 1, "the Fine-tune poll does not run while its tab is open"
+
+    # Back on Chat: it stops again (one tick may already be on its way when the tab changes). Before the fix it
+    # went on ticking here, on every tab, until the page was closed.
+    page.locator("#tab-chat-button").click()
+    page.wait_for_timeout(2_000)
+    since = time.monotonic()
+    page.wait_for_timeout(6_000)
+    assert started(joins, ids["poll_training"], since) == 0, "the Fine-tune poll kept running after leaving its tab"
