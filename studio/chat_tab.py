@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -457,16 +456,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """Write the conversation as JSON and Markdown under the studio's exports folder; returns both paths."""
         actor = actor_of(request)
         cid = _own(actor, cid_value, lang or lang0)
-        data = turns.export_conversation(actor, cid)
-        folder = settings.exports_path
-        folder.mkdir(parents=True, exist_ok=True)
-        # Per person, so one person's export never overwrites (or is served as) another's.
-        folder = folder / f"user-{actor.id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        json_path = folder / f"conversation-{cid}.json"
-        md_path = folder / f"conversation-{cid}.md"
-        json_path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-        md_path.write_text(turns.conversation_markdown(data), encoding="utf-8")
+        json_path, md_path = turns.export_conversation_files(settings, actor, cid)
         return [str(json_path), str(md_path)]
 
     def refresh(lang: str):
