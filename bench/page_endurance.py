@@ -272,8 +272,10 @@ def wait_answer(page, cap_s: float) -> bool:
 
 
 def click_stop(page) -> None:
-    page.locator("#stop-btn").click(timeout=30_000)
-    page.locator('#chatbot [data-testid="bot"]').last.locator(".msg-stats").wait_for(timeout=60_000)
+    """Stop, unless the answer ended meanwhile (Stop is then hidden again); then wait for the answer's stats line."""
+    if page.locator("#stop-btn").is_visible():
+        page.locator("#stop-btn").dispatch_event("click", timeout=120_000)
+    wait_answer(page, 180)
 
 
 def chat_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
@@ -328,7 +330,7 @@ def tabs_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
     open_tab(page, "chat")
 
 
-def switch_language(page, counts: dict[str, int]) -> None:
+def switch_language(page, rnd: random.Random, counts: dict[str, int]) -> None:
     """Korean, a few seconds on two tabs, then English again."""
     for label, wait_text in (("한국어", "보내기"), ("English", "Send")):
         page.locator("#language-switch label", has_text=label).click()
@@ -342,14 +344,20 @@ def switch_language(page, counts: dict[str, int]) -> None:
 
 def use(page, minutes: float, seed: int) -> dict[str, int]:
     rnd = random.Random(seed)
-    counts = dict.fromkeys(("sent", "stopped", "regenerated", "opened", "searched", "tabs", "language", "rounds"), 0)
+    counts = dict.fromkeys(("sent", "stopped", "regenerated", "opened", "searched", "tabs", "language", "rounds",
+                            "errors"), 0)
     end = time.monotonic() + minutes * 60
     while time.monotonic() < end:
-        chat_round(page, rnd, counts)
-        if time.monotonic() < end:
-            tabs_round(page, rnd, counts)
-        if counts["rounds"] % 4 == 3 and time.monotonic() < end:
-            switch_language(page, counts)
+        steps = [chat_round, tabs_round] + ([switch_language] if counts["rounds"] % 4 == 3 else [])
+        for step in steps:
+            if time.monotonic() >= end:
+                break
+            try:
+                step(page, rnd, counts)
+            except Exception as exc:  # noqa: BLE001 - a slow page misses a wait now and then: note it, carry on
+                counts["errors"] += 1
+                print(f"  {step.__name__}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
+                page.keyboard.press("Escape")
         counts["rounds"] += 1
         left = (end - time.monotonic()) / 60
         print(f"  round {counts['rounds']}: {counts} ({max(left, 0):.1f} min left)", flush=True)
