@@ -213,7 +213,7 @@ def stop_latency(page, cdp) -> dict[str, float]:
     `cancelled` is False when the answer ran to its end anyway (the click reached the page too late, or the
     cancellation reached the server too late). `update_ms`: the page's main-thread time per change of the answer."""
     open_tab(page, "chat")
-    page.locator("#new-chat").click()
+    click(page, "#new-chat")
     page.wait_for_function("() => document.querySelectorAll('#chatbot [data-testid=\"bot\"]').length === 0", timeout=30_000)
     page.evaluate(RECORDER_JS)
     page.locator("#message-box textarea").fill(LONG_PROMPT.format(tag=uuid.uuid4().hex[:8]))
@@ -257,9 +257,15 @@ def stop_latencies(page, cdp, n: int) -> list[dict[str, float]]:
 
 # ---- scripted use --------------------------------------------------------------------------------------------
 
+def click(page, selector: str) -> None:
+    """A DOM click, as a person's click lands: Playwright's own click first waits for the element to be stable over
+    animation frames, which a page busy re-rendering withholds for minutes on a loaded machine."""
+    page.locator(selector).first.dispatch_event("click", timeout=120_000)
+
+
 def open_tab(page, tab: str) -> None:
-    page.locator(f"#tab-{tab}-button").click()
-    page.locator(f"#tab-{tab}").wait_for(state="visible", timeout=30_000)
+    click(page, f"#tab-{tab}-button")
+    page.locator(f"#tab-{tab}").wait_for(state="visible", timeout=120_000)
 
 
 def wait_answer(page, cap_s: float) -> bool:
@@ -284,9 +290,9 @@ def chat_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
     choice = rnd.random()
     options = page.locator("#conversation-list label")
     if choice < 0.3:
-        page.locator("#new-chat").click()
+        click(page, "#new-chat")
     elif options.count() > 1:
-        options.nth(rnd.randrange(min(options.count(), 8))).click()
+        options.nth(rnd.randrange(min(options.count(), 8))).dispatch_event("click", timeout=120_000)
         counts["opened"] += 1
         time.sleep(2)
     page.locator("#message-box textarea").fill(rnd.choice(SHORT_PROMPTS).format(tag=uuid.uuid4().hex[:6]))
@@ -302,7 +308,7 @@ def chat_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
         counts["stopped"] += 1
     time.sleep(rnd.uniform(2, 5))  # reading
     if rnd.random() < 0.35:
-        page.locator("#regenerate-btn").click()
+        click(page, "#regenerate-btn")
         counts["regenerated"] += 1
         time.sleep(1)
         if not wait_answer(page, 40):
@@ -322,9 +328,9 @@ def tabs_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
     for tab in TABS:
         open_tab(page, tab)
         if tab == "compare" and rnd.random() < 0.5:
-            page.locator("#tab-compare-batch-button").click()
+            click(page, "#tab-compare-batch-button")
             time.sleep(2)
-            page.locator("#tab-compare-live-button").click()
+            click(page, "#tab-compare-live-button")
         time.sleep(rnd.uniform(3, 8))
         counts["tabs"] += 1
     open_tab(page, "chat")
@@ -333,8 +339,8 @@ def tabs_round(page, rnd: random.Random, counts: dict[str, int]) -> None:
 def switch_language(page, rnd: random.Random, counts: dict[str, int]) -> None:
     """Korean, a few seconds on two tabs, then English again."""
     for label, wait_text in (("한국어", "보내기"), ("English", "Send")):
-        page.locator("#language-switch label", has_text=label).click()
-        page.locator("#send-btn", has_text=wait_text).wait_for(timeout=60_000)
+        page.locator("#language-switch label", has_text=label).dispatch_event("click", timeout=120_000)
+        page.locator("#send-btn", has_text=wait_text).wait_for(state="attached", timeout=120_000)
         open_tab(page, "finetune")
         time.sleep(3)
         open_tab(page, "chat")
@@ -356,7 +362,8 @@ def use(page, minutes: float, seed: int) -> dict[str, int]:
                 step(page, rnd, counts)
             except Exception as exc:  # noqa: BLE001 - a slow page misses a wait now and then: note it, carry on
                 counts["errors"] += 1
-                print(f"  {step.__name__}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
+                lines = str(exc).splitlines()
+                print(f"  {step.__name__}: {exc.__class__.__name__}: {' | '.join(lines[:3] + lines[-2:])[:400]}", flush=True)
                 page.keyboard.press("Escape")
         counts["rounds"] += 1
         left = (end - time.monotonic()) / 60
