@@ -450,7 +450,7 @@ def main() -> int:
         after_stop = max((x["text_s"] if x["cancelled"] else float("inf") for x in after_stops), default=float("nan"))
         lines = [
             f"command: .venv/bin/python bench/page_endurance.py --minutes {args.minutes:g} --idle-s {args.idle_s:g} "
-            f"--stops {args.stops} --seed {args.seed}",
+            f"--stops {args.stops} --seed {args.seed} --profile-s {args.profile_s:g}",
             f"scripted use: {used_min:.1f} min, {counts}",
             "| page | renderer CPU % of a core (idle) | main-thread tasks % (idle) | JS heap MiB (after GC) | JS heap MiB (as found) "
             "| DOM nodes | in document | listeners | renderer RSS MiB | layouts/s | style recalcs/s | requests/s |",
