@@ -212,6 +212,24 @@ def store_turn(turn: Turn) -> tuple[int, str | None]:
         raise GatewayError(400, str(exc), code="invalid_value", param="messages") from None
 
 
+@dataclass
+class Accepted:
+    """A checked request whose messages and empty answer row are stored: what the stream needs."""
+
+    turn: Turn
+    conversation_id: int
+    system: str | None
+    opened: turns.OpenedAnswer
+
+
+def accept_turn(services: Services, request: Request, raw: bytes) -> Accepted:
+    """Check the request, store its messages and open the answer row (blocking: one worker-thread hop for all)."""
+    turn = check_turn(services, request, raw)
+    cid, system = store_turn(turn)
+    opened = turns.open_answer(cid, turn.body.model, turn.body.params(), system_prompt=system)
+    return Accepted(turn, cid, system, opened)
+
+
 def build_gateway(services: Services) -> FastAPI:
     app = FastAPI(title="Chat Studio OpenAI-compatible gateway", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
@@ -254,16 +272,14 @@ def build_gateway(services: Services) -> FastAPI:
     @app.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
         raw = await request.body()
-        # The checks run in one worker thread (each hop between the event loop and a thread cost 1-2 ms of the time to
-        # the first token on a busy 2-core machine); the model list they read is refreshed in the background.
-        turn = await anyio.to_thread.run_sync(check_turn, services, request, raw)
-        # Stored before the model is called, on the event loop like the UI's own writes: SQLite takes one writer at a
-        # time, and worker threads storing beside the loop's streaming flushes ran into "database is locked" (500s
-        # under concurrent requests, again when tried with the stores serialised by a lock).
-        cid, system = store_turn(turn)
-        body = turn.body
+        # Checks and stores run in one worker thread: each hop between the event loop and a thread costs 1-2 ms of the
+        # time to the first token on a busy 2-core machine, and SQLite commits on the loop stall every other stream.
+        # Concurrent stores wait for each other: the database takes write transactions immediately (storage/db.py).
+        accepted = await anyio.to_thread.run_sync(accept_turn, services, request, raw)
+        cid, body = accepted.conversation_id, accepted.turn.body
         headers = {CONVERSATION_HEADER: str(cid)}
-        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=system, timeout=timeout)
+        updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=accepted.system,
+                               timeout=timeout, opened=accepted.opened)
         created = int(time.time())
         if not body.stream:
             return await _complete(updates, cid, body.model, created, headers)

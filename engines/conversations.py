@@ -49,6 +49,25 @@ def openai_messages(conversation_id: int, system_prompt: str | None = None) -> l
     return out
 
 
+@dataclass(frozen=True)
+class OpenedAnswer:
+    """An answer about to be asked for: the history sent to the model and its empty, stored row."""
+
+    history: list[dict[str, str]]
+    message_id: int
+
+
+def open_answer(conversation_id: int, model: str, params: ChatParams, *, system_prompt: str | None = None) -> OpenedAnswer:
+    """Read the history and store the empty answer row (blocking; a server may call it in a worker thread)."""
+    history = openai_messages(conversation_id, system_prompt)
+    with database.atomic():  # one commit before the call, not two
+        chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
+        row = chats.add_message(
+            conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
+        )
+    return OpenedAnswer(history, row.id)
+
+
 async def answer(
     servers: ServerManager,
     conversation_id: int,
@@ -57,14 +76,14 @@ async def answer(
     *,
     system_prompt: str | None = None,
     timeout: float = 120.0,
+    opened: OpenedAnswer | None = None,
 ) -> AsyncIterator[TurnUpdate]:
-    """Stream the assistant's reply to the conversation's active history, writing it as it grows."""
-    history = openai_messages(conversation_id, system_prompt)
-    with database.atomic():  # one commit before the call, not two
-        chats.touch(conversation_id, model=model, system_prompt=system_prompt or None)
-        row = chats.add_message(
-            conversation_id, "assistant", "", model=model, params=json.dumps(params.as_dict()), finish_reason="streaming"
-        )
+    """Stream the assistant's reply to the conversation's active history, writing it as it grows.
+
+    `opened`: the result of `open_answer` for this turn when the caller already ran it off the event loop."""
+    if opened is None:
+        opened = open_answer(conversation_id, model, params, system_prompt=system_prompt)
+    history, row_id = opened.history, opened.message_id
     text, last_flush, outcome = "", time.monotonic(), "stopped"
     try:
         endpoint = servers.endpoint_for(model)
@@ -77,27 +96,27 @@ async def answer(
             if isinstance(event, Delta):
                 text += event.text
                 if time.monotonic() - last_flush >= FLUSH_EVERY_S:
-                    chats.update_message(row.id, content=text)
+                    chats.update_message(row_id, content=text)
                     last_flush = time.monotonic()
-                yield TurnUpdate(row.id, text)
+                yield TurnUpdate(row_id, text)
             else:
                 outcome = "done"
                 chats.update_message(
-                    row.id, content=text, finish_reason=event.finish_reason, ttft_ms=event.ttft_ms,
+                    row_id, content=text, finish_reason=event.finish_reason, ttft_ms=event.ttft_ms,
                     prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
                     tok_per_s=event.tok_per_s, duration_ms=event.duration_ms,
                 )
                 monitoring.record_chat(event.ttft_ms, event.completion_tokens)
-                yield TurnUpdate(row.id, text, finished=event)
+                yield TurnUpdate(row_id, text, finished=event)
     except InferenceError as exc:
         outcome = "error"
         monitoring.record_error(exc.kind)
-        chats.update_message(row.id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
+        chats.update_message(row_id, content=text, finish_reason="error", error=f"{exc.kind}: {exc}")
         log.warning("chat.error", conversation_id=conversation_id, model=model, kind=exc.kind, partial_chars=len(text))
-        yield TurnUpdate(row.id, text, error=exc)
+        yield TurnUpdate(row_id, text, error=exc)
     finally:
         if outcome == "stopped":  # cancelled by the user (stop button) or the consumer went away
-            chats.update_message(row.id, content=text, finish_reason="stopped")
+            chats.update_message(row_id, content=text, finish_reason="stopped")
             log.info("chat.stopped", conversation_id=conversation_id, model=model, partial_chars=len(text))
 
 

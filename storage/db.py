@@ -12,6 +12,10 @@ database = DatabaseProxy()
 
 # WAL lets the UI read while a stream writes; foreign keys make deletes cascade.
 SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 5000}
+# Transactions take the write lock when they begin: a deferred one that reads first and writes later fails at once
+# with "database is locked" (no busy wait) when another connection wrote in between, which concurrent API requests
+# storing their turns from worker threads did. An immediate one waits its turn (busy_timeout) instead.
+SQLITE_LOCK_TYPE = "IMMEDIATE"
 
 
 def normalise_url(url: str) -> str:
@@ -23,16 +27,20 @@ def normalise_url(url: str) -> str:
     return f"{base}{sep}{rest}"
 
 
-def connect(url: str, *, migrate: bool = True) -> Database:
-    """Connect, bind the models, and apply pending migrations."""
+def open_database(url: str) -> Database:
+    """The database named by `url`, configured as the studio uses it, not yet bound to the models."""
     url = normalise_url(url)
     if url.startswith("sqlite:///"):
         path = urlsplit(url).path
         if path and path != "/:memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
-    else:
-        db = connect_url(url)
+        return connect_url(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False, lock_type=SQLITE_LOCK_TYPE)
+    return connect_url(url)
+
+
+def connect(url: str, *, migrate: bool = True) -> Database:
+    """Connect, bind the models, and apply pending migrations."""
+    db = open_database(url)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     if migrate:
