@@ -173,6 +173,64 @@ def restart_server(name: ServerName, actor: Actor = Depends(acting_user), servic
     return ServerAction(name=name, status="starting")
 
 
+class FleetEndpoint(BaseModel):
+    base: str = Field(description="The base model this endpoint serves (its adapters are routed with it).")
+    url: str = Field(description="The endpoint's root URL.")
+    managed: bool = Field(description="True for the studio's own vLLM server of that base.")
+    health: Literal["up", "unknown", "down"]
+    running: float | None = Field(None, description="Requests the server is running now (its /metrics).")
+    waiting: float | None = Field(None, description="Requests waiting in its queue.")
+    in_flight: int = Field(description="This studio's requests on it now.")
+    error: str | None = Field(None, description="Why its last /metrics read failed.")
+
+
+class FleetEndpointIn(BaseModel):
+    base: str = Field(min_length=1, max_length=300, description="The base model the endpoint serves.")
+    url: str = Field(min_length=8, max_length=500, description="A vLLM server or router: http(s)://host:port (or …/v1).")
+
+
+class FleetEndpointAdded(BaseModel):
+    base: str
+    url: str = Field(description="The root URL it was registered as.")
+    adapter_error: str | None = Field(None, description="A saved adapter of the base that could not be loaded there.")
+
+
+class FleetEndpointRemoved(BaseModel):
+    removed: bool
+
+
+def fleet_out(services) -> list[FleetEndpoint]:
+    return [FleetEndpoint(base=v.base, url=v.url, managed=v.managed, health=v.health, running=v.running,
+                          waiting=v.waiting, in_flight=v.in_flight, error=v.error) for v in services.servers.fleet.view()]
+
+
+@router.get("/fleet", response_model=list[FleetEndpoint], summary="Every endpoint of each base that has several")
+def fleet(services=Depends(deps.services)) -> list[FleetEndpoint]:
+    """Chats with such a base (or its adapters) go to the healthy endpoint running the fewest requests."""
+    return fleet_out(services)
+
+
+@router.post("/fleet", response_model=FleetEndpointAdded, status_code=201,
+             summary="Add a vLLM server run elsewhere as an endpoint of a base (admins)")
+def add_fleet_endpoint(body: FleetEndpointIn, actor: Actor = Depends(acting_user),
+                       services=Depends(deps.services)) -> FleetEndpointAdded:
+    """The base's saved adapters are loaded there too (the server needs `--enable-lora` and
+    `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`). Kept across restarts in DATA_DIR/fleet.json."""
+    result = services.servers.add_fleet_endpoint(body.base, body.url.strip(), actor=actor)
+    (root, why), = result.items()
+    return FleetEndpointAdded(base=body.base.strip(), url=root, adapter_error=why)
+
+
+@router.delete("/fleet", response_model=FleetEndpointRemoved, summary="Stop routing to an endpoint (admins)")
+def remove_fleet_endpoint(base: Annotated[str, Query(min_length=1, max_length=300)],
+                          url: Annotated[str, Query(min_length=8, max_length=500)],
+                          actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> FleetEndpointRemoved:
+    """The server itself is not touched. 404 when that URL is not an added endpoint of the base."""
+    if not services.servers.remove_fleet_endpoint(base, url.strip(), actor=actor):
+        raise NotFound(f"{url!r} is not an endpoint of {base!r}.")
+    return FleetEndpointRemoved(removed=True)
+
+
 @router.get("/jobs", response_model=list[Job], summary="Model jobs: downloads and exports, newest first")
 def jobs(action: Annotated[Literal["merge", "gguf", "push", "download"] | None, Query()] = None,
          limit: Annotated[int, Query(ge=1, le=200)] = 50, services=Depends(deps.services)) -> list[Job]:

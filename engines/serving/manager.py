@@ -23,9 +23,10 @@ from engines.accounts import Actor, require_admin
 from engines.endpoints import Endpoint, Router
 from engines.models.registry import ModelRecord, Registry
 from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
+from engines.serving import fleet_file
 from engines.serving.fleet import Fleet
 from engines.serving.targets import write_scrape_targets
-from engines.settings import Settings, environment_for_children, parse_fleet
+from engines.settings import Settings, endpoint_root, environment_for_children, parse_fleet
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +122,10 @@ class ServerManager:
         self._pending_error: str | None = None  # why a background start failed (shown in the badge)
         key = settings.fleet_api_key.get_secret_value() if settings.fleet_api_key else None
         # More endpoints per base (FLEET_ENDPOINTS, or added by an admin): endpoint_for routes over them.
-        self.fleet = Fleet(parse_fleet(settings.fleet_endpoints), managed=self._ready_root, api_key=key)
+        self._fleet_configured = parse_fleet(settings.fleet_endpoints)
+        self._fleet_file = settings.data_dir.resolve() / fleet_file.FILE_NAME
+        self.fleet = Fleet(fleet_file.effective(self._fleet_configured, self._fleet_file), managed=self._ready_root,
+                           api_key=key)
         settings.servers_path.mkdir(parents=True, exist_ok=True)
 
     # ---- command and environment -------------------------------------------------
@@ -451,6 +455,7 @@ class ServerManager:
         the base's saved adapters are loaded there too. Returns {root URL: None, or why an adapter failed}."""
         require_admin(actor, SERVERS_ACTION)
         root = self.fleet.add(base, url)
+        fleet_file.record(self._fleet_file, self._fleet_configured, base.strip(), root, added=True)
         log.info("fleet.add_requested", base=base, url=root, by=actor.name)
         failures: dict[str, str | None] = {root: None}
         for rec in self.saved_adapters(base):
@@ -464,7 +469,10 @@ class ServerManager:
         require_admin(actor, SERVERS_ACTION)
         log.info("fleet.remove_requested", base=base, url=url, by=actor.name)
         self._models_cache = (0.0, [])
-        return self.fleet.remove(base, url)
+        removed = self.fleet.remove(base, url)
+        if removed:
+            fleet_file.record(self._fleet_file, self._fleet_configured, base, endpoint_root(url), added=False)
+        return removed
 
     def endpoint_for(self, model: str) -> Endpoint | None:
         """Endpoint for a model name: a base, an adapter of a running base, or an external model. A base with fleet

@@ -54,3 +54,30 @@ def test_admin_actions_check_what_they_are_given(api_studio) -> None:
         assert c.post("/models/exports", json={"action": "shell", "model": "x"}).status_code == 422
         assert "/etc" not in {s["name"] for s in c.get("/models/servers").json()["servers"]}
         assert c.get("/models/jobs").json() == []
+
+
+def test_fleet_endpoints_are_added_listed_and_removed_by_admins_only(api_studio) -> None:
+    from tests.conftest import free_port
+
+    elsewhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there: registered, reported down
+    with api_studio.client() as member:
+        assert member.get("/models/fleet").status_code == 200
+        refused = member.post("/models/fleet", json={"base": api_studio.model, "url": elsewhere})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    with api_studio.client(api_studio.admin_key) as admin:
+        assert admin.post("/models/fleet", json={"base": api_studio.model, "url": "ftp://x:1"}).status_code == 400
+        assert admin.post("/models/fleet", json={"base": " ", "url": elsewhere}).status_code in (400, 422)
+        added = admin.post("/models/fleet", json={"base": api_studio.model, "url": f"{elsewhere}/v1/"})
+        assert added.status_code == 201, added.text
+        assert added.json() == {"base": api_studio.model, "url": elsewhere, "adapter_error": None}
+        listed = [e for e in admin.get("/models/fleet").json() if e["url"] == elsewhere]
+        assert len(listed) == 1 and listed[0]["base"] == api_studio.model and listed[0]["managed"] is False
+        assert listed[0]["health"] in ("down", "unknown") and listed[0]["in_flight"] == 0
+        assert (api_studio.data_dir / "fleet.json").is_file()  # kept for the next start
+        with api_studio.client() as member:
+            assert member.delete("/models/fleet", params={"base": api_studio.model, "url": elsewhere}).status_code == 403
+        gone = admin.delete("/models/fleet", params={"base": api_studio.model, "url": elsewhere})
+        assert gone.status_code == 200 and gone.json() == {"removed": True}
+        again = admin.delete("/models/fleet", params={"base": api_studio.model, "url": elsewhere})
+        assert again.status_code == 404
+        assert all(e["url"] != elsewhere for e in admin.get("/models/fleet").json())

@@ -171,3 +171,35 @@ def test_when_every_endpoint_is_dead_each_is_tried_once_then_the_error_is_clear(
     with pytest.raises(ServerUnavailable):
         asyncio.run(complete_chat(ep, messages, ChatParams(max_tokens=4), timeout=5))
     assert [e.in_flight for e in fleet.loads("m")] == [0, 0]  # nothing left counted as running
+
+
+def test_endpoints_an_admin_adds_or_removes_outlive_a_restart(tmp_path):
+    configured, added = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    settings = load_settings(data_dir=tmp_path, fleet_endpoints=f"m={configured}")
+    admin = Actor(1, "boss", "admin")
+    first = ServerManager(settings)
+    try:
+        first.add_fleet_endpoint("m", f"{added}/v1", actor=admin)
+        first.add_fleet_endpoint("n", added, actor=admin)
+        assert first.remove_fleet_endpoint("m", configured, actor=admin) is True
+    finally:
+        first.fleet.close()
+    again = ServerManager(settings)  # as after an app restart, FLEET_ENDPOINTS unchanged
+    try:
+        assert again.fleet.external("m") == [added]  # the configured one stays removed, the added one is back
+        assert again.fleet.external("n") == [added]
+        assert again.remove_fleet_endpoint("n", added, actor=admin) is True
+        again.add_fleet_endpoint("m", configured, actor=admin)  # back in: the setting holds it, the file forgets it
+    finally:
+        again.fleet.close()
+    third = ServerManager(settings)
+    try:
+        assert third.fleet.external("m") == [configured, added] and third.fleet.external("n") == []
+    finally:
+        third.fleet.close()
+    (tmp_path / "fleet.json").write_text("{not json", encoding="utf-8")  # a damaged file: the setting still applies
+    damaged = ServerManager(settings)
+    try:
+        assert damaged.fleet.external("m") == [configured]
+    finally:
+        damaged.fleet.close()
