@@ -23,7 +23,15 @@ from engines.datasets.formats import (
     read_records,
 )
 from engines.datasets.preferences import BuildReport, remove_duplicates
-from engines.datasets.versions import NAME_RE, NameTaken, version_dir, version_file, write_atomic
+from engines.datasets.versions import (
+    NAME_RE,
+    ImportRefused,
+    ImportReport,
+    NameTaken,
+    version_dir,
+    version_file,
+    write_atomic,
+)
 from engines.settings import Settings
 from storage import datasets as store
 from storage.db import database
@@ -115,12 +123,12 @@ def import_preference_file(settings: Settings, path: Path, name: str, *, actor: 
                            dedupe: bool = True, note: str | None = None) -> tuple[DatasetVersion, list[Problem], int]:
     """A new preference dataset from a TRL-layout file: (version 1, the problems found, duplicates removed).
 
-    All or nothing unless `valid_only`; ValueError says what is wrong."""
+    All or nothing unless `valid_only` (ImportRefused carries the problems, like a chat import's); ValueError says what
+    else is wrong."""
     _check_name(name)
     layout, rows, problems = inspect_preference_file(path)
     if problems and not valid_only:
-        raise ValueError(f"{len(problems)} row(s) cannot be read (line {problems[0].row}: {problems[0].message}); "
-                         "nothing was imported. Fix them, or import the valid rows only.")
+        raise ImportRefused(ImportReport(format=layout, rows=[], problems=problems))
     report = BuildReport(rows=[])
     kept = remove_duplicates(rows, report) if dedupe else rows
     removed = len(rows) - len(kept)

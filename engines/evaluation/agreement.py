@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engines.accounts import Actor
-from engines.evaluation.judge import judge_pair
-from engines.serving.manager import Endpoint
+from engines.evaluation.judge import JUDGE_PARAMS, judge_pair
+from engines.serving.manager import Endpoint, ServerManager
 from storage import battles, evals
 from storage.models import Battle
 
@@ -91,26 +92,59 @@ def judge_agreement(actor: Actor, *, judge: str | None = None, since: dt.datetim
     return out
 
 
-def unjudged_battles(actor: Actor, judge: str, *, limit: int = 200) -> list[Battle]:
-    """The actor's voted battles (answers stored) this judge has not rated yet, or rated with an error."""
+def unjudged_battles(actor: Actor, judge: str, *, limit: int | None = 200) -> list[Battle]:
+    """The actor's voted battles (answers stored) this judge has not rated yet, or rated with an error (all: None)."""
     voted = battles.voted_by(actor.id)
     done = {j.battle_id for j in battles.judgements([b.id for b in voted], judge=judge) if j.verdict != "error"}
     return [b for b in voted if b.id not in done][:limit]
 
 
-async def judge_battles(endpoint: Endpoint, judge: str, actor: Actor, *, limit: int = 200,
-                        timeout: float = 120.0) -> dict[str, int]:
+def unjudged_count(actor: Actor, judge: str) -> int:
+    """How many of the actor's voted battles this judge still has to rate."""
+    return len(unjudged_battles(actor, judge, limit=None))
+
+
+def voted_count(actor: Actor, *, since: dt.datetime | None = None, category: str | None = None) -> int:
+    """The actor's voted battles with both answers stored (what a judge can be compared on)."""
+    return len(battles.voted_by(actor.id, since=since, category=category))
+
+
+async def judge_battles(endpoint: Endpoint, judge: str, actor: Actor, *, limit: int = 200, timeout: float = 120.0,
+                        max_tokens: int | None = None,
+                        progress: Callable[[int, int, str], None] | None = None) -> dict[str, int]:
     """Have `judge` (served at `endpoint`) rate the actor's voted battles it has not rated, both orders each
-    (`judge_pair`), storing every verdict as it arrives; returns how many of each verdict."""
+    (`judge_pair`), storing every verdict as it arrives; returns how many of each verdict.
+    `max_tokens` bounds each verdict's length (default: the judge's own 512); `progress(done, total, verdict)` is
+    called after each battle."""
     import asyncio
 
+    params = JUDGE_PARAMS if max_tokens is None else replace(JUDGE_PARAMS, max_tokens=max_tokens)
     todo = await asyncio.to_thread(unjudged_battles, actor, judge, limit=limit)
     counts: Counter[str] = Counter()
-    for b in todo:  # one at a time: a judge is usually a served model people are chatting with too
+    if progress:
+        progress(0, len(todo), "")
+    for i, b in enumerate(todo, 1):  # one at a time: a judge is usually a served model people are chatting with too
         system = (evals.loads(b.params, {}) or {}).get("system") or ""
         question = f"{system.strip()}\n\n{b.prompt}".strip() if system.strip() else b.prompt
-        result = await judge_pair(endpoint, question, b.answer_a or "", b.answer_b or "", timeout=timeout)
+        result = await judge_pair(endpoint, question, b.answer_a or "", b.answer_b or "", timeout=timeout, params=params)
         verdict = JUDGED[result.outcome]
         await asyncio.to_thread(battles.save_judgement, b.id, judge, verdict, result.detail())
         counts[verdict] += 1
+        if progress:
+            progress(i, len(todo), verdict)
     return dict(counts)
+
+
+async def judge_with_served(servers: ServerManager, judge: str, actor: Actor, *, limit: int = 200,
+                            timeout: float = 120.0, max_tokens: int | None = None,
+                            progress: Callable[[int, int, str], None] | None = None) -> dict[str, int]:
+    """`judge_battles` with the judge named as a served model (what the Compare tab and the REST API call);
+    ValueError when no running server serves that name."""
+    name = (judge or "").strip()
+    if not name:
+        raise ValueError("Pick a judge model.")
+    endpoint = servers.endpoint_for(name)
+    if endpoint is None:
+        raise ValueError(f"No running server serves {name!r}: pick a served model or start its server.")
+    return await judge_battles(endpoint, name, actor, limit=limit, timeout=timeout, max_tokens=max_tokens,
+                               progress=progress)
