@@ -18,7 +18,7 @@ from api.rest.errors import ERRORS, install_error_handlers
 if TYPE_CHECKING:
     from engines.services import Services
 
-AREAS = ("conversations", "datasets", "finetunes", "evaluations", "arena", "history", "models")
+AREAS = ("conversations", "datasets", "preferences", "finetunes", "evaluations", "arena", "history", "models")
 
 
 def build_rest_app(services: Services) -> FastAPI:

@@ -6,6 +6,7 @@ leaderboard counts every voted battle of the team (Bradley–Terry with 95% inte
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 import anyio
@@ -17,9 +18,10 @@ from api.rest import deps
 from api.rest.errors import ERRORS
 from api.rest.pages import MAX_ID, CursorParam, Limit, Page, Timestamp, decode_cursor, encode_cursor
 from engines.accounts import Actor
-from engines.evaluation import compare
+from engines.evaluation import agreement, compare
 from engines.evaluation.ratings import leaderboard as ratings_leaderboard
 from engines.inference import ChatParams
+from storage.models import utcnow
 
 router = APIRouter(prefix="/arena", tags=["arena"], responses=ERRORS)
 
@@ -153,3 +155,73 @@ def leaderboard(
                win_rate=r.win_rate) for i, r in enumerate(board)])
 
 
+
+
+# ---- judge–human agreement ------------------------------------------------------------------------------------------
+class AgreementDisagreement(BaseModel):
+    battle_id: int
+    prompt: str
+    model_a: str
+    model_b: str
+    human: Choice = Field(description="your vote")
+    judge: Literal["a", "b", "tie"] = Field(description="the judge's verdict (both orders; a flip is a tie)")
+
+
+class JudgeAgreementOut(BaseModel):
+    judge: str = Field(description="the judge model")
+    n: int = Field(description="battles you voted on that this judge rated (errors left out)")
+    agreement: float | None = Field(description="share of those where the judge agreed with you (both bad = tie)")
+    kappa: float | None = Field(description="Cohen's kappa: agreement beyond chance; null when every label is the same")
+    errors: int = Field(description="battles the judge failed to rate (malformed or failed verdicts)")
+    unjudged: int = Field(description="your voted battles this judge has not rated yet (POST /arena/judgements)")
+    confusion: dict[str, int] = Field(description="'human|judge' → battles")
+    disagreements: list[AgreementDisagreement]
+
+
+class AgreementOut(BaseModel):
+    voted: int = Field(description="your voted battles with both answers (in the filters)")
+    judges: list[JudgeAgreementOut]
+
+
+class JudgeRequest(BaseModel):
+    judge: str = Field(min_length=1, max_length=300, description="a served model that rates the battles")
+    limit: int = Field(10, ge=1, le=50, description="at most this many battles in this call (call again for more)")
+    max_tokens: int = Field(512, ge=8, le=4096, description="each verdict's length (the judge reasons, then [[A]]/[[B]]/[[C]])")
+
+
+class JudgeResult(BaseModel):
+    judge: str
+    judged: int = Field(description="battles rated in this call")
+    verdicts: dict[str, int] = Field(description="a | b | tie | error → battles")
+    remaining: int = Field(description="your voted battles this judge still has not rated (or rated with an error)")
+
+
+@router.get("/agreement", response_model=AgreementOut, summary="How often each judge model agrees with your votes")
+def agreement_report(
+    judge: Annotated[str | None, Query(max_length=300, description="only this judge")] = None,
+    since_days: Annotated[float | None, Query(gt=0, le=3650, description="only votes of the last N days")] = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    actor: Actor = Depends(acting_user),
+) -> AgreementOut:
+    """Per judge, on your own voted battles it rated: agreement rate, Cohen's kappa, the confusion counts and the
+    battles where it disagreed with you."""
+    since = utcnow() - dt.timedelta(days=since_days) if since_days else None
+    cat = (category or "").strip() or None
+    found = agreement.judge_agreement(actor, judge=(judge or "").strip() or None, since=since, category=cat)
+    voted = agreement.voted_count(actor, since=since, category=cat)
+    return AgreementOut(voted=voted, judges=[
+        JudgeAgreementOut(**{k: v for k, v in a.as_dict().items() if k != "disagreements"},
+                          unjudged=agreement.unjudged_count(actor, a.judge),
+                          disagreements=[AgreementDisagreement(**d.__dict__) for d in a.disagreements])
+        for a in found])
+
+
+@router.post("/judgements", response_model=JudgeResult, summary="Have a judge model rate your voted battles it has not rated")
+async def judge_battles(body: JudgeRequest, actor: Actor = Depends(acting_user), services=Depends(deps.services)) -> JudgeResult:
+    """Bounded: at most `limit` battles per call, one after another, each in both answer orders; every verdict is
+    stored as it arrives. 400 when the judge is not served."""
+    name = body.judge.strip()
+    verdicts = await agreement.judge_with_served(services.servers, name, actor, limit=body.limit,
+                                                 timeout=float(services.settings.request_timeout), max_tokens=body.max_tokens)
+    remaining = await anyio.to_thread.run_sync(agreement.unjudged_count, actor, name)
+    return JudgeResult(judge=name, judged=sum(verdicts.values()), verdicts=verdicts, remaining=remaining)

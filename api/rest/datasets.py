@@ -40,6 +40,8 @@ class DatasetMessage(BaseModel):
 class DatasetOut(BaseModel):
     id: int
     name: str
+    kind: Literal["chat", "preference"] = Field(description="chat (messages) or preference (prompt, chosen, rejected: "
+                                                            "its versions are read and exported under /preferences)")
     owner: str | None = Field(description="the owner's user name: only they or an admin change it")
     rows: int = Field(description="rows in the working copy")
     source_format: str | None
@@ -188,7 +190,7 @@ class FromChatIn(BaseModel):
 # ---- shaping --------------------------------------------------------------------------------------------------------
 def dataset_out(ds: Dataset) -> DatasetOut:
     last = store.latest_version(ds.id)
-    return DatasetOut(id=ds.id, name=ds.name, owner=getattr(ds, "owner_name", None), rows=draft.count(ds.id),
+    return DatasetOut(id=ds.id, name=ds.name, kind=ds.kind or "chat", owner=getattr(ds, "owner_name", None), rows=draft.count(ds.id),
                       source_format=ds.source_format, note=ds.note, latest_version=last.version if last else None,
                       latest_version_id=last.id if last else None, created_at=ds.created_at, updated_at=ds.updated_at)
 

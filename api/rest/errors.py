@@ -12,7 +12,7 @@ Engine exceptions are mapped here once, so routes just call engines and let them
 | `NameTaken` (dataset names) | 409 | name_taken |
 | `SpecError` (fine-tune spec) | 422 | invalid_spec, with `fields` |
 | `ImportRefused` (dataset import, all or nothing) | 422 | import_refused, with `problems` |
-| request validation | 422 | invalid_request |
+| request validation | 422 | invalid_request, with `fields` for a body's bad fields |
 | `AccountError` and other `ValueError` (the engines' input errors) | 400 | bad_request |
 """
 
@@ -77,10 +77,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
+        fields: dict[str, str] = {}  # a body's top-level field → its first message (as invalid_spec's `fields`)
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            if len(loc) > 1 and loc[0] == "body":
+                fields.setdefault(loc[1], str(err.get("msg")))
         for err in exc.errors()[:10]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return error_response(422, "invalid_request", "; ".join(parts) or "Invalid request.")
+        return error_response(422, "invalid_request", "; ".join(parts) or "Invalid request.", **({"fields": fields} if fields else {}))
 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -119,7 +124,8 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="not_authenticated | forbidden | not_found | name_taken | bad_request | invalid_cursor "
                                   "| invalid_request | invalid_spec | import_refused | …")
     message: str = Field(description="One sentence for a person.")
-    fields: dict[str, str] | None = Field(None, description="invalid_spec only: one message per bad field.")
+    fields: dict[str, str] | None = Field(None, description="invalid_spec, and invalid_request for a body's fields: one "
+                                                            "message per bad field.")
     problems: list[ProblemDetail] | None = Field(None, description="import_refused only: what is wrong, row by row "
                                                                    "(the first 500).")
 

@@ -44,9 +44,22 @@ def _spec_fields() -> dict[str, Any]:
     for name, f in TrainSpec.model_fields.items():
         if name == "dataset":
             continue
-        default = Field(default_factory=f.default_factory) if f.default_factory else (... if f.is_required() else f.default)
+        described = {"description": FIELD_HELP[name]} if name in FIELD_HELP else {}
+        default = (Field(default_factory=f.default_factory, **described) if f.default_factory
+                   else Field(... if f.is_required() else f.default, **described))
         fields[name] = (f.annotation, default)
     return fields
+
+
+FIELD_HELP = {  # what a client needs to know about the preference objectives (bounds are checked by validate_spec)
+    "objective": "sft trains on chat rows; dpo and orpo on a preference dataset (prompt, chosen, rejected)",
+    "beta": "DPO's β, above 0 and at most 10: how far the policy may move from the reference",
+    "dpo_loss": "DPO's loss: sigmoid, ipo, hinge or robust",
+    "label_smoothing": "robust DPO only: the share of flipped labels assumed, 0 to below 0.5",
+    "orpo_lambda": "ORPO's λ, above 0 and at most 10: the odds-ratio term's weight beside the NLL",
+    "sft_adapter": "dpo / orpo only: the output name of a completed fine-tune of the same base model to continue from "
+                   "(DPO's reference is then that model)",
+}
 
 
 SpecIn = create_model(
@@ -109,6 +122,8 @@ class TrainableDataset(BaseModel):
     dataset: str = Field(description="put this in a spec's `dataset`")
     dataset_version_id: int | None = Field(description="and this in `dataset_version_id` (saved versions)")
     rows: int
+    kind: Literal["chat", "preference"] = Field(description="chat rows train with objective sft; preference pairs "
+                                                            "(prompt, chosen, rejected) with dpo or orpo")
 
 
 # ---- shaping --------------------------------------------------------------------------------------------------------
