@@ -88,6 +88,9 @@ def build_preferences(actor: Actor, filters: PreferenceFilters | None = None, *,
 
 
 def _wanted(row: PreferenceRow, f: PreferenceFilters, report: BuildReport) -> bool:
+    if fold(row.chosen) == fold(row.rejected):  # the same text (a model against itself): no preference to learn
+        report.skip("same_answer")
+        return False
     if f.models and not set(row.source.get("models", {}).values()) & set(f.models):
         report.skip("other_models")
         return False

@@ -233,6 +233,17 @@ def test_near_duplicates_and_contradictions_are_removed(stored):
     assert [(r.chosen, r.rejected) for r in preferences.remove_duplicates(rows)] == [("c", "d")]
 
 
+def test_two_answers_with_the_same_text_never_pair(stored, settings):
+    """A model against itself often answers word for word alike: such a pair teaches nothing, and a preference file
+    refuses it (chosen == rejected), so it is skipped before it could be saved."""
+    alice, _, _ = stored
+    battle(alice, "Same twice?", "Yes, same.", "yes same", "a", models=("m1", "m1"))
+    report = build_preferences(alice, PreferenceFilters(sources=("battle",)))
+    assert report.skipped["same_answer"] == 1 and "Same twice?" not in {r.prompt[-1]["content"] for r in report.rows}
+    version = pf.create_preference_dataset(settings, "no-same", report.rows, actor=alice)
+    assert len(pf.load_preference_version(settings, version)) == len(report.rows)  # every saved row reads back
+
+
 def test_split_keeps_prompts_on_one_side(stored):
     alice, _, _ = stored
     report = build_preferences(alice, eval_fraction=0.3, seed=7)
