@@ -19,7 +19,7 @@ from datasets import Dataset
 from engines.chat_templates import TEMPLATES
 from engines.training.backend_hf import load_model, training_arguments
 from engines.training.backends import preference_config_kwargs
-from engines.training.callbacks import StudioCallback, TokenCounter, announce, studio_callbacks, train_and_save
+from engines.training.callbacks import announce, count_trainer_tokens, studio_callbacks, train_and_save
 from engines.training.data import build_preference_sets, chat_format
 
 
@@ -68,10 +68,6 @@ def train(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
         model=model, args=args, processing_class=tokenizer, callbacks=callbacks,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
     )
-    counter = TokenCounter(trainer.data_collator)  # TRL's own preference collator, counted for tokens/s
-    trainer.data_collator = counter
-    for cb in callbacks:
-        if isinstance(cb, StudioCallback):
-            cb.counter = counter
+    counter = count_trainer_tokens(trainer)  # TRL's own preference collator, counted for tokens/s
     return train_and_save(ctx, trainer, model, counter, resume_from, trainable=trainable, template=family,
                           has_eval=bool(eval_rows), adapters=["default"])

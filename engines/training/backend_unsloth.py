@@ -49,7 +49,7 @@ def train_preference(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
 
     from engines.training.backend_preference import count_tokens, trainer_classes, use_template
     from engines.training.backends import preference_config_kwargs
-    from engines.training.callbacks import StudioCallback, TokenCounter
+    from engines.training.callbacks import count_trainer_tokens
     from engines.training.data import build_preference_sets
 
     PatchDPOTrainer()
@@ -71,10 +71,6 @@ def train_preference(ctx: Any, resume_from: Path | None) -> dict[str, Any]:
     trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks,
                           train_dataset=Dataset.from_list(train_rows),
                           eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None)
-    counter = TokenCounter(trainer.data_collator)
-    trainer.data_collator = counter
-    for cb in callbacks:
-        if isinstance(cb, StudioCallback):
-            cb.counter = counter
+    counter = count_trainer_tokens(trainer)
     return train_and_save(ctx, trainer, model, counter, resume_from, trainable=trainable, template=family,
                           has_eval=bool(eval_rows), adapters=["default"])

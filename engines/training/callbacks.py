@@ -88,6 +88,17 @@ def studio_callbacks(ctx: Any, tokenizer: Any, has_eval: bool) -> tuple[TokenCou
     return counter, callbacks
 
 
+def count_trainer_tokens(trainer: Any) -> TokenCounter:
+    """Count tokens through the collator the trainer built itself (TRL's preference collator: DPO, ORPO) and point the
+    studio callback at that counter, for tokens/s; what every preference backend does once its trainer exists."""
+    counter = TokenCounter(trainer.data_collator)
+    trainer.data_collator = counter
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, StudioCallback):
+            cb.counter = counter
+    return counter
+
+
 def train_and_save(ctx: Any, trainer: Any, model: Any, counter: TokenCounter, resume_from: Path | None, *,
                    trainable: int, template: str, has_eval: bool, adapters: list[str] | None = None) -> dict[str, Any]:
     """Train (resuming if asked), save the adapter unless cancelled, and summarise the run for the `done` event.
