@@ -14,6 +14,13 @@ from engines.training.hardware import Hardware
 from engines.training.spec import TrainSpec, spec_to_yaml
 
 
+def _texts(value: object) -> list[str]:
+    """The texts of a row's field: a string, or a list of messages."""
+    if isinstance(value, str):
+        return [value]
+    return [str(m.get("content", "")) for m in value or [] if isinstance(m, dict)]
+
+
 @lru_cache(maxsize=32)
 def _dataset_tokens(path: str, mtime: float, tokenizer_json: str) -> tuple[int, float]:
     from tokenizers import Tokenizer
@@ -25,10 +32,12 @@ def _dataset_tokens(path: str, mtime: float, tokenizer_json: str) -> tuple[int, 
             if not line.strip():
                 continue
             try:
-                msgs = json.loads(line).get("messages", [])
+                obj = json.loads(line)
+                # a preference pair (prompt, chosen, rejected) is fed as the prompt with each answer
+                texts = (_texts(obj.get("prompt")) * 2 + _texts(obj.get("chosen")) + _texts(obj.get("rejected"))
+                         if "chosen" in obj else _texts(obj.get("messages", [])))
             except (ValueError, AttributeError):
                 continue
-            texts = [m.get("content", "") for m in msgs if isinstance(m, dict)]
             total += sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)) + 5 * len(texts)
             rows += 1
     return rows, total / rows if rows else 0.0

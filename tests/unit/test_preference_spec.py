@@ -84,3 +84,29 @@ def test_the_worker_reads_preference_versions_and_keeps_their_split(tmp_path):
     path.write_text(json.dumps(row(0)) + "\n" + json.dumps({"messages": []}) + "\n")
     with pytest.raises(DataError, match="Line 2"):
         build_preference_sets(spec, path)
+
+
+def test_the_estimate_counts_a_preference_pairs_prompt_with_each_answer(tmp_path):
+    """The Fine-tune form's estimate reads real tokens: a pair is its prompt fed twice, once with each answer."""
+    import json
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from engines.training.planning import _dataset_tokens
+
+
+    words = "Name a colour , please . Blue I would rather not say".split()
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(["[UNK]", *words])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = Whitespace()
+    tokenizer = tmp_path / "tokenizer.json"
+    tok.save(str(tokenizer))
+    prompt, chosen, rejected = "Name a colour, please.", "Blue.", "I would rather not say."
+    pref, chat = tmp_path / "pref.jsonl", tmp_path / "chat.jsonl"
+    pref.write_text(json.dumps({"prompt": [{"role": "user", "content": prompt}], "chosen": chosen, "rejected": rejected}) + "\n")
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": a}]}) + "\n"
+                            for a in (chosen, rejected)))
+    rows, per_pair = _dataset_tokens(str(pref), 0.0, str(tokenizer))
+    _, per_chat = _dataset_tokens(str(chat), 0.0, str(tokenizer))
+    assert rows == 1 and per_pair == pytest.approx(2 * per_chat)  # the two chats hold exactly what the pair feeds
