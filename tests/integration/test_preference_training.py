@@ -110,6 +110,9 @@ def test_dpo_second_stage_from_an_sft_adapter_and_orpo(jobs, owner, tiny_model, 
     finished(jobs, orpo_id)
     last = metric_events(jobs, orpo_id)[-1]
     assert {"log_odds_ratio", "log_odds_chosen", "nll_loss", "rewards/margins"} <= set(last)
+    for rid in (dpo_id, orpo_id):  # tokens counted through TRL's own preference collator (count_trainer_tokens)
+        done = next(e for e in jobs.events(rid)[0] if e["type"] == "done")
+        assert done["tokens_per_s"] > 0, done
 
 
 def test_dpo_on_the_bundled_model_logs_preference_metrics_and_the_adapter_answers(
