@@ -10,6 +10,7 @@ from engines.datasets import dataset_choices
 from engines.training.jobs import served_base_name
 from studio import datasets_view
 from studio.account_tab import build_account_tab, whoami_html
+from studio.agreement_panel import build_agreement_panel
 from studio.batch_eval_tab import build_batch_eval_tab, run_choices
 from studio.chat_tab import build_chat_tab, conversation_choices, status_html
 from studio.choices import model_choices
@@ -23,6 +24,7 @@ from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
 from studio.models_tab import build_models_tab
 from studio.people import actor_of
+from studio.preference_panel import build_preference_panel
 from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -85,6 +87,7 @@ def build_app(services: Services) -> gr.Blocks:
                 chat = build_chat_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.datasets"), id="datasets", elem_id="tab-datasets"), label="tab.datasets") as datasets_tab:
                 datasets = build_datasets_tab(services, tr, lang_state)
+                build_preference_panel(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.finetune"), id="finetune", elem_id="tab-finetune"), label="tab.finetune") as finetune_tab:
                 finetune = build_finetune_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.compare"), id="compare", elem_id="tab-compare"), label="tab.compare") as compare_tab:
@@ -93,6 +96,8 @@ def build_app(services: Services) -> gr.Blocks:
                         compare = build_compare_tab(services, tr, lang_state)
                     with tr.add(gr.Tab(t(lang0, "ev.tab"), id="batch", elem_id="tab-compare-batch"), label="ev.tab"):
                         batch = build_batch_eval_tab(services, tr, lang_state)
+                    with tr.add(gr.Tab(t(lang0, "agr.tab"), id="agreement", elem_id="tab-compare-agreement"), label="agr.tab") as agreement_tab:
+                        agreement = build_agreement_panel(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.history"), id="history", elem_id="tab-history"), label="tab.history") as history_tab:
                 history = build_history_tab(services, tr, lang_state)
             with tr.add(gr.Tab(t(lang0, "tab.models"), id="models", elem_id="tab-models"), label="tab.models") as models_tab:
@@ -184,6 +189,7 @@ def build_app(services: Services) -> gr.Blocks:
         models_tab.select(api_name=False, **models.show)
         models_tab.select(api_name=False, **exports.refresh)
         compare_tab.select(api_name=False, **compare.refresh)
+        agreement_tab.select(api_name=False, **agreement.refresh)
         finetune_tab.select(api_name=False, **finetune.show)
         account_tab.select(api_name=False, show_progress="hidden", **account.refresh)
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.

@@ -20,6 +20,7 @@ from engines.training.spec import ALL_LINEAR
 from storage import runs
 from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
 from studio.i18n import Translatable, t
+from studio.objective_fields import objective_fields, wire_objective_fields
 from studio.people import actor_of, ownership_hint
 from studio.plots import color_every_series
 from studio.services import Services
@@ -28,7 +29,7 @@ FIELDS = (
     "base_model", "dataset", "output_name", "method", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
     "learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len",
     "packing", "train_on_responses_only", "seed", "eval_split", "save_steps", "eval_steps", "early_stop_patience",
-    "gradient_checkpointing", "chat_template",
+    "gradient_checkpointing", "chat_template", "objective", "beta", "orpo_lambda", "sft_adapter",
 )
 POLL_S = 1.5
 
@@ -131,6 +132,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 # arrives: a name typed while the server was making one is never overwritten.
                 auto_name = gr.Textbox(name0, visible=False, elem_id="ft-auto-name")
                 fresh_name = gr.Textbox(name0, visible=False, elem_id="ft-fresh-name")
+            pref_row, objective, beta, orpo_lambda, sft_adapter = objective_fields(tr, lang0)
             with tr.add(gr.Accordion(t(lang0, "ft.section.lora"), open=False, elem_id="ft-lora"), label="ft.section.lora"):
                 with gr.Row():
                     lora_r = label("lora_r", gr.Number(start["lora_r"], precision=0, label=t(lang0, "ft.field.lora_r"), elem_id="ft-lora-r"))
@@ -206,7 +208,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
     form = [base_model, dataset, output_name, method, lora_r, lora_alpha, lora_dropout, target_modules, learning_rate,
             lr_scheduler, warmup_ratio, epochs, max_steps, batch_size, grad_accum, max_seq_len, packing, responses_only,
-            seed, eval_split, save_steps, eval_steps, patience, grad_ckpt, chat_template]
+            seed, eval_split, save_steps, eval_steps, patience, grad_ckpt, chat_template, objective, beta, orpo_lambda, sft_adapter]
 
     # ---- form: validation, estimate, command, YAML ------------------------------------------------
     def check(lang: str, *values: Any):
@@ -287,7 +289,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """Everything the right column shows for one run (called on select and on every timer tick)."""
         run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
         h = jobs.history(run.id) if (run and jobs) else None
-        loss, lr = curves(h)
+        loss, lr = curves(h, lang)
         flags = run_header(lang, run)
         log_text = "\n".join(h.logs[-30:]) if h else ""
         if run and run.status in ("failed", "interrupted") and jobs:
@@ -423,6 +425,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     cancel_btn.click(cancel, [run_id, lang_state], run_outputs, api_name="cancel_training")
     resume_btn.click(resume, [run_id, lang_state], run_outputs, api_name="resume_training")
     mlflow_btn.click(open_mlflow, [run_id, lang_state], [mlflow_link], api_name="open_mlflow")
+    wire_objective_fields(pref_row, objective, beta, orpo_lambda, sft_adapter)
     color_every_series(loss_plot)  # the first loss points, then "eval", would otherwise be drawn without a line
     gr.api(list_runs_api, api_name="list_training_runs")
     gr.api(training_datasets, api_name="training_datasets")

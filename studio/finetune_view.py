@@ -71,14 +71,23 @@ def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
     )
 
 
-def curves(h: History | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(loss curve with train/eval series, learning-rate curve) from the metric events."""
+# TRL's preference metrics (DPO; ORPO logs them too), drawn beside the loss when a run logs them.
+PREFERENCE_SERIES = (("rewards/margins", "pref.series.margin"), ("rewards/chosen", "pref.series.chosen"),
+                     ("rewards/rejected", "pref.series.rejected"))
+
+
+def curves(h: History | None, lang: str = "en") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(loss curve with train/eval series — and a DPO/ORPO run's reward margin and chosen/rejected rewards —,
+    learning-rate curve) from the metric events."""
     loss_rows, lr_rows = [], []
     for m in h.metrics if h else []:
         if "loss" in m:
             loss_rows.append({"step": m["step"], "loss": m["loss"], "series": "train"})
         if "eval_loss" in m:
             loss_rows.append({"step": m["step"], "loss": m["eval_loss"], "series": "eval"})
+        for key, label in PREFERENCE_SERIES:
+            if key in m:
+                loss_rows.append({"step": m["step"], "loss": m[key], "series": t(lang, label)})
         if "learning_rate" in m:
             lr_rows.append({"step": m["step"], "learning_rate": m["learning_rate"]})
     # Typed even when empty: the plot fixes its axis types on the first value it gets (object dtype = categories).

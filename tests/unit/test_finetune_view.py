@@ -56,6 +56,17 @@ def test_curves_are_numeric_even_when_empty():
     assert lr["learning_rate"].tolist() == [1e-4]
 
 
+def test_a_preference_run_draws_its_reward_margin_and_rewards_beside_the_loss():
+    h = History(metrics=[{"step": 1, "loss": 0.69, "rewards/margins": 0.0, "rewards/chosen": 0.01, "rewards/rejected": 0.01,
+                          "rewards/accuracies": 0.5, "learning_rate": 1e-4},
+                         {"step": 2, "loss": 0.6, "rewards/margins": 0.2, "rewards/chosen": 0.15, "rewards/rejected": -0.05}])
+    loss, _ = curves(h, "en")
+    assert sorted(set(loss["series"])) == ["chosen reward", "rejected reward", "reward margin", "train"]
+    assert loss[loss["series"] == "reward margin"]["loss"].tolist() == [0.0, 0.2]
+    assert "보상 차이" in set(curves(h, "ko")[0]["series"])
+    assert set(curves(History(metrics=[{"step": 1, "loss": 1.0}]), "en")[0]["series"]) == {"train"}  # SFT: as before
+
+
 def test_estimate_says_plainly_when_it_will_not_fit():
     est = Estimate(params=8_000_000_000, trainable=40_000_000, memory_gb=30.5, memory_parts={"weights": 16.0}, budget_gb=22,
                    fits=False, steps=100, seconds=3600, tokens_per_step=4096, device="NVIDIA L4")
