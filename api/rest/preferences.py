@@ -10,7 +10,7 @@ chats are private, so each person builds only from their own. An upload is stage
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
@@ -29,7 +29,7 @@ from api.rest.datasets import (
     version_out,
 )
 from api.rest.errors import NotFound, error_responses
-from api.rest.pages import CursorParam, Page, WideLimit, offset_page
+from api.rest.pages import MAX_ID, CursorParam, Page, WideLimit, offset_page
 from engines.accounts import Actor
 from engines.datasets import preference_files as pf
 from engines.datasets import uploads
@@ -43,6 +43,8 @@ router = APIRouter(prefix="/preferences", tags=["preferences"])
 Source = Literal[SOURCES]  # type: ignore[valid-type]
 Layout = Literal[pf.EXPORT_LAYOUTS]  # type: ignore[valid-type]
 Split = Literal["train", "eval"]
+Name = Annotated[str, Field(max_length=300)]
+EvalId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 # ---- bodies ---------------------------------------------------------------------------------------------------------
@@ -55,12 +57,12 @@ class PreferenceBuild(BaseModel):
                                               "judge: batch-evaluation examples the judge decided the same way in both orders")
     since: dt.datetime | None = Field(None, description="only judgements made at or after this time (UTC when no zone)")
     until: dt.datetime | None = Field(None, description="and before this time")
-    models: list[str] = Field(default_factory=list, max_length=50,
+    models: list[Name] = Field(default_factory=list, max_length=50,
                               description="keep a pair when either answer came from one of these models")
     category: str | None = Field(None, max_length=100, description="battles' and evaluation examples' category")
-    voters: list[str] = Field(default_factory=list, max_length=50,
+    voters: list[Name] = Field(default_factory=list, max_length=50,
                               description="who judged: a person's name, or a judge model for judge pairs")
-    eval_ids: list[int] = Field(default_factory=list, max_length=200, description="which batch evaluations (empty: all)")
+    eval_ids: list[EvalId] = Field(default_factory=list, max_length=200, description="which batch evaluations (empty: all)")
     dedupe: bool = Field(True, description="drop near-duplicate pairs and both pairs of a contradiction")
     eval_fraction: float = Field(0.0, ge=0.0, le=0.5, description="share of prompts held out as the eval split")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="the split's seed: the same rows and seed give the same split")
@@ -127,7 +129,10 @@ class PreferenceExportIn(BaseModel):
 # ---- shaping --------------------------------------------------------------------------------------------------------
 def _filters(body: PreferenceBuild) -> tuple[PreferenceFilters, dict[str, Any]]:
     def naive_utc(at: dt.datetime | None) -> dt.datetime | None:
-        return at.astimezone(dt.UTC).replace(tzinfo=None) if at and at.tzinfo else at
+        try:
+            return at.astimezone(dt.UTC).replace(tzinfo=None) if at and at.tzinfo else at
+        except (OverflowError, ValueError):
+            raise ValueError(f"{at.isoformat()} is out of range.") from None
 
     f = PreferenceFilters(sources=tuple(body.sources), since=naive_utc(body.since), until=naive_utc(body.until),
                           models=tuple(m.strip() for m in body.models if m.strip()),

@@ -21,7 +21,7 @@ EXAMPLES = 5
 EXCLUDED = [positive_data_acceptance, ignored_auth]
 # Operations whose valid requests start long work (or change what other requests see for minutes).
 HEAVY = ("POST /finetunes", "POST /finetunes/{run_id}/resume", "POST /evaluations", "POST /evaluations/{eval_id}/resume",
-         "POST /arena/battles")
+         "POST /arena/battles", "POST /arena/judgements")
 
 
 def _property_test(operation, label: str, headers: dict[str, str], base_url: str):
