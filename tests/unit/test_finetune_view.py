@@ -61,8 +61,8 @@ def test_a_preference_run_draws_its_reward_margin_and_rewards_beside_the_loss():
                           "rewards/accuracies": 0.5, "learning_rate": 1e-4},
                          {"step": 2, "loss": 0.6, "rewards/margins": 0.2, "rewards/chosen": 0.15, "rewards/rejected": -0.05}])
     loss, _ = curves(h, "en")
-    assert sorted(set(loss["series"])) == ["chosen reward", "rejected reward", "reward margin", "train"]
-    assert loss[loss["series"] == "reward margin"]["loss"].tolist() == [0.0, 0.2]
+    assert sorted(set(loss["series"])) == ["chosen", "margin", "rejected", "train"]  # short: the legend fits beside "train"
+    assert loss[loss["series"] == "margin"]["loss"].tolist() == [0.0, 0.2]
     assert "보상 차이" in set(curves(h, "ko")[0]["series"])
     assert set(curves(History(metrics=[{"step": 1, "loss": 1.0}]), "en")[0]["series"]) == {"train"}  # SFT: as before
 
