@@ -360,3 +360,39 @@ def test_account_endpoints_as_an_admin(tmp_path):
         assert "revoked" in json.dumps(revoked).lower() or revoked["data"][0] != keys["data"][0]
     finally:
         stop_studio(proc)
+
+
+def test_preference_pairs_and_judge_agreement_endpoints(client, settings):
+    """/build_preferences and /save_preferences (the Datasets tab's preference panel), /judge_agreement and
+    /judge_battles (Compare → Judge agreement), on two voted battles between models named for this test."""
+    from engines import accounts
+    from engines.evaluation.compare import record_vote, save_battle_answers, start_battle
+    from storage import battles, connect
+
+    tag = uuid.uuid4().hex[:8]
+    models, judge = f"api-a-{tag}, api-b-{tag}", f"api-judge-{tag}"
+    db = connect(settings.db_url)
+    try:
+        owner = accounts.bootstrap(None)
+        for prompt, vote, verdict in ((f"One? {tag}", "a", "a"), (f"Two? {tag}", "b", "a")):
+            bid = start_battle(owner, prompt, f"api-a-{tag}", f"api-b-{tag}", blind=True)
+            save_battle_answers(owner, bid, f"first answer {tag}", f"second answer {tag}")
+            record_vote(owner, bid, vote)
+            battles.save_judgement(bid, judge, verdict)
+    finally:
+        db.close()
+
+    filters = (["battle"], "", "", models, "", "", True, 0, 0)  # sources, from, to, models, category, voters, dedupe, eval share, seed
+    summary, table, _ = client.predict("en", *filters, api_name="/build_preferences")
+    assert "data-rows='2'" in summary and len(table["data"]) == 2, (summary, table)
+    name = _unique("api-prefs")
+    *_, saved = client.predict("en", name, "", *filters, api_name="/save_preferences")
+    assert f"Saved “{name}” v1 with 2 pairs" in saved
+    assert any(name in d["label"] for d in client.predict(api_name="/training_datasets"))
+
+    voted, agreement_table, disagreements = client.predict("en", 0, "", api_name="/judge_agreement")
+    row = next(r for r in agreement_table["data"] if r[0] == judge)
+    assert row[1] == 2 and row[2] == "50%", row
+    assert any(f"Two? {tag}" in str(cell) for r in disagreements["data"] for cell in r)
+    progress, *_ = client.predict(MODEL, 1, 8, "en", 0, "", api_name="/judge_battles")
+    assert "data-status='completed'" in progress and "data-done='1'" in progress, progress
