@@ -133,7 +133,7 @@ def test_the_hardware_line_and_the_default_name_are_made_now(page: Page, studio_
     page.locator("#tab-chat-button").click()
     page.locator("#tab-finetune-button").click()
     page.wait_for_function("(t) => Number(document.querySelector('#ft-hardware-line').dataset.checked) > t", arg=first,
-                           timeout=5_000)  # read again when the tab opened
+                           timeout=30_000)  # read again when the tab opened (seconds when the machine is loaded)
 
     name_box = page.locator("#ft-output-name textarea, #ft-output-name input").first
     page.locator("#ft-dataset input").click()

@@ -59,7 +59,7 @@ def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -
 
     repo.fill("studio-test/tiny-llama-e2e")
     page.locator("#dl-start").click()
-    expect(box).to_have_attribute("data-job", re.compile("tiny-llama-e2e"))
+    expect(box).to_have_attribute("data-job", re.compile("tiny-llama-e2e"), timeout=30_000)  # a loaded CI box is slow
     expect(box).to_have_attribute("data-status", "done", timeout=60_000)
     expect(box).not_to_have_attribute("data-total", "0")
     expect(page.locator("#dl-jobs")).to_contain_text("studio-test/tiny-llama-e2e")
