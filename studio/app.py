@@ -232,10 +232,23 @@ def build_app(services: Services) -> gr.Blocks:
                 "<span id='app-ready'></span>",
             ]
 
+        def relabel_tables(lang: str, *values):
+            """The tables as this page shows them (a dataset's page, a search, an evaluation), headers in `lang`."""
+            return tr.table_updates(lang if lang in LANGUAGES else lang0, values)
+
         language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden",
                        js=GRADIO_LOCALE_JS)
+        language.input(relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden")
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
                   js=GRADIO_LOCALE_JS)
-        for spec in (models.show, exports.refresh, compare.refresh, finetune.show):
+        for spec in (models.show, exports.refresh, finetune.show):
             demo.load(api_name=False, **spec)
+        # The leaderboard is drawn after its headers are relabelled: the other way round, the table of the app's start
+        # (relabelled) could land over the one drawn now.
+        def relabel_tables_at_load(lang: str, *values):
+            """A fresh page's tables are in the app's start language: relabelled only when this browser chose another."""
+            return [gr.skip()] * len(values) if lang not in LANGUAGES or lang == lang0 else tr.table_updates(lang, values)
+
+        demo.load(relabel_tables_at_load, [lang_state, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
+            api_name=False, **compare.refresh)
     return demo
