@@ -219,7 +219,7 @@ def build_app(services: Services) -> gr.Blocks:
                 gr.update(choices=conversation_choices(actor_of(request)), value=None),
                 gr.update(choices=base_model_choices(services)),
                 gr.update(choices=training_file_choices(settings, lang if lang in LANGUAGES else lang0)),
-                _focus_run(), gr.update(choices=datasets_view.dataset_choices()),
+                _focus_run(), gr.update(choices=datasets_view.dataset_choices(lang if lang in LANGUAGES else lang0)),
                 "<span id='app-ready'></span>",
             ]
 
