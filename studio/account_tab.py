@@ -12,7 +12,7 @@ import pandas as pd
 from engines import accounts
 from engines.accounts import AccountError, PermissionDenied
 from studio.choices import model_choices
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of
 from studio.services import Services
 
@@ -61,9 +61,14 @@ ChatOpenAI(base_url="{base}/v1", api_key="{key}", model="{model}").invoke("Hello
 ```"""
 
 
+KEY_COLUMNS = ("acct.col.id", "acct.col.label", "acct.col.prefix", "acct.col.user", "acct.col.created", "acct.col.last_used",
+               "acct.col.state")
+USER_COLUMNS = ("acct.col.name", "acct.col.role", "acct.col.state", "acct.col.created")
+ROLE_CHOICES = [(f"acct.role.{r}", r) for r in accounts.ROLES[::-1]]
+
+
 def _keys_frame(lang: str, rows: list[dict]) -> pd.DataFrame:
-    cols = [t(lang, c) for c in ("acct.col.id", "acct.col.label", "acct.col.prefix", "acct.col.user", "acct.col.created",
-                                 "acct.col.last_used", "acct.col.state")]
+    cols = [t(lang, c) for c in KEY_COLUMNS]
     data = [[k["id"], k["name"], k["prefix"] + "…", k["user"], f"{k['created_at']:%Y-%m-%d %H:%M}",
              f"{k['last_used_at']:%Y-%m-%d %H:%M}" if k["last_used_at"] else "–",
              t(lang, "acct.revoked") if k["revoked"] else t(lang, "acct.active")] for k in rows]
@@ -71,7 +76,7 @@ def _keys_frame(lang: str, rows: list[dict]) -> pd.DataFrame:
 
 
 def _users_frame(lang: str, rows: list[dict]) -> pd.DataFrame:
-    cols = [t(lang, c) for c in ("acct.col.name", "acct.col.role", "acct.col.state", "acct.col.created")]
+    cols = [t(lang, c) for c in USER_COLUMNS]
     data = [[u["name"], t(lang, f"acct.role.{u['role']}"),
              t(lang, "acct.disabled") if u["disabled"] else (t(lang, "acct.active") if u["can_log_in"] else t(lang, "acct.no_password")),
              f"{u['created_at']:%Y-%m-%d %H:%M}"] for u in rows]
@@ -91,7 +96,8 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         new_key = tr.add(gr.Textbox(label=t(lang0, "acct.key_once"), visible=False, interactive=False, buttons=["copy"],
                                     elem_id="acct-new-key"), label="acct.key_once")
         key_usage = gr.Markdown("", visible=False, elem_id="acct-key-usage")
-        keys_table = gr.Dataframe(interactive=False, elem_id="acct-keys-table", max_height=260)
+        keys_table = tr.add(gr.Dataframe(_keys_frame(lang0, []), interactive=False, elem_id="acct-keys-table", max_height=260),
+                            headers=KEY_COLUMNS, cells={6: ("acct.revoked", "acct.active")})
         with gr.Row(equal_height=True):
             revoke_id = tr.add(gr.Number(value=None, label=t(lang0, "acct.key_id"), precision=0, scale=1, elem_id="acct-revoke-id"),
                                label="acct.key_id")
@@ -99,14 +105,15 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                                 value="acct.key_revoke")
     with tr.add(gr.Accordion(t(lang0, "acct.users"), open=True, elem_id="acct-users"), label="acct.users"):
         users_note = gr.Markdown("", elem_id="acct-users-note")
-        users_table = gr.Dataframe(interactive=False, elem_id="acct-users-table", max_height=300)
+        users_table = tr.add(gr.Dataframe(_users_frame(lang0, []), interactive=False, elem_id="acct-users-table", max_height=300),
+                             headers=USER_COLUMNS, cells={1: tuple(k for k, _ in ROLE_CHOICES),
+                                                          2: ("acct.disabled", "acct.active", "acct.no_password")})
         with gr.Row(equal_height=True):
             u_name = tr.add(gr.Textbox(label=t(lang0, "acct.user_name"), elem_id="acct-user-name"), label="acct.user_name")
             u_pass = tr.add(gr.Textbox(label=t(lang0, "acct.password"), type="password", elem_id="acct-user-password"),
                             label="acct.password")
-            u_role = tr.add(gr.Radio([(t(lang0, f"acct.role.{r}"), r) for r in accounts.ROLES[::-1]], value="member",
-                                     label=t(lang0, "acct.role"),
-                                     elem_id="acct-user-role"), label="acct.role")
+            u_role = tr.add(gr.Radio(choices_for(lang0, ROLE_CHOICES), value="member", label=t(lang0, "acct.role"),
+                                     elem_id="acct-user-role"), label="acct.role", choices=ROLE_CHOICES)
         with gr.Row():
             add_btn = tr.add(gr.Button(t(lang0, "acct.add"), variant="primary", elem_id="acct-add"), value="acct.add")
             passwd_btn = tr.add(gr.Button(t(lang0, "acct.passwd"), elem_id="acct-passwd"), value="acct.passwd")
@@ -128,7 +135,7 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             users, note = _users_frame(lang, accounts.list_users(actor)), ""
         else:
             users, note = _users_frame(lang, []), f"**{t(lang, 'acct.admin_only')}**"
-        roles = gr.update(choices=[(t(lang, f"acct.role.{r}"), r) for r in accounts.ROLES[::-1]], interactive=actor.is_admin)
+        roles = gr.update(choices=choices_for(lang, ROLE_CHOICES), interactive=actor.is_admin)
         return [who, keys, users, note, *[roles if c is u_role else gr.update(interactive=actor.is_admin) for c in admin_controls]]
 
     show_outputs = [me, keys_table, users_table, users_note, *admin_controls]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from engines.datasets import dataset_choices
 from engines.training.jobs import served_base_name
 from studio import datasets_view
 from studio.account_tab import build_account_tab, whoami_html
@@ -18,8 +17,7 @@ from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
 from studio.download_panel import build_download_panel
 from studio.exports_panel import build_exports_panel
-from studio.finetune_tab import base_model_choices, build_finetune_tab, hardware_line, preset_choices
-from studio.finetune_view import runs_frame
+from studio.finetune_tab import base_model_choices, build_finetune_tab, training_file_choices
 from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
 from studio.models_tab import build_models_tab
@@ -43,12 +41,6 @@ GRADIO_LOCALE_JS = """
 }
 """
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
-
-
-def _recent_runs() -> list:
-    from storage import runs
-
-    return runs.list_runs(50)
 
 
 def _focus_run() -> str:
@@ -195,8 +187,9 @@ def build_app(services: Services) -> gr.Blocks:
         # Rows added from Chat meanwhile are on the page when the Datasets tab opens again.
         datasets_tab.select(api_name=False, **datasets.refresh)
         # A dataset version saved a moment ago (or a model just served) is in the Fine-tune pickers when the tab opens.
-        finetune_tab.select(lambda: (gr.update(choices=dataset_choices(settings)), gr.update(choices=base_model_choices(services))),
-                            None, [finetune.dataset, finetune.base_model], api_name=False, show_progress="hidden")
+        finetune_tab.select(lambda lang: (gr.update(choices=training_file_choices(settings, lang)),
+                                          gr.update(choices=base_model_choices(services))),
+                            [lang_state], [finetune.dataset, finetune.base_model], api_name=False, show_progress="hidden")
 
         def relabel_updates(lang: str) -> tuple[list, list]:
             fallback = [(settings.default_model, settings.default_model)]
@@ -207,9 +200,6 @@ def build_app(services: Services) -> gr.Blocks:
                     language: {"value": lang},
                     chat.status: {"value": status_html(services, lang)},
                     chat.model: {"choices": model_choices(services) or fallback},
-                    finetune.runs_table: {"value": runs_frame(lang, _recent_runs())},
-                    finetune.preset: {"choices": preset_choices(lang)},
-                    finetune.hardware: {"value": hardware_line(lang)},
                 },
             )
 
@@ -233,15 +223,29 @@ def build_app(services: Services) -> gr.Blocks:
             return [
                 *relabel(lang), whoami_html(lang if lang in LANGUAGES else lang0, request),
                 gr.update(choices=conversation_choices(actor_of(request)), value=None),
-                gr.update(choices=base_model_choices(services)), gr.update(choices=dataset_choices(settings)),
-                _focus_run(), gr.update(choices=datasets_view.dataset_choices()),
+                gr.update(choices=base_model_choices(services)),
+                gr.update(choices=training_file_choices(settings, lang if lang in LANGUAGES else lang0)),
+                _focus_run(), gr.update(choices=datasets_view.dataset_choices(lang if lang in LANGUAGES else lang0)),
                 "<span id='app-ready'></span>",
             ]
 
+        def relabel_tables(lang: str, *values):
+            """The tables as this page shows them (a dataset's page, a search, an evaluation), headers in `lang`."""
+            return tr.table_updates(lang if lang in LANGUAGES else lang0, values)
+
         language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden",
                        js=GRADIO_LOCALE_JS)
+        language.input(relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden")
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
                   js=GRADIO_LOCALE_JS)
-        for spec in (models.show, exports.refresh, compare.refresh, finetune.show):
+        for spec in (models.show, exports.refresh, finetune.show):
             demo.load(api_name=False, **spec)
+        # The leaderboard is drawn after its headers are relabelled: the other way round, the table of the app's start
+        # (relabelled) could land over the one drawn now.
+        def relabel_tables_at_load(lang: str, *values):
+            """A fresh page's tables are in the app's start language: relabelled only when this browser chose another."""
+            return [gr.skip()] * len(values) if lang not in LANGUAGES or lang == lang0 else tr.table_updates(lang, values)
+
+        demo.load(relabel_tables_at_load, [lang_state, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
+            api_name=False, **compare.refresh)
     return demo

@@ -16,7 +16,9 @@ from engines.training.data import DataError
 from storage import datasets, evals, runs
 from studio.api_files import downloadable
 from studio.batch_eval_view import (
+    EXAMPLE_COLUMNS,
     OUTCOME_FILTERS,
+    SUMMARY_COLUMNS,
     example_detail,
     examples_table,
     filter_examples,
@@ -26,11 +28,16 @@ from studio.batch_eval_view import (
     summary_table,
 )
 from studio.choices import model_choices
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of, ownership_hint
 from studio.services import Services
 
 POLL_S = 1.0
+SOURCE_CHOICES = [("ev.src_dataset", "dataset"), ("ev.src_run", "run"), ("ev.src_pasted", "pasted")]
+SPLIT_CHOICES = [("ev.split_eval", "eval"), ("ev.split_all", "all")]
+OUTCOME_CHOICES = [(f"ev.outcome.{o}", o) for o in OUTCOME_FILTERS]
+SUMMARY_KEYS = tuple(f"ev.col.{k}" for k in SUMMARY_COLUMNS)
+EXAMPLE_KEYS = tuple(f"ev.ex.{k}" for k in EXAMPLE_COLUMNS)
 
 
 @dataclass
@@ -42,23 +49,31 @@ class BatchEvalTab:
     timer: gr.Timer
 
 
-def version_choices() -> list[tuple[str, str]]:
-    return [(f"{v.dataset.name} · v{v.version} ({v.row_count} rows)", str(v.id)) for v in reversed(datasets.list_versions())]
+def version_choices(lang: str) -> list[tuple[str, str]]:
+    return [(f"{v.dataset.name} · v{v.version} ({t(lang, 'ds.n_rows', n=v.row_count)})", str(v.id))
+            for v in reversed(datasets.list_versions())]
 
 
 def run_choices() -> list[tuple[str, str]]:
     return [(f"#{r.id} {r.name} ← {r.base_model}", str(r.id)) for r in runs.list_runs(100, statuses=("completed",))]
 
 
-def eval_choices() -> list[tuple[str, str]]:
+def eval_choices(lang: str) -> list[tuple[str, str]]:
     """Every evaluation of the team, each labelled with its owner (only they or an admin stop/resume it)."""
-    return [(f"#{e.id} {e.name} · {e.status}" + (f" · {e.owner_name}" if getattr(e, "owner_name", None) else ""), str(e.id))
-            for e in evals.list_evals(100)]
+    return [(f"#{e.id} {e.name} · {t(lang, f'ev.status.{e.status}')}" + (f" · {e.owner_name}" if getattr(e, "owner_name", None) else ""),
+             str(e.id)) for e in evals.list_evals(100)]
+
+
+def model_filter_choices(lang: str, models: list[str]) -> list[tuple[str, str]]:
+    return [(t(lang, "ev.all_models"), "all"), *((m, m) for m in models)]
 
 
 def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) -> BatchEvalTab:
     settings, manager = services.settings, services.evals
     lang0 = settings.ui_language
+
+    def judge_choices(lang: str) -> list[tuple[str, str]]:
+        return [(t(lang, "ev.no_judge"), ""), *((n, n) for _, n in model_choices(services))]
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
@@ -67,15 +82,14 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                             label="ev.models", info="ev.models_info")
             judge = tr.add(gr.Dropdown(choices=[(t(lang0, "ev.no_judge"), "")], value="", allow_custom_value=True,
                                        label=t(lang0, "ev.judge"), info=t(lang0, "ev.judge_info"), elem_id="ev-judge"),
-                           label="ev.judge", info="ev.judge_info")
-            source = tr.add(gr.Radio([(t(lang0, "ev.src_dataset"), "dataset"), (t(lang0, "ev.src_run"), "run"),
-                                      (t(lang0, "ev.src_pasted"), "pasted")], value="pasted", label=t(lang0, "ev.source"),
-                                     elem_id="ev-source"), label="ev.source")
+                           label="ev.judge", info="ev.judge_info", choices=judge_choices)
+            source = tr.add(gr.Radio(choices_for(lang0, SOURCE_CHOICES), value="pasted", label=t(lang0, "ev.source"),
+                                     elem_id="ev-source"), label="ev.source", choices=SOURCE_CHOICES)
             with gr.Row(visible=False) as dataset_row:
-                version = tr.add(gr.Dropdown(choices=version_choices(), value=None, label=t(lang0, "ev.dataset"),
-                                             elem_id="ev-dataset", scale=3), label="ev.dataset")
-                split = tr.add(gr.Radio([(t(lang0, "ev.split_eval"), "eval"), (t(lang0, "ev.split_all"), "all")], value="eval",
-                                        label=t(lang0, "ev.split"), scale=2), label="ev.split")
+                version = tr.add(gr.Dropdown(choices=version_choices(lang0), value=None, label=t(lang0, "ev.dataset"),
+                                             elem_id="ev-dataset", scale=3), label="ev.dataset", choices=version_choices)
+                split = tr.add(gr.Radio(choices_for(lang0, SPLIT_CHOICES), value="eval",
+                                        label=t(lang0, "ev.split"), scale=2), label="ev.split", choices=SPLIT_CHOICES)
             run_pick = tr.add(gr.Dropdown(choices=run_choices(), value=None, label=t(lang0, "ev.run"), visible=False,
                                           elem_id="ev-run"), label="ev.run")
             pasted = tr.add(gr.Textbox(lines=6, max_lines=16, label=t(lang0, "ev.pasted"), placeholder=t(lang0, "ev.pasted_ph"),
@@ -97,8 +111,8 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                 start = tr.add(gr.Button(t(lang0, "ev.start"), variant="primary", elem_id="ev-start"), value="ev.start")
                 stop = tr.add(gr.Button(t(lang0, "ev.stop"), variant="stop", elem_id="ev-stop"), value="ev.stop")
                 resume = tr.add(gr.Button(t(lang0, "ev.resume"), elem_id="ev-resume"), value="ev.resume")
-            history = tr.add(gr.Dropdown(choices=eval_choices(), value=None, label=t(lang0, "ev.history"), elem_id="ev-history"),
-                             label="ev.history")
+            history = tr.add(gr.Dropdown(choices=eval_choices(lang0), value=None, label=t(lang0, "ev.history"), elem_id="ev-history"),
+                             label="ev.history", choices=eval_choices)
             owner_md = gr.Markdown("", elem_id="ev-owner")
         with gr.Column(scale=3, min_width=420):
             eval_id = gr.Textbox(value="", visible=False, elem_id="ev-id")
@@ -110,18 +124,21 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                 mlflow_btn = tr.add(gr.Button(t(lang0, "ft.mlflow"), size="sm", elem_id="ev-mlflow"), value="ft.mlflow")
             csv_file = gr.File(label="CSV", visible=False, elem_id="ev-csv")
             mlflow_link = gr.Markdown("", elem_id="ev-mlflow-link")
-    summary = gr.Dataframe(summary_table(lang0, {}), interactive=False, elem_id="ev-summary",
-                           column_widths=["20%", "7%", "7%", "6%", "9%", "9%", "9%", "8%", "11%", "10%"])
+    summary = tr.add(gr.Dataframe(summary_table(lang0, {}), interactive=False, elem_id="ev-summary",
+                                  column_widths=["20%", "7%", "7%", "6%", "9%", "9%", "9%", "8%", "11%", "10%"]),
+                     headers=SUMMARY_KEYS)
     tr.add(gr.Markdown(t(lang0, "ev.summary_help"), elem_classes=["ev-help"]), value="ev.summary_help")
     with gr.Row():
-        f_model = tr.add(gr.Dropdown(choices=["all"], value="all", label=t(lang0, "ev.filter_model"), elem_id="ev-f-model"),
-                         label="ev.filter_model")
-        f_outcome = tr.add(gr.Dropdown(choices=[(t(lang0, f"ev.outcome.{o}"), o) for o in OUTCOME_FILTERS], value="all",
+        # Its choices are the open evaluation's models: drawn in the page's language with them (view), not relabelled here.
+        f_model = tr.add(gr.Dropdown(choices=model_filter_choices(lang0, []), value="all", label=t(lang0, "ev.filter_model"),
+                                     elem_id="ev-f-model"), label="ev.filter_model")
+        f_outcome = tr.add(gr.Dropdown(choices=choices_for(lang0, OUTCOME_CHOICES), value="all",
                                        label=t(lang0, "ev.filter_outcome"), elem_id="ev-f-outcome"),
-                           label="ev.filter_outcome")
+                           label="ev.filter_outcome", choices=OUTCOME_CHOICES)
         f_query = tr.add(gr.Textbox(label=t(lang0, "ev.filter_query"), elem_id="ev-f-query"), label="ev.filter_query")
-    examples = gr.Dataframe(examples_table(lang0, report.empty_frame()), interactive=False, wrap=True, max_height=480,
-                            elem_id="ev-examples", column_widths=["4%", "14%", "27%", "33%", "6%", "5%", "4%", "7%"])
+    examples = tr.add(gr.Dataframe(examples_table(lang0, report.empty_frame()), interactive=False, wrap=True, max_height=480,
+                                   elem_id="ev-examples", column_widths=["4%", "14%", "27%", "33%", "6%", "5%", "4%", "7%"]),
+                      headers=EXAMPLE_KEYS, cells={7: tuple(k for k, _ in OUTCOME_CHOICES)})
     detail = gr.Markdown("", elem_id="ev-detail")
     last_sig = gr.State("")
 
@@ -129,12 +146,12 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     def show_source(src: str):
         return gr.update(visible=src == "dataset"), gr.update(visible=src == "run"), gr.update(visible=src == "pasted")
 
-    def refresh_choices(selected: list[str] | None, judge_v: str | None):
+    def refresh_choices(selected: list[str] | None, judge_v: str | None, lang: str):
         names = [v for _, v in model_choices(services)]
         keep = [m for m in (selected or []) if m]
         return (gr.update(choices=list(dict.fromkeys([*keep, *names]))),
-                gr.update(choices=[(t(settings.ui_language, "ev.no_judge"), ""), *((n, n) for n in names)]),
-                gr.update(choices=version_choices()), gr.update(choices=run_choices()))
+                gr.update(choices=judge_choices(lang)),
+                gr.update(choices=version_choices(lang)), gr.update(choices=run_choices()))
 
     def submit(models_v, judge_v, src, version_v, split_v, run_v, pasted_v, name_v, temp, mt, conc, limit_v, lang,
                request: gr.Request):
@@ -148,7 +165,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
         except (PromptSetError, EvalError, DataError, DatasetFileError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ev.started", n=len(ps.examples), models=len(models_v)) + (f" ({ps.note})" if ps.note else ""))
-        return str(eid), gr.update(choices=eval_choices(), value=str(eid))
+        return str(eid), gr.update(choices=eval_choices(lang), value=str(eid))
 
     def view(eid: str, lang: str, fm: str, fo: str, fq: str, sig: str, force: bool = True):
         """Progress always; tables and plots only when the stored results changed (no flicker on idle ticks)."""
@@ -162,11 +179,11 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
             return bar, *([gr.skip()] * 6), sig
         frame = report.results_frame(run)
         summ = evals.loads(run.summary, None) or (report.summarise(run, frame) if len(frame) else {})
-        model_names = ["all", *evals.loads(run.models, [])]
+        model_names = evals.loads(run.models, [])
         shown = filter_examples(frame, fm, fo, fq)
         return (bar, summary_table(lang, summ), score_bars(lang, summ), judge_note_text(lang, summ),
-                gr.update(choices=model_names, value=fm if fm in model_names else "all"),
-                examples_table(lang, shown), gr.update(choices=eval_choices()), new_sig)
+                gr.update(choices=model_filter_choices(lang, model_names), value=fm if fm in model_names else "all"),
+                examples_table(lang, shown), gr.update(choices=eval_choices(lang)), new_sig)
 
     def poll(eid, lang, fm, fo, fq, sig):
         return view(eid, lang, fm, fo, fq, sig, force=False)
@@ -256,7 +273,8 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     # ---- wiring ----------------------------------------------------------------------------------------------------
     source.change(show_source, [source], [dataset_row, run_pick, pasted], api_name=False, show_progress="hidden")
     for comp in (models, judge, version, run_pick):
-        comp.focus(refresh_choices, [models, judge], [models, judge, version, run_pick], api_name=False, show_progress="hidden")
+        comp.focus(refresh_choices, [models, judge, lang_state], [models, judge, version, run_pick], api_name=False,
+                   show_progress="hidden")
     view_inputs = [eval_id, lang_state, f_model, f_outcome, f_query, last_sig]
     view_outputs = [progress, summary, bars, judge_note, f_model, examples, history, last_sig]
     start.click(submit, [models, judge, source, version, split, run_pick, pasted, name, temperature, max_tokens, concurrency,

@@ -12,6 +12,8 @@ from studio.i18n import t
 
 OUTCOME_FILTERS = ("all", "win", "loss", "tie", "error", "skipped", "failed")
 PHASES = ("queued", "generate", "judge", "score", "log")
+SUMMARY_COLUMNS = ("model", "answered", "rouge_l", "bleu", "exact", "chars", "tokens", "win_rate", "lc_win_rate", "wlte")
+EXAMPLE_COLUMNS = ("example", "model", "question", "output", "rouge_l", "bleu", "exact", "judge")
 
 
 def progress_html(lang: str, run: Any, progress: Any | None) -> str:
@@ -48,8 +50,7 @@ def _num(v: Any, digits: int = 3) -> str:
 
 
 def summary_table(lang: str, summary: dict[str, Any]) -> pd.DataFrame:
-    keys = ["model", "answered", "rouge_l", "bleu", "exact", "chars", "tokens", "win_rate", "lc_win_rate", "wlte"]
-    cols = [t(lang, f"ev.col.{k}") for k in keys]
+    cols = [t(lang, f"ev.col.{k}") for k in SUMMARY_COLUMNS]
     rows = []
     baseline = summary.get("baseline")
     for model, s in (summary.get("models") or {}).items():
@@ -124,15 +125,14 @@ def filter_examples(frame: pd.DataFrame, model: str | None, outcome: str | None,
 
 def examples_table(lang: str, frame: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
     """The per-example table as shown: long texts clipped (the detail panel shows them whole)."""
-    keys = ["example", "model", "question", "output", "rouge_l", "bleu", "exact", "judge"]
-    cols = [t(lang, f"ev.ex.{k}") for k in keys]
+    cols = [t(lang, f"ev.ex.{k}") for k in EXAMPLE_COLUMNS]
     rows = []
     for r in frame.head(limit).itertuples(index=False):
         rows.append([
             int(r.example) + 1, r.model, _clip(r.question), _clip(r.output) if isinstance(r.output, str) else f"⚠ {_clip(r.error if isinstance(r.error, str) else '')}",
             _num(r.rouge_l if pd.notna(r.rouge_l) else None), _num(r.bleu if pd.notna(r.bleu) else None, 1),
             "✓" if r.exact is True else ("✗" if r.exact is False else "–"),
-            r.judge_outcome if isinstance(r.judge_outcome, str) else "–",
+            t(lang, f"ev.outcome.{r.judge_outcome}") if isinstance(r.judge_outcome, str) else "–",
         ])
     return pd.DataFrame(rows, columns=cols)
 

@@ -133,8 +133,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 export_btn = tr.add(gr.Button(t(lang0, "chat.export_button"), size="sm", elem_id="export-btn"), value="chat.export_button")
                 export_files = tr.add(gr.File(label=t(lang0, "chat.export_files"), file_count="multiple", interactive=False, elem_id="export-files"), label="chat.export_files")
                 delete_btn = tr.add(gr.Button(t(lang0, "chat.delete_button"), variant="stop", size="sm", elem_id="delete-btn"), value="chat.delete_button")
-                to_dataset = tr.add(gr.Dropdown(choices=dataset_choices(), value=None, label=t(lang0, "chat.add_to_dataset"),
-                                                elem_id="chat-to-dataset"), label="chat.add_to_dataset")
+                to_dataset = tr.add(gr.Dropdown(choices=dataset_choices(lang0), value=None, label=t(lang0, "chat.add_to_dataset"),
+                                                elem_id="chat-to-dataset"), label="chat.add_to_dataset", choices=dataset_choices)
                 to_dataset_btn = tr.add(gr.Button(t(lang0, "chat.add_to_dataset_button"), size="sm", elem_id="chat-to-dataset-btn"),
                                         value="chat.add_to_dataset_button")
 
@@ -553,7 +553,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     # The picker checks its value against the choices this session saw; the API takes any dataset id (the engine checks).
     to_dataset_btn.click(add_to_dataset, [conversation_id, to_dataset, lang_state], None, api_name=False)
     gr.api(add_chat_to_dataset, api_name="add_chat_to_dataset")
-    to_dataset.focus(lambda: gr.update(choices=dataset_choices()), None, [to_dataset], api_name=False, show_progress="hidden")
+    to_dataset.focus(lambda lang: gr.update(choices=dataset_choices(lang)), [lang_state], [to_dataset], api_name=False, show_progress="hidden")
     export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
     refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
     timer = gr.Timer(3.0)

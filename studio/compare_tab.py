@@ -25,11 +25,13 @@ from engines.evaluation.ratings import leaderboard, win_matrix
 from engines.inference import ChatParams, Delta, Finished, InferenceError
 from storage import battles
 from studio.choices import model_choices
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of
 from studio.services import Services
 
 MAX_PANES = 4
+MODE_CHOICES = [("cmp.side_by_side", "side"), ("cmp.arena", "arena")]
+BOARD_KEYS = tuple(f"cmp.col.{c}" for c in ("rank", "model", "score", "ci", "elo", "battles", "win_rate"))
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}
 
 
@@ -51,7 +53,7 @@ def _labels(lang: str, round_: dict, n: int) -> list[str]:
 def leaderboard_outputs(lang: str, since_days: float | None, category: str, blind_only: bool):
     vs = votes(since_days=since_days or None, category=(category or "").strip() or None, blind_only=bool(blind_only))
     board = leaderboard(vs, rounds=100)
-    cols = [t(lang, f"cmp.col.{c}") for c in ("rank", "model", "score", "ci", "elo", "battles", "win_rate")]
+    cols = [t(lang, k) for k in BOARD_KEYS]
     table = pd.DataFrame(
         [[i + 1, r.model, round(r.score), f"{r.low:.0f} – {r.high:.0f}", round(r.elo), r.battles, f"{100 * r.win_rate:.0f}%"]
          for i, r in enumerate(board)], columns=cols)
@@ -67,7 +69,8 @@ def leaderboard_outputs(lang: str, since_days: float | None, category: str, blin
                 r = rate[i, j]
                 hue = int(120 * r) if not math.isnan(r) else 0
                 cells.append(f"<td class='cmp-cell' style='background: hsla({hue}, 70%, 45%, 0.35)' "
-                             f"title='{count[i, j]} battles'>{100 * r:.0f}%<small> ({count[i, j]})</small></td>")
+                             f"title='{html.escape(t(lang, 'cmp.n_battles', n=count[i, j]), quote=True)}'>{100 * r:.0f}%"
+                             f"<small> ({count[i, j]})</small></td>")
         rows.append(f"<tr><th>{html.escape(m)}</th>{''.join(cells)}</tr>")
     matrix = (f"<div class='cmp-matrix' data-testid='win-matrix'><p>{t(lang, 'cmp.matrix_help')}</p>"
               f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table></div>") if models else t(lang, "cmp.no_votes")
@@ -81,8 +84,8 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     names0 = [settings.default_model]
 
     with gr.Row(equal_height=True):
-        mode = tr.add(gr.Radio([(t(lang0, "cmp.side_by_side"), "side"), (t(lang0, "cmp.arena"), "arena")], value="side",
-                               label=t(lang0, "cmp.mode"), elem_id="cmp-mode", scale=2), label="cmp.mode")
+        mode = tr.add(gr.Radio(choices_for(lang0, MODE_CHOICES), value="side",
+                               label=t(lang0, "cmp.mode"), elem_id="cmp-mode", scale=2), label="cmp.mode", choices=MODE_CHOICES)
         panes = tr.add(gr.Slider(2, MAX_PANES, value=2, step=1, label=t(lang0, "cmp.panes"), elem_id="cmp-panes", scale=1),
                        label="cmp.panes")
         category = tr.add(gr.Textbox(label=t(lang0, "cmp.category"), elem_id="cmp-category", scale=1), label="cmp.category")
@@ -107,8 +110,8 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                 stats.append(gr.Markdown("", elem_id=f"cmp-stats-{i + 1}"))
             columns.append(col)
     with gr.Row(equal_height=True):
-        prompt = tr.add(gr.Textbox(placeholder=t(lang0, "cmp.placeholder"), show_label=False, lines=1, scale=5, elem_id="cmp-prompt"),
-                        placeholder="cmp.placeholder")
+        prompt = tr.add(gr.Textbox(label=t(lang0, "cmp.prompt"), placeholder=t(lang0, "cmp.placeholder"), show_label=False, lines=1,
+                                   scale=5, elem_id="cmp-prompt"), label="cmp.prompt", placeholder="cmp.placeholder")
         send = tr.add(gr.Button(t(lang0, "chat.send"), variant="primary", scale=1, elem_id="cmp-send"), value="chat.send")
         stop = tr.add(gr.Button(t(lang0, "cmp.stop_all"), variant="stop", scale=1, elem_id="cmp-stop"), value="cmp.stop_all")
         new_round = tr.add(gr.Button(t(lang0, "cmp.new_round"), scale=1, elem_id="cmp-new"), value="cmp.new_round")
@@ -123,11 +126,13 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             blind_only = tr.add(gr.Checkbox(False, label=t(lang0, "cmp.blind_only")), label="cmp.blind_only")
             refresh_btn = tr.add(gr.Button(t(lang0, "cmp.refresh"), size="sm", elem_id="cmp-refresh"), value="cmp.refresh")
         table0, matrix0, counts0 = leaderboard_outputs(lang0, None, "", False)
-        board = gr.Dataframe(table0, interactive=False, elem_id="cmp-board")
+        board = tr.add(gr.Dataframe(table0, interactive=False, elem_id="cmp-board"), headers=BOARD_KEYS)
         with gr.Row():
             matrix = gr.HTML(matrix0, elem_id="cmp-matrix")
             counts_plot = tr.add(gr.BarPlot(counts0, x="model", y="battles", label=t(lang0, "cmp.battle_counts"), height=240,
-                                            elem_id="cmp-counts", y_lim=[0, None]), label="cmp.battle_counts")
+                                            x_title=t(lang0, "cmp.col.model"), y_title=t(lang0, "cmp.col.battles"),
+                                            elem_id="cmp-counts", y_lim=[0, None]),
+                                 label="cmp.battle_counts", x_title="cmp.col.model", y_title="cmp.col.battles")
 
     # ---- handlers ------------------------------------------------------------------------------------------
     def layout(mode_v: str, n: float):
@@ -189,7 +194,9 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             if isinstance(ev, Delta):
                 histories[i][-1]["content"] += ev.text
             elif isinstance(ev, Finished):
-                pane_stats[i] = f"<sub class='msg-stats'>TTFT {ev.ttft_ms or 0:.0f} ms · {ev.tok_per_s or 0:.1f} tok/s · {ev.completion_tokens or 0} tokens</sub>"
+                stats_line = t(lang, "chat.stats", ttft=f"{ev.ttft_ms or 0:.0f}", tps=f"{ev.tok_per_s or 0:.1f}",
+                               tokens=ev.completion_tokens or 0)
+                pane_stats[i] = f"<sub class='msg-stats'>{stats_line}</sub>"
             elif isinstance(ev, InferenceError):
                 histories[i][-1]["content"] += f"\n\n⚠ {ev}"
                 pane_stats[i] = f"<sub class='msg-stats'>{html.escape(ev.kind)}</sub>"

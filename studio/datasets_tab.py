@@ -37,11 +37,15 @@ from studio.datasets_view import (
     token_histogram,
     turns_histogram,
 )
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of, ownership_hint
 from studio.services import Services
 
-ANY = "(all)"
+ANY = "(all)"  # the filters' value for "any category / split" (its label is translated)
+SPLIT_CHOICES = [("ds.all", ANY), ("ds.split.train", "train"), ("ds.split.eval", "eval")]
+TABLE_KEYS = tuple(f"ds.col.{c}" for c in ("id", "category", "split", "turns", "user", "assistant"))
+TURN_KEYS = ("ds.col.role", "ds.col.content")
+PROBLEM_KEYS = tuple(f"ds.col.{c}" for c in ("row", "severity", "kind", "message"))
 
 
 @dataclass
@@ -51,11 +55,21 @@ class DatasetsTab:
     refresh: dict  # fn/inputs/outputs that re-read the current page (wired to the tab's select in app.py)
 
 
-def version_choices(dataset_id: int | None) -> list[tuple[str, str]]:
+def version_choices(dataset_id: int | None, lang: str = "en") -> list[tuple[str, str]]:
     if not dataset_id:
         return []
-    return [(f"v{v.version} · {v.row_count:,} rows · {v.created_at:%m-%d %H:%M}" + (f" · {v.note}" if v.note else ""), str(v.id))
+    return [(f"v{v.version} · {t(lang, 'ds.n_rows', n=f'{v.row_count:,}')} · {v.created_at:%m-%d %H:%M}"
+             + (f" · {v.note}" if v.note else ""), str(v.id))
             for v in store.list_versions(dataset_id)]
+
+
+def category_choices(lang: str, categories: list[str]) -> list[tuple[str, str]]:
+    return [(t(lang, "ds.all"), ANY), *((c, c) for c in categories)]
+
+
+def turns_frame(lang: str, msgs: list[dict[str, str]]) -> pd.DataFrame:
+    """The row editor's table: one line per message (role, content), headed in `lang`."""
+    return pd.DataFrame([[m.get("role", ""), m.get("content", "")] for m in msgs], columns=[t(lang, k) for k in TURN_KEYS])
 
 
 def _id(value: Any) -> int | None:
@@ -86,8 +100,8 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     dataset_id = gr.Textbox(value="", visible=False, elem_id="ds-id")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320, elem_id="ds-side"):
-            dataset = tr.add(gr.Dropdown(choices=dataset_choices(), value=None, label=t(lang0, "ds.dataset"), elem_id="ds-picker"),
-                             label="ds.dataset")
+            dataset = tr.add(gr.Dropdown(choices=dataset_choices(lang0), value=None, label=t(lang0, "ds.dataset"), elem_id="ds-picker"),
+                             label="ds.dataset", choices=dataset_choices)
             with tr.add(gr.Accordion(t(lang0, "ds.import"), open=True, elem_id="ds-import"), label="ds.import"):
                 upload = tr.add(gr.File(label=t(lang0, "ds.file"), file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"],
                                         elem_id="ds-file", height=110), label="ds.file")
@@ -138,16 +152,17 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         with gr.Column(scale=3, min_width=480, elem_id="ds-main"):
             with gr.Row(equal_height=True):
                 search = tr.add(gr.Textbox(label=t(lang0, "ds.search"), scale=3, elem_id="ds-search"), label="ds.search")
-                category = tr.add(gr.Dropdown([ANY], value=ANY, label=t(lang0, "ds.category"), scale=2, elem_id="ds-category"),
-                                  label="ds.category")
-                split_filter = tr.add(gr.Dropdown([ANY, "train", "eval"], value=ANY, label=t(lang0, "ds.split"), scale=1,
-                                                  min_width=100, elem_id="ds-split-filter"), label="ds.split")
+                category = tr.add(gr.Dropdown(category_choices(lang0, []), value=ANY, label=t(lang0, "ds.category"), scale=2,
+                                              elem_id="ds-category"), label="ds.category")
+                split_filter = tr.add(gr.Dropdown(choices_for(lang0, SPLIT_CHOICES), value=ANY, label=t(lang0, "ds.split"), scale=1,
+                                                  min_width=100, elem_id="ds-split-filter"), label="ds.split", choices=SPLIT_CHOICES)
                 page_no = tr.add(gr.Number(1, precision=0, minimum=1, label=t(lang0, "ds.page"), scale=1, min_width=90,
                                            elem_id="ds-page"), label="ds.page")
             page_info = gr.Markdown("", elem_id="ds-page-info")
             owner_md = gr.Markdown("", elem_id="ds-owner")
-            table = gr.Dataframe(value=rows_frame(lang0, draft.Page([], 0, 1, 1)), interactive=False, max_height=420, wrap=True, elem_id="ds-table",
-                                 column_widths=["7%", "12%", "8%", "7%", "33%", "33%"])
+            table = tr.add(gr.Dataframe(value=rows_frame(lang0, draft.Page([], 0, 1, 1)), interactive=False, max_height=420, wrap=True,
+                                        elem_id="ds-table", column_widths=["7%", "12%", "8%", "7%", "33%", "33%"]),
+                           headers=TABLE_KEYS, cells={2: ("ds.split.train", "ds.split.eval")})
             with gr.Row():
                 prev_btn = gr.Button("←", size="sm", min_width=50, elem_id="ds-prev")
                 next_btn = gr.Button("→", size="sm", min_width=50, elem_id="ds-next")
@@ -168,9 +183,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     row_category = tr.add(gr.Textbox(label=t(lang0, "ds.category"), elem_id="ds-row-category"), label="ds.category")
                     template_of = tr.add(gr.Dropdown([settings.default_model], value=settings.default_model, allow_custom_value=True,
                                                      label=t(lang0, "ds.template_of"), elem_id="ds-template-of"), label="ds.template_of")
-                turns = tr.add(gr.Dataframe(headers=["role", "content"], datatype=["str", "str"], interactive=True, wrap=True,
-                                            column_widths=["14%", "86%"], label=t(lang0, "ds.turns"), elem_id="ds-turns",
-                                            max_height=320), label="ds.turns")
+                turns = tr.add(gr.Dataframe(headers=[t(lang0, k) for k in TURN_KEYS], datatype=["str", "str"], interactive=True,
+                                            wrap=True, column_widths=["14%", "86%"], label=t(lang0, "ds.turns"), elem_id="ds-turns",
+                                            max_height=320), label="ds.turns", headers=TURN_KEYS)
                 with gr.Row():
                     save_row_btn = tr.add(gr.Button(t(lang0, "ds.save_row"), size="sm", variant="primary", elem_id="ds-save-row"), value="ds.save_row")
                     add_row_btn = tr.add(gr.Button(t(lang0, "ds.add_row"), size="sm", elem_id="ds-add-row"), value="ds.add_row")
@@ -181,15 +196,24 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 stats_btn = tr.add(gr.Button(t(lang0, "ds.stats"), size="sm", elem_id="ds-stats-btn"), value="ds.stats")
                 stats_md = gr.Markdown("", elem_id="ds-stats")
                 with gr.Row():
+                    # Axis titles are words: each plot's are relabelled with the page (the columns keep their names).
+                    tok_titles = {"x_title": "ds.axis.tokens", "y_title": "ds.axis.messages", "color_title": "ds.col.role"}
                     tok_plot = tr.add(gr.BarPlot(x="tokens", y="messages", color="role", label=t(lang0, "ds.token_plot"), height=280,
-                                                 elem_id="ds-token-plot", sort=TOKEN_LABELS, y_lim=[0, None], scale=2, x_label_angle=-40),
-                                      label="ds.token_plot")
+                                                 elem_id="ds-token-plot", sort=TOKEN_LABELS, y_lim=[0, None], scale=2, x_label_angle=-40,
+                                                 **{p: t(lang0, k) for p, k in tok_titles.items()}),
+                                      label="ds.token_plot", **tok_titles)
+                    turns_titles = {"x_title": "ds.col.turns", "y_title": "ds.axis.rows"}
                     turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"), height=280,
-                                                   elem_id="ds-turns-plot", y_lim=[0, None]), label="ds.turns_plot")
+                                                   elem_id="ds-turns-plot", y_lim=[0, None], **{p: t(lang0, k) for p, k in turns_titles.items()}),
+                                        label="ds.turns_plot", **turns_titles)
+                    cat_titles = {"x_title": "ds.col.category", "y_title": "ds.axis.rows"}
                     cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"), height=280,
-                                                 elem_id="ds-category-plot", sort="-y", y_lim=[0, None]), label="ds.category_plot")
-            problems = tr.add(gr.Dataframe(interactive=False, max_height=260, wrap=True, label=t(lang0, "ds.problems"),
-                                           elem_id="ds-problems", visible=False), label="ds.problems")
+                                                 elem_id="ds-category-plot", sort="-y", y_lim=[0, None],
+                                                 **{p: t(lang0, k) for p, k in cat_titles.items()}),
+                                      label="ds.category_plot", **cat_titles)
+            problems = tr.add(gr.Dataframe(problems_frame(lang0, []), interactive=False, max_height=260, wrap=True,
+                                           label=t(lang0, "ds.problems"), elem_id="ds-problems", visible=False),
+                              label="ds.problems", headers=PROBLEM_KEYS)
 
     # ---- helpers -----------------------------------------------------------------------------------
     def _filters(search_v: str, cat_v: str | None, split_v: str | None) -> dict[str, Any]:
@@ -200,18 +224,19 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """One page of rows (server-side filter and search), its counter, and the category choices."""
         ds_id = _id(ds_value)
         if ds_id is None:
-            return pd.DataFrame(), "", gr.update(choices=[ANY], value=ANY), 1
+            return rows_frame(lang, draft.Page([], 0, 1, 1)), "", gr.update(choices=category_choices(lang, []), value=ANY), 1
         p = draft.page(ds_id, int(number or 1), **_filters(search_v, cat_v, split_v))
-        cats = [ANY] + [c for c, _ in draft.categories(ds_id)]
+        cats = [c for c, _ in draft.categories(ds_id)]
         info = t(lang, "ds.page_info", page=f"{p.page:,}", pages=f"{p.pages:,}", total=f"{p.total:,}")
-        return rows_frame(lang, p), info, gr.update(choices=cats, value=cat_v if cat_v in cats else ANY), p.page
+        return (rows_frame(lang, p), info, gr.update(choices=category_choices(lang, cats), value=cat_v if cat_v in cats else ANY),
+                p.page)
 
     page_inputs = [dataset_id, page_no, search, category, split_filter, lang_state]
     page_outputs = [table, page_info, category, page_no]
 
     def open_dataset(choice: str | None, lang: str):
         ds_id = _id(choice)
-        vs = version_choices(ds_id)
+        vs = version_choices(ds_id, lang)
         return (str(ds_id or ""), gr.update(choices=vs, value=vs[0][1] if vs else None),
                 gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None), 1, "", ANY, ANY)
 
@@ -222,9 +247,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     def load_row(rid: float | None, template_model: str, lang: str):
         row = draft.get_row(int(rid)) if rid else None
         if row is None:
-            return pd.DataFrame(columns=["role", "content"]), "", "", ""
+            return turns_frame(lang, []), "", "", ""
         msgs = json.loads(row.messages)
-        return pd.DataFrame(msgs, columns=["role", "content"]), row.category or "", _preview(msgs, template_model, lang), _stored(row)
+        return turns_frame(lang, msgs), row.category or "", _preview(msgs, template_model, lang), _stored(row)
 
     def sync_row(ds_value: str, rid: float | None, shown: str, template_model: str, lang: str):
         """After a change to the dataset (Undo, delete, dedupe, split, another dataset opened...): the editor shows the
@@ -234,7 +259,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             return (gr.skip(),) * 5
         row = draft.get_row(int(rid))
         if row is None or row.dataset_id != _id(ds_value):
-            return None, pd.DataFrame(columns=["role", "content"]), "", "", ""
+            return None, turns_frame(lang, []), "", "", ""
         if _stored(row) == shown:
             return (gr.skip(),) * 5
         return gr.skip(), *load_row(rid, template_model, lang)
@@ -249,9 +274,14 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             return f"<div class='ds-note'>{exc}</div>"
 
     def _turns(frame: Any) -> list[dict[str, str]]:
-        df = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame, columns=["role", "content"])
+        """The editor's messages: its first two columns (role, content) whatever the headers' language."""
+        if isinstance(frame, dict):  # an API client's {"headers", "data"}
+            frame = frame.get("data") or []
+        df = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+        if df.shape[1] < 2:
+            return []
         out = []
-        for role, content in df[["role", "content"]].itertuples(index=False):
+        for role, content in df.iloc[:, :2].itertuples(index=False):
             if str(role or "").strip() or str(content or "").strip():
                 out.append({"role": str(role or "").strip().lower(), "content": str(content or "")})
         return out
@@ -316,7 +346,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         if report.skipped:
             msg += " " + t(lang, "ds.skipped_n", n=len(report.skipped))
         gr.Info(msg)
-        return (gr.update(choices=dataset_choices(), value=str(v.dataset_id)), f"<span class='ds-ok'>✓</span> {msg}",
+        return (gr.update(choices=dataset_choices(lang), value=str(v.dataset_id)), f"<span class='ds-ok'>✓</span> {msg}",
                 gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)),
                 gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None))
 
@@ -330,7 +360,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         except ValueError as exc:
             gr.Warning(str(exc))
             return gr.skip()
-        return gr.update(choices=dataset_choices(), value=str(ds_id))
+        return gr.update(choices=dataset_choices(lang), value=str(ds_id))
 
     # ---- edits ------------------------------------------------------------------------------------------
     def _need(ds_value: str, lang: str) -> int:
@@ -446,9 +476,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ds.version_saved", version=v.version, rows=f"{v.row_count:,}"))
-        vs = version_choices(ds_id)
+        vs = version_choices(ds_id, lang)
         return (gr.update(choices=vs, value=str(v.id)), gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None), "",
-                gr.update(choices=dataset_choices(), value=str(ds_id)))
+                gr.update(choices=dataset_choices(lang), value=str(ds_id)))
 
     def show_diff(new_v: str | None, old_v: str | None, lang: str):
         a, b = store.get_version(_id(old_v) or 0), store.get_version(_id(new_v) or 0)

@@ -29,7 +29,8 @@ def rows_frame(lang: str, page: Page) -> pd.DataFrame:
         msgs = json.loads(r.messages)
         user = next((m["content"] for m in msgs if m["role"] == "user"), "")
         reply = next((m["content"] for m in reversed(msgs) if m["role"] == "assistant"), "")
-        data.append([r.id, r.category or "", r.split or "", len(msgs), _cut(user), _cut(reply)])
+        split = t(lang, f"ds.split.{r.split}") if r.split in ("train", "eval") else (r.split or "")
+        data.append([r.id, r.category or "", split, len(msgs), _cut(user), _cut(reply)])
     return pd.DataFrame(data, columns=cols)
 
 
@@ -81,10 +82,11 @@ def categories_frame(pairs: list[tuple[str, int]]) -> pd.DataFrame:
     return pd.DataFrame([{"category": c, "rows": n} for c, n in pairs[:30]], columns=["category", "rows"]).astype({"rows": "int64"})
 
 
-def dataset_choices() -> list[tuple[str, str]]:
+def dataset_choices(lang: str) -> list[tuple[str, str]]:
     out = []
     for d in store.list_datasets():
         last = store.latest_version(d.id)
         owner = f" · {d.owner_name}" if getattr(d, "owner_name", None) else ""  # visible to the team: say whose it is
-        out.append((f"{d.name} · {draft.count(d.id):,} rows" + (f" · v{last.version}" if last else "") + owner, str(d.id)))
+        rows = t(lang, "ds.n_rows", n=f"{draft.count(d.id):,}")
+        out.append((f"{d.name} · {rows}" + (f" · v{last.version}" if last else "") + owner, str(d.id)))
     return out

@@ -101,7 +101,8 @@ def build_download_panel(services: Services, tr: Translatable, lang_state: Any, 
                            value="dl.start")
             cancel = tr.add(gr.Button(t(lang0, "dl.cancel"), variant="stop", elem_id="dl-cancel"), value="dl.cancel")
         progress = gr.HTML(download_progress_html(lang0, current(jobs0, None)), elem_id="dl-progress-box", padding=False)
-        table = gr.Dataframe(downloads_frame(lang0, jobs0), interactive=False, wrap=True, max_height=220, elem_id="dl-jobs")
+        table = tr.add(gr.Dataframe(downloads_frame(lang0, jobs0), interactive=False, wrap=True, max_height=220, elem_id="dl-jobs"),
+                       render=lambda lang: downloads_frame(lang, downloads()))
     job_state = gr.State("")
     last = gr.State("")
 

@@ -13,7 +13,7 @@ from engines.accounts import PermissionDenied
 from engines.models.exports import ExportError, ExportJob, ExportManager
 from engines.settings import BUNDLED_MODEL
 from storage import catalog
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of, admin_controls
 from studio.services import Services
 
@@ -24,6 +24,9 @@ def export_choices() -> list[tuple[str, str]]:
     if BUNDLED_MODEL not in {v for _, v in out}:
         out.append((BUNDLED_MODEL, BUNDLED_MODEL))
     return out
+
+
+ACTION_CHOICES = [(f"exp.action.{a}", a) for a in ("merge", "gguf", "push")]
 
 
 def jobs_frame(lang: str, jobs: list[ExportJob]) -> pd.DataFrame:
@@ -54,8 +57,9 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         with gr.Row(equal_height=True):
             model = tr.add(gr.Dropdown(choices=export_choices(), value=None, label=t(lang0, "exp.model"), elem_id="exp-model",
                                        scale=2), label="exp.model")
-            action = tr.add(gr.Radio([(t(lang0, f"exp.action.{a}"), a) for a in ("merge", "gguf", "push")], value="merge",
-                                     label=t(lang0, "exp.action"), elem_id="exp-action", scale=3), label="exp.action")
+            action = tr.add(gr.Radio(choices_for(lang0, ACTION_CHOICES), value="merge",
+                                     label=t(lang0, "exp.action"), elem_id="exp-action", scale=3), label="exp.action",
+                            choices=ACTION_CHOICES)
         with gr.Row(visible=False, equal_height=True) as push_row:
             repo = tr.add(gr.Textbox(label=t(lang0, "exp.repo"), placeholder="your-name/my-adapter", elem_id="exp-repo", scale=3),
                           label="exp.repo")
@@ -63,7 +67,8 @@ def build_exports_panel(services: Services, tr: Translatable, lang_state: Any) -
         with gr.Row():
             start = tr.add(gr.Button(t(lang0, "exp.start"), variant="primary", elem_id="exp-start"), value="exp.start")
             cancel = tr.add(gr.Button(t(lang0, "exp.cancel"), variant="stop", elem_id="exp-cancel"), value="exp.cancel")
-        table = gr.Dataframe(jobs_frame(lang0, exports()), interactive=False, wrap=True, elem_id="exp-jobs")
+        table = tr.add(gr.Dataframe(jobs_frame(lang0, exports()), interactive=False, wrap=True, elem_id="exp-jobs"),
+                       render=lambda lang: jobs_frame(lang, exports()))
     last = gr.State("")
 
     def submit(model_v: str, action_v: str, repo_v: str, private_v: bool, lang: str, request: gr.Request | None = None):

@@ -14,12 +14,21 @@ import gradio as gr
 
 from engines.accounts import PermissionDenied
 from engines.datasets import DatasetFileError, dataset_choices, save_upload
+from engines.datasets.files import TrainingFile, training_files
 from engines.training import PRESETS, SpecError, detect, preset, spec_from_yaml, spec_to_yaml, validate_spec
 from engines.training.planning import estimate_for, save_spec_yaml
 from engines.training.spec import ALL_LINEAR
 from storage import runs
-from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, run_header, runs_frame
-from studio.i18n import Translatable, t
+from studio.finetune_view import (
+    curves,
+    errors_markdown,
+    estimate_markdown,
+    hardware_text,
+    progress_html,
+    run_header,
+    runs_frame,
+)
+from studio.i18n import Translatable, choices_for, t
 from studio.objective_fields import objective_fields, wire_objective_fields
 from studio.people import actor_of, ownership_hint
 from studio.plots import color_every_series
@@ -61,12 +70,7 @@ def default_name(base_model: str, dataset: str) -> str:
 
 def hardware_line(lang: str) -> str:
     """The machine as it is now (free memory changes as servers and runs come and go); `data-checked` says when."""
-    hw = detect()
-    if hw.gpus:
-        g = hw.gpus[0]
-        text = t(lang, "ft.hardware.gpu", n=len(hw.gpus), name=g.name, memory=f"{g.memory_gb:.0f}")
-    else:
-        text = t(lang, "ft.hardware.cpu", cpus=hw.cpus, free=f"{hw.ram_available_gb:.0f}", total=f"{hw.ram_total_gb:.0f}")
+    text = hardware_text(lang, detect())
     return f"<small id='ft-hardware-line' data-checked='{time.time():.3f}'>{html.escape(text)}</small>"
 
 
@@ -79,8 +83,18 @@ def base_model_choices(services: Services) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def preset_choices(lang: str) -> list[tuple[str, str]]:
-    return [(t(lang, f"ft.preset.{p}"), p) for p in PRESETS]
+PRESET_CHOICES = [(f"ft.preset.{p}", p) for p in PRESETS]
+METHOD_CHOICES = [("ft.method.qlora", "qlora"), ("ft.method.lora", "lora")]
+TEMPLATE_CHOICES = [("ft.template.auto", "auto"), "chatml", "llama3", "gemma"]  # the named templates are ids
+
+
+def training_file_label(lang: str, f: TrainingFile) -> str:
+    return t(lang, f"ft.file.{f.kind}", name=f.name, rows=f"{f.rows:,}", version=f.version)
+
+
+def training_file_choices(settings: Any, lang: str) -> list[tuple[str, str]]:
+    """(label, value) of every file a run can train on, labelled in `lang`."""
+    return [(training_file_label(lang, f), f.value) for f in training_files(settings)]
 
 
 def form_data(values: tuple) -> dict[str, Any]:
@@ -93,36 +107,38 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     lang0 = settings.ui_language
     hw = detect()
     start = preset("quick", hw)
-    samples = dataset_choices(settings)
+    samples = training_file_choices(settings, lang0)
     first_dataset = samples[0][1] if samples else None
 
-    def label(field: str, comp: Any, info: bool = False) -> Any:
+    def label(field: str, comp: Any, info: bool = False, **more: Any) -> Any:
         props = {"label": f"ft.field.{field}"}
         if info:
             props["info"] = f"ft.info.{field}"
-        return tr.add(comp, **props)
+        return tr.add(comp, **props, **more)
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=360, elem_id="ft-form"):
             tr.add(gr.Markdown(f"### {t(lang0, 'ft.new_run')}"), value="ft.new_run_md")
-            hardware = gr.HTML(hardware_line(lang0), elem_id="ft-hardware", padding=False)  # HTML: Markdown drops data-checked
+            hardware = tr.add(gr.HTML(hardware_line(lang0), elem_id="ft-hardware", padding=False),  # HTML: Markdown drops data-checked
+                              render=hardware_line)
             base_model = label("base_model", gr.Dropdown(
                 choices=base_model_choices(services), value=settings.default_model, allow_custom_value=True,
                 label=t(lang0, "ft.field.base_model"), info=t(lang0, "ft.info.base_model"), elem_id="ft-base-model"), info=True)
             with gr.Row(equal_height=True):
                 dataset = label("dataset", gr.Dropdown(
-                    choices=samples, value=first_dataset, label=t(lang0, "ft.field.dataset"), scale=4, elem_id="ft-dataset"))
+                    choices=samples, value=first_dataset, label=t(lang0, "ft.field.dataset"), scale=4, elem_id="ft-dataset"),
+                    choices=lambda lang: training_file_choices(settings, lang))
                 upload = tr.add(gr.UploadButton(
                     t(lang0, "ft.upload"), file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"], size="sm", scale=1, min_width=110,
                     elem_id="ft-upload"), label="ft.upload")
             upload_msg = gr.Markdown("", elem_id="ft-upload-msg")
             preset_radio = tr.add(gr.Radio(
-                choices=preset_choices(lang0), value="quick", label=t(lang0, "ft.preset"),
-                elem_id="ft-preset"), label="ft.preset")
+                choices=choices_for(lang0, PRESET_CHOICES), value="quick", label=t(lang0, "ft.preset"),
+                elem_id="ft-preset"), label="ft.preset", choices=PRESET_CHOICES)
             with gr.Row():
                 method = label("method", gr.Radio(
-                    choices=[("QLoRA (4-bit)", "qlora"), ("LoRA (16-bit)", "lora")], value=start["method"],
-                    label=t(lang0, "ft.field.method"), elem_id="ft-method"))
+                    choices=choices_for(lang0, METHOD_CHOICES), value=start["method"],
+                    label=t(lang0, "ft.field.method"), elem_id="ft-method"), choices=METHOD_CHOICES)
                 name0 = default_name(settings.default_model, first_dataset or "")
                 output_name = label("output_name", gr.Textbox(
                     value=name0, label=t(lang0, "ft.field.output_name"),
@@ -167,7 +183,8 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     save_steps = label("save_steps", gr.Number(start["save_steps"], precision=0, label=t(lang0, "ft.field.save_steps")))
                     patience = label("early_stop_patience", gr.Number(start["early_stop_patience"], precision=0, label=t(lang0, "ft.field.early_stop_patience")))
                 chat_template = label("chat_template", gr.Dropdown(
-                    ["auto", "chatml", "llama3", "gemma"], value="auto", label=t(lang0, "ft.field.chat_template")))
+                    choices_for(lang0, TEMPLATE_CHOICES), value="auto", label=t(lang0, "ft.field.chat_template")),
+                    choices=TEMPLATE_CHOICES)
             errors = gr.Markdown("", elem_id="ft-errors-box")
             estimate_md = gr.Markdown("", elem_id="ft-estimate")
             with tr.add(gr.Accordion(t(lang0, "ft.section.spec"), open=False, elem_id="ft-spec"), label="ft.section.spec"):
@@ -181,10 +198,11 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
 
         with gr.Column(scale=3, min_width=420, elem_id="ft-runs"):
             tr.add(gr.Markdown(f"### {t(lang0, 'ft.runs')}"), value="ft.runs_md")
-            runs_table = gr.Dataframe(
+            # Drawn again on a language switch: the status column is words too.
+            runs_table = tr.add(gr.Dataframe(
                 value=runs_frame(lang0, runs.list_runs(50)), interactive=False, max_height=220, elem_id="ft-runs-table",
                 wrap=True, column_widths=["6%", "26%", "17%", "14%", "9%", "9%", "10%", "9%"],
-            )
+            ), render=lambda lang: runs_frame(lang, runs.list_runs(50)))
             run_id = gr.Textbox(value="", visible=False, elem_id="ft-run-id")
             progress = gr.HTML(progress_html(lang0, None, None), elem_id="ft-progress-box", padding=False)
             owner_md = gr.Markdown("", elem_id="ft-owner")
@@ -198,11 +216,12 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             with gr.Row():
                 loss_plot = tr.add(gr.LinePlot(
                     x="step", y="loss", color="series", label=t(lang0, "ft.loss_plot"), height=240, elem_id="ft-loss-plot",
-                    x_title=t(lang0, "ft.step"), y_title="loss", color_title=t(lang0, "ft.series")),
-                    label="ft.loss_plot", x_title="ft.step", color_title="ft.series")
+                    x_title=t(lang0, "ft.step"), y_title=t(lang0, "ft.axis.loss"), color_title=t(lang0, "ft.series")),
+                    label="ft.loss_plot", x_title="ft.step", y_title="ft.axis.loss", color_title="ft.series")
                 lr_plot = tr.add(gr.LinePlot(
                     x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), height=240, elem_id="ft-lr-plot",
-                    x_title=t(lang0, "ft.step"), y_title="lr"), label="ft.lr_plot", x_title="ft.step")
+                    x_title=t(lang0, "ft.step"), y_title=t(lang0, "ft.axis.lr")), label="ft.lr_plot", x_title="ft.step",
+                    y_title="ft.axis.lr")
             log_box = tr.add(gr.Code(label=t(lang0, "ft.log"), language=None, interactive=False, max_lines=14, elem_id="ft-log"), label="ft.log")
             timer = gr.Timer(POLL_S, active=False)  # app.py runs it only while this tab is open
 
@@ -220,7 +239,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             return errors_markdown(lang, exc.fields), "", "", "", gr.update(interactive=False)
         est = estimate_for(settings, spec, hw)
         cmd = jobs.command_preview(spec.output_name) if jobs else ""
-        return "", estimate_markdown(lang, est, hw.describe()), cmd, spec_to_yaml(spec), gr.update(interactive=jobs is not None)
+        return "", estimate_markdown(lang, est, hw), cmd, spec_to_yaml(spec), gr.update(interactive=jobs is not None)
 
     def apply_preset(name: str):
         p = preset(name, hw)
@@ -242,7 +261,8 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         from engines.datasets.files import display_path
 
         value = display_path(dest)
-        return gr.update(choices=dataset_choices(settings), value=value), f"<span class='ft-fit ok'>✓ {t(lang, 'ft.uploaded')}</span>: `{dest.name}`"
+        return (gr.update(choices=training_file_choices(settings, lang), value=value),
+                f"<span class='ft-fit ok'>✓ {t(lang, 'ft.uploaded')}</span>: `{dest.name}`")
 
     def save_yaml(*values: Any):
         data = form_data(values)
@@ -267,9 +287,11 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """A fresh default name (model, dataset, now); the page takes it only if the user has not typed their own."""
         return default_name(base or "", ds or "")
 
-    def show(lang: str, base: str | None, ds: str | None):
-        """Page load and tab select: the page was built at the app's start, with that moment's free memory and time."""
-        return hardware_line(lang), renew_name(base, ds)
+    def show(lang: str, base: str | None, ds: str | None, rid_value: str):
+        """Page load and tab select: the page was built at the app's start, with that moment's free memory and time
+        (and in the language of then: the run's progress is drawn in the page's language now)."""
+        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
+        return hardware_line(lang), renew_name(base, ds), progress_html(lang, run, jobs.history(run.id) if (run and jobs) else None)
 
     # ---- runs --------------------------------------------------------------------------------------
     def submit(request: gr.Request, lang: str, *values: Any):  # the request first: Gradio injects it only before *values
@@ -385,7 +407,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         except SpecError as exc:
             return {"ok": False, "errors": dict(exc.fields), "estimate": "", "command": "", "yaml": ""}
         est = estimate_for(settings, checked, hw)
-        return {"ok": True, "errors": {}, "estimate": estimate_markdown(lang, est, hw.describe()),
+        return {"ok": True, "errors": {}, "estimate": estimate_markdown(lang, est, hw),
                 "command": jobs.command_preview(checked.output_name) if jobs else "", "yaml": spec_to_yaml(checked)}
 
     def start_training_api(spec: dict[str, Any], lang: str = "", request: gr.Request = None) -> dict[str, Any]:
@@ -414,7 +436,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     # Decided in the browser when the fresh name arrives, with what the box holds then (not when it was asked for).
     fresh_name.change(None, [output_name, auto_name, fresh_name], [output_name, auto_name], js=TAKE_FRESH_NAME_JS,
                       api_name=False, show_progress="hidden")
-    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs], "outputs": [hardware, fresh_name],
+    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs, run_id], "outputs": [hardware, fresh_name, progress],
                  "show_progress": "hidden", "concurrency_limit": None}
     last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")

@@ -7,8 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from engines.training.estimate import Estimate, format_duration
+from engines.training.estimate import Estimate, duration_parts
+from engines.training.hardware import Hardware
 from engines.training.jobs import History
+from engines.training.planning import NoEstimate
 from storage import runs
 from storage.models import TrainingRun, utcnow
 from studio.i18n import t
@@ -16,6 +18,19 @@ from studio.i18n import t
 # Plain symbols every font has (no emoji: many Linux browsers have no colour-emoji font).
 STALE_S = 60  # the worker writes a heartbeat every 5 s
 STATUS_ICON = {"queued": "○", "running": "▶", "completed": "✓", "failed": "✗", "cancelled": "■", "interrupted": "!"}
+
+
+def duration_text(lang: str, seconds: float) -> str:
+    amount, unit = duration_parts(seconds)
+    return t(lang, f"ft.duration.{unit}", n=amount)
+
+
+def hardware_text(lang: str, hw: Hardware) -> str:
+    """The machine in one line: its GPUs, or its CPU cores and free memory."""
+    if hw.gpus:
+        g = hw.gpus[0]
+        return t(lang, "ft.hardware.gpu", n=len(hw.gpus), name=g.name, memory=f"{g.memory_gb:.0f}")
+    return t(lang, "ft.hardware.cpu", cpus=hw.cpus, free=f"{hw.ram_available_gb:.0f}", total=f"{hw.ram_total_gb:.0f}")
 
 
 def runs_frame(lang: str, rows: list[TrainingRun]) -> pd.DataFrame:
@@ -45,7 +60,7 @@ def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
     bits = [f"{t(lang, 'ft.step')} {step}/{total or '?'}", f"{pct:.0f}%"]
     if run.status == "running":
         if p.get("eta_s") is not None:
-            bits.append(f"ETA {format_duration(p['eta_s'])}")
+            bits.append(t(lang, "ft.eta", time=duration_text(lang, p["eta_s"])))
         if p.get("tokens_per_s"):
             bits.append(f"{p['tokens_per_s']:.0f} tok/s")
         if p.get("steps_per_s"):
@@ -96,22 +111,23 @@ def curves(h: History | None, lang: str = "en") -> tuple[pd.DataFrame, pd.DataFr
     return loss, lr
 
 
-def estimate_markdown(lang: str, est: Estimate | str | None, hardware: str) -> str:
+def estimate_markdown(lang: str, est: Estimate | NoEstimate | None, hw: Hardware | None) -> str:
     if est is None:
         return ""
-    if isinstance(est, str):
-        return f"**{t(lang, 'ft.estimate')}** · {html.escape(est)}"
-    parts = ", ".join(f"{k} {v:.2f}" for k, v in est.memory_parts.items())
+    if isinstance(est, NoEstimate):
+        return f"**{t(lang, 'ft.estimate')}** · {html.escape(t(lang, f'ft.no_estimate.{est.reason}', detail=est.detail))}"
+    parts = ", ".join(f"{t(lang, f'ft.mem.{k}')} {v:.2f}" for k, v in est.memory_parts.items())
+    where = f" ({html.escape(hardware_text(lang, hw))})" if hw is not None else ""
     head = (
-        f"**{t(lang, 'ft.estimate')}** ({html.escape(hardware)}) · {est.params / 1e6:,.0f}M {t(lang, 'ft.params')}, "
+        f"**{t(lang, 'ft.estimate')}**{where} · {est.params / 1e6:,.0f}M {t(lang, 'ft.params')}, "
         f"{est.trainable / 1e6:,.2f}M {t(lang, 'ft.trainable')} · ~{est.memory_gb:.1f} / {est.budget_gb:.0f} GiB · "
-        f"{est.steps} {t(lang, 'ft.steps')}, ~{format_duration(est.seconds)}"
+        f"{est.steps} {t(lang, 'ft.steps')}, ~{duration_text(lang, est.seconds)}"
     )
     fit = (
         f"\n\n<span class='ft-fit ok'>✓ {t(lang, 'ft.fits')}</span>" if est.fits
         else f"\n\n<span class='ft-fit no'>✗ {t(lang, 'ft.no_fit', need=f'{est.memory_gb:.1f}', have=f'{est.budget_gb:.0f}', device=est.device)}</span>"
     )
-    return f"{head}{fit}\n\n<small>GiB: {parts}</small>"
+    return f"{head}{fit}\n\n<small>{t(lang, 'ft.mem_parts')}: {parts}</small>"
 
 
 def errors_markdown(lang: str, fields: dict[str, str]) -> str:

@@ -20,13 +20,21 @@ from storage import catalog, runs
 from storage.history import KINDS, Cursor, models_seen
 from studio.api_files import downloadable, records
 from studio.history_view import RANGES, items_table, lineage_markdown, since_of
-from studio.i18n import Translatable, t
+from studio.i18n import Translatable, choices_for, t
 from studio.people import actor_of, admin_controls
 from studio.plots import color_every_series
 from studio.services import Services
 
 PAGE = 50
 WATCH_S = 3.0  # how often the detail of a running fine-tune or evaluation is re-read while History is open
+KIND_CHOICES = [(f"hist.kind.{k}", k) for k in KINDS]
+RANGE_CHOICES = [(f"hist.range.{k}", k) for k in RANGES]
+TABLE_KEYS = tuple(f"hist.col.{c}" for c in ("when", "kind", "title", "detail", "match"))
+CURVE_TITLES = {"x_title": "ft.step", "y_title": "ft.axis.loss", "color_title": "ft.series"}
+
+
+def curve_titles(lang: str) -> dict[str, str]:
+    return {prop: t(lang, key) for prop, key in CURVE_TITLES.items()}
 
 
 @dataclass
@@ -41,8 +49,12 @@ def model_names() -> list[str]:
     return sorted({*models_seen(), *(m.name for m in catalog.list_models())})
 
 
-def run_choices() -> list[tuple[str, str]]:
-    return [(f"#{r.id} {r.name} · {r.status}", str(r.id)) for r in runs.list_runs(200)]
+def model_filter_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, "hist.any_model"), ""), *((m, m) for m in model_names())]
+
+
+def run_choices(lang: str) -> list[tuple[str, str]]:
+    return [(f"#{r.id} {r.name} · {t(lang, f'ft.status.{r.status}')}", str(r.id)) for r in runs.list_runs(200)]
 
 
 def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> HistoryTab:
@@ -52,16 +64,18 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     with gr.Row(equal_height=True):
         query = tr.add(gr.Textbox(label=t(lang0, "hist.search"), placeholder=t(lang0, "hist.search_ph"), scale=3,
                                   elem_id="hist-search"), label="hist.search", placeholder="hist.search_ph")
-        kinds = tr.add(gr.CheckboxGroup([(t(lang0, f"hist.kind.{k}"), k) for k in KINDS], value=list(KINDS),
-                                        label=t(lang0, "hist.kinds"), scale=4, elem_id="hist-kinds"), label="hist.kinds")
+        kinds = tr.add(gr.CheckboxGroup(choices_for(lang0, KIND_CHOICES), value=list(KINDS),
+                                        label=t(lang0, "hist.kinds"), scale=4, elem_id="hist-kinds"), label="hist.kinds",
+                       choices=KIND_CHOICES)
         model = tr.add(gr.Dropdown(choices=[(t(lang0, "hist.any_model"), "")], value="", label=t(lang0, "hist.model"),
-                                   scale=2, elem_id="hist-model"), label="hist.model")
-        since = tr.add(gr.Dropdown([(t(lang0, f"hist.range.{k}"), k) for k in RANGES], value="0", label=t(lang0, "hist.when"),
-                                   scale=1, elem_id="hist-since"), label="hist.when")
+                                   scale=2, elem_id="hist-model"), label="hist.model", choices=model_filter_choices)
+        since = tr.add(gr.Dropdown(choices_for(lang0, RANGE_CHOICES), value="0", label=t(lang0, "hist.when"),
+                                   scale=1, elem_id="hist-since"), label="hist.when", choices=RANGE_CHOICES)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            table = gr.Dataframe(items_table(lang0, []), interactive=False, wrap=True, max_height=560, elem_id="hist-table",
-                                 column_widths=["13%", "12%", "27%", "23%", "25%"])
+            table = tr.add(gr.Dataframe(items_table(lang0, []), interactive=False, wrap=True, max_height=560, elem_id="hist-table",
+                                        column_widths=["13%", "12%", "27%", "23%", "25%"]),
+                           headers=TABLE_KEYS, cells={1: tuple(k for k, _ in KIND_CHOICES)})
             with gr.Row():
                 more_btn = tr.add(gr.Button(t(lang0, "hist.more"), size="sm", elem_id="hist-more"), value="hist.more")
                 count = gr.Markdown("", elem_id="hist-count")
@@ -83,13 +97,13 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         with gr.Row():
             lin_text = gr.Markdown("", elem_id="lin-tree")
             lin_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=260,
-                                          elem_id="lin-curves"), label="hist.curves")
+                                          elem_id="lin-curves", **curve_titles(lang0)), label="hist.curves", **CURVE_TITLES)
     with tr.add(gr.Accordion(t(lang0, "hist.compare_runs"), open=False, elem_id="hist-runs"), label="hist.compare_runs"):
         rc_runs = tr.add(gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang0, "hist.pick_runs"), elem_id="rc-runs"),
-                         label="hist.pick_runs")
+                         label="hist.pick_runs", choices=run_choices)
         with gr.Row():
             rc_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=300,
-                                         elem_id="rc-curves"), label="hist.curves")
+                                         elem_id="rc-curves", **curve_titles(lang0)), label="hist.curves", **CURVE_TITLES)
             rc_params = gr.Dataframe(interactive=False, elem_id="rc-params", wrap=True)
     with tr.add(gr.Accordion(t(lang0, "hist.archive"), open=False, elem_id="hist-archive"), label="hist.archive"):
         tr.add(gr.Markdown(t(lang0, "hist.archive_help")), value="hist.archive_help")
@@ -124,7 +138,7 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         ms = (time.perf_counter() - started) * 1000
         return (items_table(lang, got), [i.key for i in got], nxt,
                 t(lang, "hist.count", n=len(got), ms=f"{ms:.0f}"), gr.update(visible=nxt is not None),
-                gr.update(choices=[(t(lang, "hist.any_model"), ""), *((m, m) for m in model_names())]))
+                gr.update(choices=model_filter_choices(lang)))
 
     def more(kinds_v, model_v, since_v, cur, shown, current, lang, request: gr.Request):
         """The next page (older than the last row shown), appended."""
@@ -164,8 +178,11 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         return (gr.skip() if text is None or text == shown_text else text), (gr.skip() if running else gr.Timer(active=False))
 
     def reload(q, kinds_v, model_v, since_v, lang, key, shown_text, request: gr.Request):
-        """History opened (again): the list and the item shown, both as stored now; a running item is watched."""
+        """History opened (again): the list and the item shown, both as stored now; a running item is watched.
+        With nothing picked, the hint is in the page's language now (the page was built in that of the app's start)."""
         text, running = _now(key, lang, request)
+        if text is None:
+            text = t(lang, "hist.pick")
         return (*load(q, kinds_v, model_v, since_v, lang, request),
                 gr.skip() if text is None or text == shown_text else text, gr.Timer(active=running))
 
@@ -320,7 +337,7 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                       [confirm_row, detail, selected, open_btn, delete_btn, table, keys, cursor, watch], api_name=False)
     lin_model.focus(lineage_choices, None, [lin_model], api_name=False, show_progress="hidden")
     lin_model.change(show_lineage, [lin_model, lang_state], [lin_text, lin_plot], api_name=False)
-    rc_runs.focus(lambda: gr.update(choices=run_choices()), None, [rc_runs], api_name=False, show_progress="hidden")
+    rc_runs.focus(lambda lang: gr.update(choices=run_choices(lang)), [lang_state], [rc_runs], api_name=False, show_progress="hidden")
     rc_runs.change(show_runs, [rc_runs], [rc_plot, rc_params], api_name=False)
     for plot in (lin_plot, rc_plot):  # another model or another run brings new series: each gets its colour and legend entry
         color_every_series(plot)

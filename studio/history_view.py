@@ -37,12 +37,12 @@ def lineage_markdown(lang: str, lin: Lineage) -> str:
         r = lin.run
         metrics = json.loads(r.metrics or "{}")
         loss = metrics.get("train_loss") or metrics.get("loss")
-        lines.append(f"- {t(lang, 'hist.lin.run')}: **#{r.id} {esc(r.name)}** ({r.status}, {r.method}, "
+        lines.append(f"- {t(lang, 'hist.lin.run')}: **#{r.id} {esc(r.name)}** ({t(lang, f'ft.status.{r.status}')}, {r.method}, "
                      f"{r.step}/{r.total_steps or '?'} {t(lang, 'hist.lin.steps')}"
-                     + (f", loss {loss:.4g}" if isinstance(loss, int | float) else "") + ")")
+                     + (f", {t(lang, 'ft.col.loss')} {loss:.4g}" if isinstance(loss, int | float) else "") + ")")
         if lin.version:
             v = lin.version
-            lines.append(f"  - {t(lang, 'hist.lin.dataset')}: **{esc(v.dataset.name)} v{v.version}** ({v.row_count} rows)")
+            lines.append(f"  - {t(lang, 'hist.lin.dataset')}: **{esc(v.dataset.name)} v{v.version}** ({t(lang, 'ds.n_rows', n=v.row_count)})")
         elif lin.dataset:
             lines.append(f"  - {t(lang, 'hist.lin.dataset')}: `{esc(lin.dataset)}`")
         if lin.source_chats:

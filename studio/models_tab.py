@@ -91,8 +91,9 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
     with gr.Column(elem_id="models-tab"):
         health_box = gr.HTML(health(lang0), elem_id="models-health-box", padding=False)
         tr.add(gr.Markdown(f"### {t(lang0, 'models.registered')}"), value="models.registered_md")
-        models_table = gr.Dataframe(value=models_frame(lang0, rows()), interactive=False, max_height=260, wrap=True,
-                                    elem_id="models-table")
+        # Drawn again on a language switch (kinds and "served" are words too); the timer keeps it current after that.
+        models_table = tr.add(gr.Dataframe(value=models_frame(lang0, rows()), interactive=False, max_height=260, wrap=True,
+                                           elem_id="models-table"), render=lambda lang: models_frame(lang, rows()))
         refresh_btn = tr.add(gr.Button(t(lang0, "models.refresh"), size="sm", elem_id="models-refresh"), value="models.refresh")
 
         tr.add(gr.Markdown(f"### {t(lang0, 'models.servers')}"), value="models.servers_md")
@@ -101,8 +102,9 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
             # Shown to a member on page load (the buttons below are then disabled): why they cannot start or stop.
             admin_note = tr.add(gr.Markdown(t(lang0, "models.admin_only"), visible=False, elem_id="models-admin-only"),
                                 value="models.admin_only")
-            servers_table = gr.Dataframe(value=servers_frame(lang0, servers.status()), interactive=False, max_height=220,
-                                         wrap=True, elem_id="models-servers-table")
+            servers_table = tr.add(gr.Dataframe(value=servers_frame(lang0, servers.status()), interactive=False, max_height=220,
+                                                wrap=True, elem_id="models-servers-table"),
+                                   render=lambda lang: servers_frame(lang, servers.status()))
             with gr.Row(equal_height=False):
                 server_pick = tr.add(gr.Dropdown(choices=names0, value=names0[0] if names0 else None, label=t(lang0, "models.field.server"),
                                                  scale=3, elem_id="models-server-pick"), label="models.field.server")

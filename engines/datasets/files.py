@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from engines.settings import Settings
@@ -86,22 +87,42 @@ def display_path(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
-    """(label, value) for every trainable file: samples first, then uploads, newest first."""
-    out = []
-    for p in sorted(SAMPLES.glob("*.jsonl")):
-        out.append((f"{p.stem} (sample, {_count_rows(p)} rows)", display_path(p)))
+@dataclass(frozen=True)
+class TrainingFile:
+    """A file a fine-tune can train on: `kind` "sample", "version" (a saved dataset version, `version` its number) or
+    "upload"; `value` is what the spec's `dataset` takes."""
+
+    kind: str
+    name: str
+    rows: int
+    value: str
+    version: int | None = None
+
+
+def training_files(settings: Settings) -> list[TrainingFile]:
+    """Every trainable file: samples first, then saved versions, then uploads, newest first."""
+    out = [TrainingFile("sample", p.stem, _count_rows(p), display_path(p)) for p in sorted(SAMPLES.glob("*.jsonl"))]
     try:
         from storage import datasets as store
 
         for v in store.list_versions():
-            out.append((f"{v.dataset.name} · v{v.version} ({v.row_count} rows)", display_path(Path(v.path))))
+            out.append(TrainingFile("version", v.dataset.name, v.row_count, display_path(Path(v.path)), v.version))
     except Exception:  # noqa: BLE001  # no database bound (a bare script): samples and uploads only
         pass
     uploads = settings.datasets_path / "uploads"
     for p in sorted(uploads.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
-        out.append((f"{p.stem} (upload, {_count_rows(p)} rows)", display_path(p)))
+        out.append(TrainingFile("upload", p.stem, _count_rows(p), display_path(p)))
     return out
+
+
+def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
+    """(label, value) for every trainable file, labelled in English (the UI words `training_files` in its language)."""
+    def label(f: TrainingFile) -> str:
+        if f.kind == "version":
+            return f"{f.name} · v{f.version} ({f.rows} rows)"
+        return f"{f.name} ({f.kind}, {f.rows} rows)"
+
+    return [(label(f), f.value) for f in training_files(settings)]
 
 
 def trainable_datasets() -> list[dict[str, object]]:

@@ -55,13 +55,19 @@ class Estimate:
         )
 
 
-def format_duration(seconds: float) -> str:
+def duration_parts(seconds: float) -> tuple[float, str]:
+    """(amount, unit) for a duration as people say it: unit "s" under 90 s, "min" under 90 min, else "h" (one decimal)."""
     seconds = max(0, int(seconds))
     if seconds < 90:
-        return f"{seconds}s"
+        return seconds, "s"
     if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
+        return round(seconds / 60), "min"
+    return round(seconds / 3600, 1), "h"
+
+
+def format_duration(seconds: float) -> str:
+    amount, unit = duration_parts(seconds)
+    return f"{amount}s" if unit == "s" else f"{amount} {unit}"
 
 
 def _safetensors_params(folder: Path) -> int:

@@ -30,12 +30,6 @@ class Hardware:
     def gpu_memory_gb(self) -> float:
         return min((g.memory_gb for g in self.gpus), default=0.0)
 
-    def describe(self) -> str:
-        if self.gpus:
-            g = self.gpus[0]
-            return f"{len(self.gpus)}× {g.name} ({g.memory_gb:.0f} GiB)"
-        return f"CPU only: {self.cpus} cores, {self.ram_available_gb:.0f} of {self.ram_total_gb:.0f} GiB RAM free"
-
 
 def _meminfo() -> dict[str, float]:
     out: dict[str, float] = {}

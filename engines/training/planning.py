@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,15 +56,24 @@ def dataset_stats(settings: Settings, dataset: str, base_model: str) -> tuple[in
     return _dataset_tokens(str(path), path.stat().st_mtime, str(tok))
 
 
-def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate | str:
-    """The estimate, or a sentence saying why there is none yet."""
+@dataclass(frozen=True)
+class NoEstimate:
+    """Why there is no estimate yet, for the UI to say in its language: `reason` "no_model" (the base model is not on
+    disk: it is downloaded when the job starts) or "dataset" (the dataset could not be read; `detail` says why)."""
+
+    reason: str
+    detail: str = ""
+
+
+def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate | NoEstimate:
+    """The estimate, or why there is none yet."""
     folder = model_folder(settings, spec.base_model)
     if folder is None:
-        return "The estimate appears once the base model is on disk (it is downloaded when the job starts)."
+        return NoEstimate("no_model")
     try:
         rows, avg = dataset_stats(settings, spec.dataset, spec.base_model)
     except DatasetFileError as exc:
-        return str(exc)
+        return NoEstimate("dataset", str(exc))
     return estimate(spec, model_shape(folder), hw, rows=rows, avg_tokens=avg)
 
 

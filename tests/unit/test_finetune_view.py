@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from engines.training.estimate import Estimate
+from engines.training.hardware import Gpu, Hardware
 from engines.training.jobs import History
+from engines.training.planning import NoEstimate
 from storage import runs
 from storage.models import utcnow
 from studio.finetune_view import curves, errors_markdown, estimate_markdown, progress_html, runs_frame
@@ -70,8 +72,24 @@ def test_a_preference_run_draws_its_reward_margin_and_rewards_beside_the_loss():
 def test_estimate_says_plainly_when_it_will_not_fit():
     est = Estimate(params=8_000_000_000, trainable=40_000_000, memory_gb=30.5, memory_parts={"weights": 16.0}, budget_gb=22,
                    fits=False, steps=100, seconds=3600, tokens_per_step=4096, device="NVIDIA L4")
-    out = estimate_markdown("en", est, "1× NVIDIA L4 (22 GiB)")
+    l4 = Hardware(cpus=8, ram_total_gb=64, ram_available_gb=40, gpus=[Gpu(0, "NVIDIA L4", 22)])
+    out = estimate_markdown("en", est, l4)
     assert "Will not fit" in out and "30.5" in out and "NVIDIA L4" in out and "100 steps" in out
-    assert "failed" not in estimate_markdown("en", "The estimate appears once the base model is on disk.", "")
+    assert "failed" not in estimate_markdown("en", NoEstimate("no_model"), None)
+    assert "base model is on disk" in estimate_markdown("en", NoEstimate("no_model"), None)
+    assert "x.jsonl: no such file" in estimate_markdown("ko", NoEstimate("dataset", "x.jsonl: no such file"), None)
+
+
+def test_estimate_and_machine_in_korean():
+    """The line under the form is all Korean: the machine, the memory parts and the time (the engine gives numbers)."""
+    est = Estimate(params=135_000_000, trainable=2_440_000, memory_gb=1.7, memory_parts={"weights": 0.5, "lora+optimizer": 0.04,
+                   "activations": 0.26, "logits": 0.13, "runtime": 0.8}, budget_gb=17, fits=True, steps=200, seconds=600,
+                   tokens_per_step=2048, device="CPU RAM")
+    cpu = Hardware(cpus=2, ram_total_gb=24, ram_available_gb=17)
+    ko = estimate_markdown("ko", est, cpu)
+    assert "코어 2개" in ko and "가중치 0.50" in ko and "LoRA+옵티마이저 0.04" in ko and "~10분" in ko
+    assert not any(w in ko for w in ("cores", "free", "weights", "activations", "runtime", "min"))
+    en = estimate_markdown("en", est, cpu)
+    assert "CPU only: 2 cores, 17 of 24 GiB RAM free" in en and "GiB: weights 0.50, lora+optimizer 0.04" in en and "~10 min" in en
     assert "Batch size" in errors_markdown("en", {"batch_size": "must be ≥ 1"})
     assert "배치 크기" in errors_markdown("ko", {"batch_size": "must be ≥ 1"})

@@ -70,7 +70,7 @@ def test_created_datasets_carry_their_owner_and_show_the_name(team, settings, tm
     assert {d.name: d.owner_name for d in store.list_datasets()} == {"mine": "alice", "imported": "bob"}
     from studio.datasets_view import dataset_choices
 
-    assert any(label.startswith("mine") and label.endswith("· alice") for label, _ in dataset_choices())
+    assert any(label.startswith("mine") and label.endswith("· alice") for label, _ in dataset_choices("en"))
 
 
 def test_a_member_reads_but_cannot_change_another_members_dataset(team, settings, alices):
