@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import BooleanField, Database, FloatField, IntegerField, PostgresqlDatabase, TextField
+from peewee import BooleanField, CharField, Database, FloatField, IntegerField, PostgresqlDatabase, TextField
 from playhouse.migrate import SchemaMigrator, migrate
 
 from storage.models import utcnow
@@ -328,6 +328,20 @@ def m009_preference_datasets_and_battle_judgements(db: Database) -> None:
     db.execute_sql("CREATE UNIQUE INDEX IF NOT EXISTS battle_judgements_battle_judge ON battle_judgements (battle_id, judge)")
 
 
+def m010_training_run_compute(db: Database) -> None:
+    """Where a fine-tune runs: the job backend (local | ray) and the job's id there (a Ray submission id), so a restarted
+    app asks the right backend about a run it did not start itself."""
+    migrator = SchemaMigrator.from_database(db)
+    have = {c.name for c in db.get_columns("training_runs")}
+    ops = []
+    if "compute" not in have:
+        ops.append(migrator.add_column("training_runs", "compute", CharField(max_length=16, null=True)))
+    if "remote_job_id" not in have:
+        ops.append(migrator.add_column("training_runs", "remote_job_id", CharField(max_length=128, null=True)))
+    if ops:
+        migrate(*ops)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
@@ -338,6 +352,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (7, m007_history_search_and_lineage),
     (8, m008_users_api_keys_and_owners),
     (9, m009_preference_datasets_and_battle_judgements),
+    (10, m010_training_run_compute),
 ]
 
 

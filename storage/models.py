@@ -126,7 +126,9 @@ class TrainingRun(BaseModel):
     pid = IntegerField(null=True)
     pid_started = CharField(max_length=32, null=True)  # /proc start time: a reused pid is not our worker
     heartbeat_at = DateTimeField(null=True)
-    backend = CharField(max_length=32, null=True)
+    backend = CharField(max_length=32, null=True)  # the training backend the worker chose (transformers | unsloth)
+    compute = CharField(max_length=16, null=True)  # the job backend it runs on (local | ray); None: local (older rows)
+    remote_job_id = CharField(max_length=128, null=True)  # the job's id on that backend (a Ray submission id)
     step = IntegerField(default=0)
     total_steps = IntegerField(null=True)
     events_offset = IntegerField(default=0)

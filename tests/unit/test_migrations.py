@@ -20,6 +20,7 @@ def test_fresh_database_has_the_final_schema(db):
     assert {"id", "user_id", "name", "prefix", "key_hash", "created_at", "last_used_at", "revoked_at"} == columns(db, "api_keys")
     assert "kind" in columns(db, "datasets")
     assert {"id", "battle_id", "judge", "verdict", "detail", "created_at"} == columns(db, "battle_judgements")
+    assert {"compute", "remote_job_id"} <= columns(db, "training_runs")  # where a run runs (local | ray) and its job id there
     assert applied_migrations(db) == {n for n, _ in MIGRATIONS}
     assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -53,3 +54,15 @@ def test_migrations_are_idempotent(db):
     db.execute_sql("DELETE FROM schema_migrations")
     assert len(apply_migrations(db)) == len(MIGRATIONS)
     assert columns(db, "messages") == FINAL_MESSAGE_COLUMNS
+
+
+def test_a_run_row_from_before_m010_keeps_its_data_and_reads_as_local(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old9.db'}"
+    db = connect(url, migrate=False)
+    apply_migrations(db, upto=9)
+    db.execute_sql("INSERT INTO training_runs (name, base_model, dataset, method, spec, status, run_dir, created_at) "
+                   "VALUES ('old', 'b', 'd', 'lora', '{}', 'completed', '/x', '2026-01-01')")
+    db.close()
+    db = connect(url)
+    assert db.execute_sql("SELECT name, compute, remote_job_id FROM training_runs").fetchone() == ("old", None, None)
+    db.close()
