@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     train_cancel_grace: float = Field(default=30.0, gt=0)
     train_backend: Literal["auto", "unsloth", "transformers"] = "auto"
 
+    # Fine-tunes as Ray jobs (engines/compute/ray.py, docs/scale-out.md): the head's dashboard / Jobs API URL.
+    ray_address: str | None = None  # http://HEAD:8265; empty: jobs run as local subprocesses
+    ray_auth_token: SecretStr | None = None  # the cluster's token when it runs with RAY_AUTH_MODE=token
+    ray_worker_python: str = "python"  # the interpreter on the Ray nodes that has torch/transformers/peft/mlflow
+    ray_num_gpus: float | None = Field(default=None, ge=0)  # GPUs a job asks for; None: 1 when the cluster has GPUs, else 0
+    ray_num_cpus: float = Field(default=1.0, ge=0)
+    ray_models_path: str | None = None  # where the nodes see MODEL_CACHE_DIR (same path when empty)
+
     model_1_enabled: bool = False
     model_1_path: str = ""
     model_1_gpu: str = "0"
@@ -143,6 +151,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v or None
 
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address_is_the_jobs_api(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be the Ray dashboard's http:// or https:// URL (the Jobs API), e.g. http://head:8265")
+        return v.rstrip("/") if v else None
+
     @field_validator("fleet_endpoints")
     @classmethod
     def _fleet_is_parsable(cls, v: str) -> str:
@@ -155,6 +170,13 @@ class Settings(BaseSettings):
         if v and v.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "postgres", "postgresql"):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return v or None
+
+    @model_validator(mode="after")
+    def _ray_jobs_share_an_mlflow_server(self) -> Settings:
+        if self.ray_address and not (self.mlflow_tracking_uri or "").startswith(("http://", "https://")):
+            raise ValueError("RAY_ADDRESS needs MLFLOW_TRACKING_URI=http(s)://… (an `mlflow server` the Ray nodes and the "
+                             "studio both reach: checkpoints and adapters travel through its artifact store)")
+        return self
 
     @model_validator(mode="after")
     def _slots_have_paths(self) -> Settings:
@@ -209,6 +231,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
 
     @property
+    def compute(self) -> str:
+        """The job backend new fine-tunes run on: `ray` with RAY_ADDRESS, else `local`."""
+        return "ray" if self.ray_address else "local"
+
+    @property
     def mlflow_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
@@ -244,7 +271,7 @@ def load_settings(**overrides: object) -> Settings:
         loc = "_".join(str(p) for p in err.get("loc", ())).upper()
         name = loc or "SETTINGS"
         raw = err.get("input")
-        shown = "" if name in ("AUTH", "HUGGINGFACE_TOKEN", "VLLM_API_KEY") or isinstance(raw, dict) else f"={raw!r}"
+        shown = "" if name in ("AUTH", "HUGGINGFACE_TOKEN", "VLLM_API_KEY", "FLEET_API_KEY", "RAY_AUTH_TOKEN") or isinstance(raw, dict) else f"={raw!r}"
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
         raise SettingsError(f"Invalid setting {name}{shown}: {msg}") from None
 

@@ -6,7 +6,8 @@ from engines.settings import SettingsError, load_settings
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env
-    for name in ("PORT", "HOST", "AUTH", "DATABASE_URL", "VLLM_BASE_URL", "DEFAULT_TEMPERATURE", "MODEL_1_ENABLED", "MODEL_1_PATH"):
+    for name in ("PORT", "HOST", "AUTH", "DATABASE_URL", "VLLM_BASE_URL", "DEFAULT_TEMPERATURE", "MODEL_1_ENABLED", "MODEL_1_PATH",
+                 "RAY_ADDRESS", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -34,6 +35,8 @@ def test_environment_and_dotenv_are_read(monkeypatch, tmp_path):
         ("VLLM_BASE_URL", "localhost:8000", "VLLM_BASE_URL"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
         ("OFFLINE_MODE", "maybe", "OFFLINE_MODE"),
+        ("RAY_ADDRESS", "head:8265", "RAY_ADDRESS"),
+        ("RAY_NUM_GPUS", "-1", "RAY_NUM_GPUS"),
     ],
 )
 def test_bad_value_names_the_variable_in_one_line(monkeypatch, name, value, needle):
@@ -75,3 +78,15 @@ def test_env_example_copied_as_is_gives_the_defaults(tmp_path):
     (tmp_path / ".env").write_text((root / ".env.example").read_text())
     s = load_settings()
     assert (s.host, s.port, s.auth_pair, s.vllm_base_url, s.vllm_enforce_eager) == ("127.0.0.1", 7860, None, None, None)
+
+
+def test_ray_jobs_need_an_http_mlflow_server_and_the_token_is_never_echoed(monkeypatch):
+    assert load_settings().compute == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265/")
+    with pytest.raises(SettingsError, match="MLFLOW_TRACKING_URI=http"):
+        load_settings()  # a local SQLite store cannot be reached from the nodes
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "s3cret-token")
+    s = load_settings()
+    assert (s.compute, s.ray_address, s.ray_num_gpus, s.ray_worker_python) == ("ray", "http://head:8265", None, "python")
+    assert "s3cret" not in repr(s)
