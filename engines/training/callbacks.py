@@ -32,8 +32,10 @@ class TokenCounter:
 
 
 class StudioCallback(TrainerCallback):
-    def __init__(self, events: EventWriter, tracker: Any, counter: TokenCounter, stop: type[StopFlag]) -> None:
+    def __init__(self, events: EventWriter, tracker: Any, counter: TokenCounter, stop: type[StopFlag], *,
+                 store_checkpoints: bool = False) -> None:
         self.events, self.tracker, self.counter, self.stop = events, tracker, counter, stop
+        self.store_checkpoints = store_checkpoints  # a remote job: each checkpoint goes to the MLflow artifact store
         self.t0 = time.monotonic()
         self.first_step: int | None = None
         self.last_progress = 0.0
@@ -67,7 +69,9 @@ class StudioCallback(TrainerCallback):
         self.tracker.log_metrics(keep, step=state.global_step)
 
     def on_save(self, args, state, control, **kw):  # noqa: ANN001
-        self.events.emit("checkpoint", step=state.global_step, path=f"checkpoint-{state.global_step}")
+        name = f"checkpoint-{state.global_step}"
+        stored = self.store_checkpoints and self.tracker.store_checkpoint(Path(args.output_dir) / name)
+        self.events.emit("checkpoint", step=state.global_step, path=name, **({"stored": "mlflow"} if stored else {}))
 
 
 def announce(ctx: Any, model: Any, counts: dict, **extra: Any) -> int:
@@ -82,7 +86,8 @@ def announce(ctx: Any, model: Any, counts: dict, **extra: Any) -> int:
 def studio_callbacks(ctx: Any, tokenizer: Any, has_eval: bool) -> tuple[TokenCounter, list[TrainerCallback]]:
     """The padding collator (wrapped to count tokens) and the callbacks every backend trains with."""
     counter = TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
-    callbacks: list[TrainerCallback] = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag)]
+    callbacks: list[TrainerCallback] = [StudioCallback(ctx.events, ctx.tracker, counter, StopFlag,
+                                                       store_checkpoints=bool(getattr(ctx.job, "remote", False)))]
     if has_eval and ctx.spec.early_stop_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ctx.spec.early_stop_patience))
     return counter, callbacks

@@ -1,18 +1,17 @@
 """JobManager: queue, spawn, watch, cancel, resume and reconcile training workers (runs inside the app).
 
 A job is a row in training_runs plus a run dir (spec.json, job.json, events.jsonl, train.log,
-checkpoints/, adapter/). Workers run in their own process group with output to a file, so they
-outlive the browser and the app; a restarted app adopts a live worker or marks a dead one
-interrupted. Progress is read from the events file by offset.
+checkpoints/, adapter/). Where the worker runs is a job backend (engines/compute): `local` — a subprocess in its
+own process group with output to a file, so it outlives the browser and the app — or `ray` (RAY_ADDRESS), a job on
+a Ray cluster whose events and log the backend copies into the run dir and whose adapter comes back through the
+MLflow artifact store. The row records the backend and the remote job id; a restarted app asks that backend and
+adopts a live worker or marks a dead one interrupted. Progress is read from the events file by offset.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -23,36 +22,33 @@ from typing import Any
 import structlog
 
 from engines.accounts import Actor, require_owner
+from engines.compute import ComputeError, JobBackend, JobBundle, JobRef, Submitted, backends_for, process_start_time
+from engines.compute.local import LocalBackend, process_alive
 from engines.datasets.files import DatasetFileError, file_kind, resolve_dataset, training_file
 from engines.events import read_events
 from engines.models.folders import base_model_problem  # only MODEL_CACHE_DIR / MODEL_DIRS folders
 from engines.models.registry import ModelError, ModelRecord, resolve_base_model, served_name
 from engines.paths import OutsideDataFolder, contained, is_inside
-from engines.processes import pid_alive, tail
+from engines.processes import tail
 from engines.serving.manager import ServerManager
-from engines.settings import Settings, environment_for_children
+from engines.settings import Settings
 from engines.training.hardware import list_gpus
 from engines.training.spec import SpecError, TrainSpec, spec_to_yaml, validate_spec
 from storage import catalog, runs
 from storage.models import TrainingRun, utcnow
 
 log = structlog.get_logger(__name__)
-REPO = Path(__file__).resolve().parents[2]
+WORKER = "engines.training.worker"
+# The worker's own code, carried by a remote job (a Ray node needs the Python environment, not a studio checkout).
+# tests/unit/test_compute.py checks that the worker imports nothing else from the repo.
+WORKER_CODE = ("engines/__init__.py", "engines/events.py", "engines/chat_templates.py", "engines/training")
 
-
-def process_start_time(pid: int | None) -> str | None:
-    """The kernel's start time of a pid (clock ticks since boot): tells our worker from a reused pid."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+__all__ = ["History", "JobManager", "process_start_time", "served_base_name", "worker_alive"]
 
 
 def worker_alive(run: TrainingRun) -> bool:
-    return bool(run.pid) and pid_alive(run.pid) and process_start_time(run.pid) == run.pid_started
+    """A local run's worker process (not one that reused its pid) is still running."""
+    return process_alive(run.pid, run.pid_started)
 
 
 @dataclass
@@ -73,9 +69,12 @@ class JobManager:
         self.servers = servers
         self.serve_adapters = serve_adapters  # False with --no-serve: never start a model server
         self.poll_s = poll_s
-        self.slots: list[str | None] = [str(g.index) for g in list_gpus()] or [None]  # one job per GPU; one on CPU
-        self._procs: dict[int, subprocess.Popen] = {}
+        # Job backends by name (local always; ray with RAY_ADDRESS); new runs go to settings.compute's.
+        self.backends: dict[str, JobBackend] = backends_for(settings, local_slots=[str(g.index) for g in list_gpus()] or [None])
+        self.backend = self.backends[settings.compute]
+        self.slots: list[str | None] = self.backend.slots()  # locally one job per GPU, one on CPU
         self._slot_of: dict[int, str | None] = {}
+        self._fetching: set[int] = set()  # remote runs whose adapter is being downloaded from the artifact store
         self._kill_at: dict[int, float] = {}
         self._history: dict[int, History] = {}
         self._preparing: dict[int, str | None] = {}  # queued runs whose base model is being resolved -> their slot
@@ -89,8 +88,8 @@ class JobManager:
 
     # ---- planning -------------------------------------------------------------------
     def command(self, run_dir: Path) -> list[str]:
-        """The exact argv of a worker (a list: never a shell string)."""
-        return [self.settings.server_python, "-m", "engines.training.worker", str(run_dir)]
+        """The exact argv of a local worker (a list: never a shell string)."""
+        return LocalBackend(self.settings).command(WORKER, run_dir)
 
     def folder(self, run: TrainingRun) -> Path:
         """A run's folder, resolved. The row is not trusted (an archive or a hand edit may have written it): a folder
@@ -101,7 +100,26 @@ class JobManager:
         return path
 
     def command_preview(self, output_name: str) -> str:
+        if self.settings.compute == "ray":  # what the Ray backend submits, as the Ray Jobs CLI would say it
+            entry = shlex.join([self.settings.ray_worker_python, "-m", WORKER, "--bundle", "."])
+            return f"ray job submit --address {self.settings.ray_address} --working-dir <bundle of {output_name}> -- {entry}"
         return shlex.join(self.command(self.settings.runs_path / output_name))
+
+    # ---- job backends ---------------------------------------------------------------------------------------------
+    def backend_of(self, run: TrainingRun) -> JobBackend | None:
+        """The backend a run was started on (None: a backend this studio is not configured for, e.g. a Ray run after
+        RAY_ADDRESS was removed); a run not started yet goes to the default one."""
+        if run.compute is None and run.status == "queued":
+            return self.backend
+        return self.backends.get(run.compute or "local")
+
+    def _ref(self, run: TrainingRun, run_dir: Path | None = None) -> JobRef:
+        return JobRef(key=run.id, folder=run_dir or Path(run.run_dir), job_id=run.remote_job_id, pid=run.pid,
+                      pid_started=run.pid_started)
+
+    def _elsewhere(self, run: TrainingRun) -> str:
+        return (f"This run was started on the {run.compute} job backend, which this studio is not configured for"
+                + (" (set RAY_ADDRESS to the cluster's dashboard URL)." if run.compute == "ray" else "."))
 
     def validate(self, data: dict[str, Any]) -> TrainSpec:
         """A spec ready to queue, or SpecError with a message per field (name taken, file missing, rank too big…)."""
@@ -201,11 +219,17 @@ class JobManager:
             if run.status != "running":
                 return run.status
             try:
-                self.folder(run)  # a row pointing elsewhere names no worker of ours: signal nothing
+                run_dir = self.folder(run)  # a row pointing elsewhere names no worker of ours: signal nothing
             except OutsideDataFolder as exc:
                 raise ValueError(f"{exc} The run cannot be cancelled from here.") from None
+            backend = self.backend_of(run)
+            if backend is None:
+                raise ValueError(f"{self._elsewhere(run)} The run cannot be cancelled from here.")
+            try:  # ask the worker to checkpoint and exit (SIGTERM; on Ray: stop the job, which sends SIGTERM)
+                backend.stop(self._ref(run, run_dir))
+            except ComputeError as exc:
+                raise ValueError(f"The run could not be cancelled: {exc}") from None
             runs.update_run(run_id, cancel_requested=True)
-            self._signal(run, signal.SIGTERM)
             self._kill_at[run_id] = time.monotonic() + self.settings.train_cancel_grace
             log.info("train.cancel", run=run_id)
             self._wake.set()
@@ -223,6 +247,8 @@ class JobManager:
             self.folder(run)  # refused before queueing: no job.json, log line or worker outside the runs folder
         except OutsideDataFolder as exc:
             raise ValueError(f"{exc} The run cannot be resumed.") from None
+        if self.backend_of(run) is None:  # its checkpoints are where it ran: it resumes there
+            raise ValueError(f"{self._elsewhere(run)} The run cannot be resumed here.")
         runs.update_run(run_id, status="queued", error=None, cancel_requested=False, finished_at=None)
         self._wake.set()
 
@@ -287,8 +313,12 @@ class JobManager:
         """Rows marked running by an earlier app: adopt a live worker, read a dead one's last events."""
         with self._lock:
             for run in runs.list_runs(statuses=("running",)):
-                if worker_alive(run):
-                    log.info("train.adopted", run=run.id, pid=run.pid)
+                backend = self.backend_of(run)
+                if backend is None:  # left running: a studio configured for that backend adopts it
+                    log.warning("train.backend_missing", run=run.id, compute=run.compute, job=run.remote_job_id)
+                    continue
+                if backend.status(self._ref(run)).alive:
+                    log.info("train.adopted", run=run.id, compute=backend.name, pid=run.pid, job=run.remote_job_id)
                     continue
                 self._poll(run)
 
@@ -314,8 +344,28 @@ class JobManager:
                 return
             with self._lock:
                 run = runs.get_run(run_id)
-                if run is not None and run.status == "queued":  # cancelled while the model was downloading: not started
-                    self._launch(run, slot, model_path=model_path, dataset_path=dataset_path)
+                if run is None or run.status != "queued":  # cancelled while the model was downloading: not started
+                    return
+                backend = self.backend_of(run)
+                if backend is None:
+                    runs.finish_run(run_id, "failed", error=self._elsewhere(run))
+                    return
+                bundle = self._bundle(run, slot, backend, model_path=model_path, dataset_path=dataset_path)
+            try:  # outside the lock: sending a job to a cluster uploads its files
+                submitted = backend.submit(bundle)
+            except ComputeError as exc:
+                with self._lock:
+                    if (now := runs.get_run(run_id)) is not None and now.status == "queued":
+                        runs.finish_run(run_id, "failed", error=f"The job could not be started: {exc}")
+                        self._changed(run_id)
+                return
+            with self._lock:
+                run = runs.get_run(run_id)
+                if run is None or run.status != "queued":  # cancelled while it was being sent: stop it at once
+                    backend.stop(JobRef(key=run_id, folder=bundle.folder, job_id=submitted.job_id, pid=submitted.pid,
+                                        pid_started=submitted.pid_started), force=True)
+                    return
+                self._started(run, slot, backend, submitted)
         except Exception as exc:  # noqa: BLE001  # a thread's error would vanish: fail the run with it
             log.error("train.prepare_error", run=run_id, error=f"{exc.__class__.__name__}: {exc}"[:500])
             with self._lock:
@@ -327,52 +377,69 @@ class JobManager:
                 self._download.pop(run_id, None)
             self._wake.set()
 
-    def _launch(self, run: TrainingRun, slot: str | None, *, model_path: str, dataset_path: str) -> None:
-        """Start the worker of a queued run whose model and dataset are resolved (called with the lock held)."""
+    def _bundle(self, run: TrainingRun, slot: str | None, backend: JobBackend, *, model_path: str,
+                dataset_path: str) -> JobBundle:
+        """Write job.json (what the worker is given) and name what a remote job carries (called with the lock held).
+        A local worker reads the dataset and an SFT adapter where they are; a remote one gets copies in its bundle,
+        named relative to it, and reads the base model where the nodes see it (RAY_MODELS_PATH)."""
         run_dir = self.folder(run)
-        job = {
+        sft = self.sft_adapter_path(TrainSpec(**json.loads(run.spec)))
+        job: dict[str, Any] = {
             "model_path": model_path, "dataset_path": dataset_path, "tracking_uri": self.settings.mlflow_uri,
             "artifact_root": str(self.settings.mlflow_artifacts_path), "backend": self.settings.train_backend,
-            "resume": (run_dir / "checkpoints").is_dir(), "mlflow_run_id": run.mlflow_run_id,
-            "sft_adapter_path": _str_or_none(self.sft_adapter_path(TrainSpec(**json.loads(run.spec)))),
+            "resume": backend.has_checkpoint(self._ref(run, run_dir)), "mlflow_run_id": run.mlflow_run_id,
+            "sft_adapter_path": _str_or_none(sft),
         }
+        files: dict[str, Path] = {}
+        if backend.remote:
+            data_name = "dataset" + "".join(Path(dataset_path).suffixes[-2:])
+            job.update(model_path=self._node_model_path(model_path), dataset_path=data_name, artifact_root=None, remote=True,
+                       sft_adapter_path="sft_adapter" if sft else None)
+            files = {"spec.json": run_dir / "spec.json", "job.json": run_dir / "job.json", data_name: Path(dataset_path)}
+            if (run_dir / "spec.yaml").is_file():
+                files["spec.yaml"] = run_dir / "spec.yaml"
+            if sft:
+                files["sft_adapter"] = sft
         (run_dir / "job.json").write_text(json.dumps(job, indent=2))
-        env = environment_for_children(self.settings)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if slot is not None:
-            env["CUDA_VISIBLE_DEVICES"] = slot
-        with open(run_dir / "train.log", "ab") as fh:
-            fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(self.command(run_dir))}\n".encode())
-            fh.flush()
-            proc = subprocess.Popen(
-                self.command(run_dir), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                env=env, cwd=REPO, start_new_session=True,  # own process group: outlives the app, killed as a tree
-            )
-        self._procs[run.id] = proc
+        return JobBundle(key=run.id, name=run.name, folder=run_dir, module=WORKER, files=files, code=WORKER_CODE,
+                         slot=slot if not backend.remote else None, grace_s=self.settings.train_cancel_grace)
+
+    def _node_model_path(self, model_path: str) -> str:
+        """Where a Ray node reads the base model: the same path, or under RAY_MODELS_PATH for a model in MODEL_CACHE_DIR."""
+        mapped = self.settings.ray_models_path
+        if mapped and is_inside(model_path, (self.settings.models_path,)):
+            rel = Path(model_path).resolve().relative_to(self.settings.models_path)
+            return str(Path(mapped) / rel)
+        return model_path
+
+    def _started(self, run: TrainingRun, slot: str | None, backend: JobBackend, submitted: Submitted) -> None:
+        """Record a worker the backend started (called with the lock held)."""
         self._slot_of[run.id] = slot
         runs.update_run(
-            run.id, status="running", pid=proc.pid, pid_started=process_start_time(proc.pid), started_at=utcnow(),
-            heartbeat_at=utcnow(), error=None,
+            run.id, status="running", pid=submitted.pid, pid_started=submitted.pid_started, compute=backend.name,
+            remote_job_id=submitted.job_id, started_at=utcnow(), heartbeat_at=utcnow(), error=None,
         )
-        log.info("train.start", run=run.id, pid=proc.pid, slot=slot, resume=job["resume"])
+        log.info("train.start", run=run.id, compute=backend.name, pid=submitted.pid, job=submitted.job_id, slot=slot)
         self._changed(run.id)
 
-    def _signal(self, run: TrainingRun, sig: int) -> None:
-        if run.pid and worker_alive(run):
-            try:
-                os.killpg(run.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-
     def _poll(self, run: TrainingRun) -> None:
+        backend = self.backend_of(run)
         try:
             run_dir = self.folder(run)
         except OutsideDataFolder as exc:  # never read events or a heartbeat from a folder a row points elsewhere
-            self._procs.pop(run.id, None)
+            if backend is not None:
+                backend.forget(self._ref(run))
             self._slot_of.pop(run.id, None)
             runs.finish_run(run.id, "failed", error=str(exc))
             return
+        if backend is None:  # a run on a backend this studio is not configured for: left as it is (reconcile says so)
+            return
+        ref = self._ref(run, run_dir)
+        state = backend.status(ref)
+        if not state.reachable:  # nothing is known (a cluster that does not answer): nothing is changed or given up
+            log.warning("train.backend_unreachable", run=run.id, compute=backend.name, error=(state.message or "")[:300])
+            return
+        backend.pull(ref, final=not state.alive)  # a remote job's new events and log lines into the run dir
         events, offset = read_events(run_dir / "events.jsonl", run.events_offset)
         fields: dict[str, Any] = {"events_offset": offset}
         summary = runs.run_metrics(run)
@@ -391,40 +458,57 @@ class JobManager:
         beat = run_dir / "heartbeat"
         if beat.is_file():
             fields["heartbeat_at"] = utcnow() - _age(beat)
+        elif backend.remote and state.alive:  # the cluster answered that the job runs
+            fields["heartbeat_at"] = utcnow()
         fields["metrics"] = summary
-        proc = self._procs.get(run.id)
-        alive = proc.poll() is None if proc is not None else worker_alive(run)
+        alive = state.alive
         if terminal is not None and alive:
             # The worker said its last word and is exiting (flushing MLflow): finish once the process is gone,
             # re-reading these events then; kill it if it lingers past the grace period.
             deadline = self._kill_at.setdefault(run.id, time.monotonic() + self.settings.train_cancel_grace)
             if time.monotonic() > deadline:
-                self._signal(run, signal.SIGKILL)
+                self._stop(backend, ref, force=True)
             return
         if terminal is None:
             if alive:
                 if run.id in self._kill_at and time.monotonic() > self._kill_at[run.id]:
                     log.warning("train.kill", run=run.id)
-                    self._signal(run, signal.SIGKILL)
+                    self._stop(backend, ref, force=True)
                 runs.update_run(run.id, **fields)
                 if events:
                     self._changed(run.id)
                 return
-            code = proc.returncode if proc is not None else None
             if run.cancel_requested:
                 terminal = {"type": "cancelled"}
+            elif state.message:
+                terminal = {"type": "interrupted", "message": f"{state.message}; resume continues from the last checkpoint"}
             else:
-                terminal = {"type": "interrupted", "message": f"the worker stopped without finishing (exit code {code}); "
-                            "resume continues from the last checkpoint"}
+                terminal = {"type": "interrupted", "message": f"the worker stopped without finishing (exit code "
+                            f"{state.exit_code}); resume continues from the last checkpoint"}
         self._finish(run, terminal, fields)
 
-    def _finish(self, run: TrainingRun, ev: dict[str, Any], fields: dict[str, Any]) -> None:
+    def _stop(self, backend: JobBackend, ref: JobRef, *, force: bool) -> None:
+        try:
+            backend.stop(ref, force=force)
+        except ComputeError as exc:  # retried at the next tick
+            log.warning("train.stop_failed", run=ref.key, error=str(exc)[:300])
+
+    def _finish(self, run: TrainingRun, ev: dict[str, Any], fields: dict[str, Any], *, fetched: bool = False) -> None:
         kind = ev["type"]
-        self._procs.pop(run.id, None)
+        backend = self.backend_of(run)
+        if kind == "done" and not fetched and backend is not None and backend.remote:
+            # The adapter is in the artifact store: download it (not under the lock) before the run is completed.
+            if run.id not in self._fetching:
+                self._fetching.add(run.id)
+                threading.Thread(target=self._fetch_adapter, args=(run.id, ev, fields), name=f"train-fetch-{run.id}",
+                                 daemon=True).start()
+            return
+        if backend is not None:
+            backend.forget(self._ref(run))
         self._slot_of.pop(run.id, None)
         self._kill_at.pop(run.id, None)
         if kind == "done":
-            fields["metrics"] = {**fields.get("metrics", {}), **{k: v for k, v in ev.items() if k not in ("t", "type", "adapter")}}
+            fields["metrics"] = {**fields.get("metrics", {}), **{k: v for k, v in ev.items() if k not in ("t", "type", "adapter", "adapter_artifact")}}
             fields["step"] = ev.get("step", fields.get("step", run.step))
             runs.finish_run(run.id, "completed", adapter_path=ev.get("adapter"), **fields)
             log.info("train.done", run=run.id, name=run.name)
@@ -439,6 +523,28 @@ class JobManager:
             runs.finish_run(run.id, "interrupted", error=ev.get("message"), **fields)
             log.warning("train.interrupted", run=run.id)
         self._changed(run.id)
+
+    def _fetch_adapter(self, run_id: int, ev: dict[str, Any], fields: dict[str, Any]) -> None:
+        """A remote run said done: bring its adapter from the artifact store into the run dir, then complete it."""
+        try:
+            run = runs.get_run(run_id)
+            backend = self.backend_of(run) if run is not None else None
+            if run is None or backend is None:
+                return
+            try:
+                path = backend.fetch_adapter(self._ref(run), ev, mlflow_run_id=fields.get("mlflow_run_id") or run.mlflow_run_id)
+                final = {**ev, "adapter": path}
+                log.info("train.adapter_fetched", run=run_id, path=path)
+            except (ComputeError, OSError) as exc:
+                final = {"type": "error", "message": f"training finished, but its adapter could not be fetched from the "
+                                                     f"MLflow artifact store: {exc}"}
+            with self._lock:
+                now = runs.get_run(run_id)
+                if now is not None and now.status == "running":
+                    self._finish(now, final, fields, fetched=True)
+        finally:
+            with self._lock:
+                self._fetching.discard(run_id)
 
     def _changed(self, run_id: int) -> None:
         if self.on_change:
@@ -574,7 +680,8 @@ def _event_line(ev: dict[str, Any]) -> str:
     if kind == "log":
         return f"{stamp} {ev.get('level', 'info')}: {ev.get('message', '')}"
     if kind == "start":
-        return f"{stamp} started (backend {ev.get('backend')}, pid {ev.get('pid')}" + (
+        where = f" on {ev['host']}" if ev.get("run_dir") and ev.get("host") else ""  # a remote job's node
+        return f"{stamp} started (backend {ev.get('backend')}, pid {ev.get('pid')}{where}" + (
             f", resuming from {ev['resume_from']})" if ev.get("resume_from") else ")")
     if kind == "checkpoint":
         return f"{stamp} checkpoint at step {ev.get('step')}"
