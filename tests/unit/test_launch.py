@@ -37,15 +37,17 @@ from engines.serving import ServerManager
 from storage import connect
 from studio.app import build_app
 from studio.services import Services
-s = load_settings(data_dir=sys.argv[1])
+s = load_settings(data_dir=sys.argv[1], ray_address="http://127.0.0.1:9", mlflow_tracking_uri="http://127.0.0.1:9")
 connect(s.db_url)
 from engines.serving import MlflowUI
 from engines.training import JobManager
 servers = ServerManager(s)
-build_app(Services(settings=s, servers=servers, jobs=JobManager(s, servers), mlflow_ui=MlflowUI(s), no_serve=True))
+jobs = JobManager(s, servers)
+build_app(Services(settings=s, servers=servers, jobs=jobs, mlflow_ui=MlflowUI(s), no_serve=True))
 from engines.inference.chat import _client, Endpoint
 _client(Endpoint(base_url="http://127.0.0.1:9/v1", model="m"), 5.0)   # the chat path too
-heavy = sorted(m for m in ("torch", "transformers", "vllm", "unsloth", "peft", "trl", "bitsandbytes", "mlflow") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "vllm", "unsloth", "peft", "trl", "bitsandbytes", "mlflow", "ray") if m in sys.modules)
+assert "ray" in jobs.backends   # the Ray job backend was built (RAY_ADDRESS), over HTTP only
 print("HEAVY", heavy)
 """
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)

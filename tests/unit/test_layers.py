@@ -94,6 +94,15 @@ def test_the_api_imports_neither_studio_nor_gradio_nor_heavy_libraries():
     assert bad == []
 
 
+def test_no_layer_of_the_studio_imports_ray():
+    """Ray jobs are reached over HTTP (engines/compute/ray_jobs.py: the Jobs REST API). ray is a dev-lock package for the
+    tests' local cluster, not in the UI's requirements: no module of the studio process may import it, lazily or not."""
+    bad = [(str(p.relative_to(ROOT)), m) for pkg in ("engines", "studio", "api", "storage") for p in _modules(pkg)
+           for m, _ in _imports(p) if m.split(".")[0] == "ray"]
+    assert bad == []
+    assert (ROOT / "engines" / "compute" / "ray_jobs.py").is_file()  # the walk covers the Ray backend itself
+
+
 def _storage_writes(package: str) -> list[str]:
     bad = []
     for p in _modules(package):
