@@ -65,6 +65,8 @@ def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
             bits.append(f"{p['tokens_per_s']:.0f} tok/s")
         if p.get("steps_per_s"):
             bits.append(f"{p['steps_per_s']:.2f} {t(lang, 'ft.steps_per_s')}")
+    if run.compute == "ray" and run.remote_job_id:  # where it runs: a job on the Ray cluster (its id in Ray's dashboard)
+        bits.append(f"Ray {run.remote_job_id}")
     state = html.escape(t(lang, f"ft.status.{run.status}"))
     err = f"<div class='ft-error'>{html.escape(run.error or '')}</div>" if run.error else ""
     if run.status == "running" and run.heartbeat_at:

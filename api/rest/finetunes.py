@@ -93,6 +93,8 @@ class RunOut(BaseModel):
     error: str | None
     adapter: str | None = Field(description="the served adapter's model name once completed")
     mlflow_run_id: str | None
+    compute: str = Field(description="where it runs: local (a worker process beside the studio) or ray (a Ray cluster's job)")
+    remote_job_id: str | None = Field(description="the Ray job's submission id, for a run on a Ray cluster")
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
@@ -145,7 +147,8 @@ def run_out(run: TrainingRun, cls: type[RunOut] = RunOut, **extra: Any) -> Any:
                base_model=run.base_model, dataset=dataset_label(run), dataset_version_id=run.dataset_version_id,
                method=run.method, step=run.step or 0, total_steps=run.total_steps, metrics=runs.run_metrics(run),
                error=run.error, adapter=run.name if (run.status == "completed" and run.adapter_path) else None,
-               mlflow_run_id=run.mlflow_run_id, created_at=run.created_at, started_at=run.started_at,
+               mlflow_run_id=run.mlflow_run_id, compute=run.compute or "local", remote_job_id=run.remote_job_id,
+               created_at=run.created_at, started_at=run.started_at,
                finished_at=run.finished_at, **extra)
 
 

@@ -14,7 +14,12 @@ from studio.finetune_view import curves, errors_markdown, estimate_markdown, pro
 
 
 def _run(**fields):
-    r = runs.create_run(name="r1", base_model="SmolLM2-135M-Instruct", dataset="d.jsonl", method="lora", spec={}, run_dir="/tmp/r1")
+    return _run_named("r1", **fields)
+
+
+def _run_named(name, **fields):
+    r = runs.create_run(name=name, base_model="SmolLM2-135M-Instruct", dataset="d.jsonl", method="lora", spec={},
+                        run_dir=f"/tmp/{name}")
     runs.update_run(r.id, **fields)
     return runs.get_run(r.id)
 
@@ -25,7 +30,9 @@ def test_progress_bar_carries_step_total_and_eta(db):
     out = progress_html("en", run, h)
     assert "data-step='5'" in out and "data-total='20'" in out and "width:25.0%" in out
     assert "ETA 75s" in out and "512 tok/s" in out
-    assert "heartbeat" not in out
+    assert "heartbeat" not in out and "Ray" not in out
+    ray = _run_named("r9", status="running", step=1, total_steps=4, compute="ray", remote_job_id="chat-studio-9-r9-ab12cd34")
+    assert "Ray chat-studio-9-r9-ab12cd34" in progress_html("en", ray, None)  # where the run runs
 
 
 def test_a_silent_worker_is_flagged(db):
