@@ -204,7 +204,8 @@ class RayBackend:
         if r.status_code != 200:
             return False
         text = r.json().get("logs") or ""
-        offset = min(int(state.get("log_offset") or 0), len(text))
+        offset = int(state.get("log_offset") or 0) if state.get("job_id") == ref.job_id else 0  # a resumed run: a new job
+        offset = min(offset, len(text))
         new = text[offset:]
         end = len(new) if final else new.rfind("\n") + 1
         if end <= 0:

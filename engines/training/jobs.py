@@ -113,7 +113,8 @@ class JobManager:
             return self.backend
         return self.backends.get(run.compute or "local")
 
-    def _ref(self, run: TrainingRun, run_dir: Path | None = None) -> JobRef:
+    def job_ref(self, run: TrainingRun, run_dir: Path | None = None) -> JobRef:
+        """What the run's backend knows it by (pid and start time, or the remote job id) and its folder."""
         return JobRef(key=run.id, folder=run_dir or Path(run.run_dir), job_id=run.remote_job_id, pid=run.pid,
                       pid_started=run.pid_started)
 
@@ -226,7 +227,7 @@ class JobManager:
             if backend is None:
                 raise ValueError(f"{self._elsewhere(run)} The run cannot be cancelled from here.")
             try:  # ask the worker to checkpoint and exit (SIGTERM; on Ray: stop the job, which sends SIGTERM)
-                backend.stop(self._ref(run, run_dir))
+                backend.stop(self.job_ref(run, run_dir))
             except ComputeError as exc:
                 raise ValueError(f"The run could not be cancelled: {exc}") from None
             runs.update_run(run_id, cancel_requested=True)
@@ -317,7 +318,7 @@ class JobManager:
                 if backend is None:  # left running: a studio configured for that backend adopts it
                     log.warning("train.backend_missing", run=run.id, compute=run.compute, job=run.remote_job_id)
                     continue
-                if backend.status(self._ref(run)).alive:
+                if backend.status(self.job_ref(run)).alive:
                     log.info("train.adopted", run=run.id, compute=backend.name, pid=run.pid, job=run.remote_job_id)
                     continue
                 self._poll(run)
@@ -387,7 +388,7 @@ class JobManager:
         job: dict[str, Any] = {
             "model_path": model_path, "dataset_path": dataset_path, "tracking_uri": self.settings.mlflow_uri,
             "artifact_root": str(self.settings.mlflow_artifacts_path), "backend": self.settings.train_backend,
-            "resume": backend.has_checkpoint(self._ref(run, run_dir)), "mlflow_run_id": run.mlflow_run_id,
+            "resume": backend.has_checkpoint(self.job_ref(run, run_dir)), "mlflow_run_id": run.mlflow_run_id,
             "sft_adapter_path": _str_or_none(sft),
         }
         files: dict[str, Path] = {}
@@ -428,13 +429,13 @@ class JobManager:
             run_dir = self.folder(run)
         except OutsideDataFolder as exc:  # never read events or a heartbeat from a folder a row points elsewhere
             if backend is not None:
-                backend.forget(self._ref(run))
+                backend.forget(self.job_ref(run))
             self._slot_of.pop(run.id, None)
             runs.finish_run(run.id, "failed", error=str(exc))
             return
         if backend is None:  # a run on a backend this studio is not configured for: left as it is (reconcile says so)
             return
-        ref = self._ref(run, run_dir)
+        ref = self.job_ref(run, run_dir)
         state = backend.status(ref)
         if not state.reachable:  # nothing is known (a cluster that does not answer): nothing is changed or given up
             log.warning("train.backend_unreachable", run=run.id, compute=backend.name, error=(state.message or "")[:300])
@@ -504,7 +505,7 @@ class JobManager:
                                  daemon=True).start()
             return
         if backend is not None:
-            backend.forget(self._ref(run))
+            backend.forget(self.job_ref(run))
         self._slot_of.pop(run.id, None)
         self._kill_at.pop(run.id, None)
         if kind == "done":
@@ -532,7 +533,7 @@ class JobManager:
             if run is None or backend is None:
                 return
             try:
-                path = backend.fetch_adapter(self._ref(run), ev, mlflow_run_id=fields.get("mlflow_run_id") or run.mlflow_run_id)
+                path = backend.fetch_adapter(self.job_ref(run), ev, mlflow_run_id=fields.get("mlflow_run_id") or run.mlflow_run_id)
                 final = {**ev, "adapter": path}
                 log.info("train.adapter_fetched", run=run_id, path=path)
             except (ComputeError, OSError) as exc:
