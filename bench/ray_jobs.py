@@ -44,6 +44,7 @@ from common import (
 
 DATASET = "assets/datasets/studio-helper-en.jsonl"
 BIN = Path(PYTHON).parent
+RUN_TIMEOUT_S = 3600  # one job; a 2-core machine shared with other work can take many times the idle time
 
 
 def job_spec(steps: int, name: str) -> dict:
@@ -119,7 +120,7 @@ def _one_run(jobs, name: str, steps: int) -> dict:  # noqa: ANN001
     t0 = time.time()
     rid = jobs.submit(job_spec(steps, name), actor=accounts.bootstrap(None))
     first_seen = first_worker = None
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
         run = runs.get_run(rid)
         if first_seen is None:
@@ -202,6 +203,10 @@ def main() -> int:
 
         for p in procs:  # the whole session: Ray's head starts a dozen processes
             stop_tree(p.pid, proc=p, grace=10)
+        from engines.processes import working_in
+
+        for pid in working_in(tmp):  # a Ray job's worker runs in a session of its own and can outlive the head
+            stop_tree(pid, grace=5)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -155,6 +155,23 @@ def stop_tree(leader: int | None, *, started: int | None = None, grace: float = 
     return not members
 
 
+def working_in(folder: Path) -> set[int]:
+    """Live processes whose working directory lies inside `folder` (e.g. a local Ray cluster's temp folder: a job's
+    worker that Ray started in a session of its own and that outlived the cluster's processes)."""
+    root = os.path.realpath(folder)
+    found = set()
+    for name in os.listdir(PROC):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(PROC / name / "cwd").removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + os.sep)) and pid_alive(int(name)):
+            found.add(int(name))
+    return found
+
+
 def spawn_detached(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
                    header: str = "") -> subprocess.Popen:
     """Start `argv` (a list, never a shell string) in a new session of its own, output appended to `log_path`: it

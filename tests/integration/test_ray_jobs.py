@@ -28,7 +28,7 @@ import pytest
 from engines.compute import mlflow_store
 from engines.events import read_events
 from engines.paths import is_inside
-from engines.processes import stop_tree
+from engines.processes import stop_tree, working_in
 from engines.training import JobManager
 from storage import catalog, runs
 from tests.conftest import MODELS_DIR
@@ -162,6 +162,8 @@ def cluster(tmp_path_factory):
     finally:
         stop_tree(head.pid, proc=head, grace=10)
         stop_tree(mlflow.pid, proc=mlflow, grace=5)
+        for pid in working_in(base):  # a job's worker runs in a session of its own; if a test failed mid-job, stop it too
+            stop_tree(pid, grace=5)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tree
+from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tree, working_in
 
 # A leader with a child; the child has a grandchild (in the leader's session) and a stubborn grandchild that moved to a
 # session of its own and ignores SIGTERM (found through its parent, stopped by SIGKILL).
@@ -69,3 +69,18 @@ def test_a_reused_pid_is_not_taken_for_the_old_leader(tmp_path: Path):
     finally:
         assert stop_tree(proc.pid, started=start_time(proc.pid), proc=proc)
     assert not pid_alive(proc.pid)
+
+
+def test_processes_working_in_a_folder_are_found_by_their_working_directory(tmp_path: Path):
+    inside, outside = tmp_path / "cluster" / "job", tmp_path / "elsewhere"
+    inside.mkdir(parents=True)
+    outside.mkdir()
+    a = spawn_detached([sys.executable, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "a.log", cwd=inside)
+    b = spawn_detached([sys.executable, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "b.log", cwd=outside)
+    try:
+        found = working_in(tmp_path / "cluster")
+        assert a.pid in found and b.pid not in found
+    finally:
+        for proc in (a, b):
+            stop_tree(proc.pid, proc=proc, grace=2)
+    assert working_in(tmp_path / "cluster") == set()
