@@ -187,7 +187,7 @@ def main() -> int:
             "|---|---|---|---|---|---|",
             *rows,
             f"submit → first step seen (median): local {med(local, 'first_step_seen_s'):.1f} s, "
-            f"ray {med(ray, 'first_step_seen_s'):.1f} s (+{med(ray, 'first_step_seen_s') - med(local, 'first_step_seen_s'):.1f} s)",
+            f"ray {med(ray, 'first_step_seen_s'):.1f} s ({med(ray, 'first_step_seen_s') - med(local, 'first_step_seen_s'):+.1f} s)",
             f"steps/s (median): local {med(local, 'steps_per_s'):.3f}, ray {med(ray, 'steps_per_s'):.3f} -> ratio ray/local "
             f"{ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})",
             f"wall submit → completed (median): local {med(local, 'wall_s'):.1f} s, ray {med(ray, 'wall_s'):.1f} s "
