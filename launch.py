@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     # logins on as soon as the first account exists on a studio started without any.
     gate = gate_middleware(still_allowed, auth=gradio_auth, login_now=accounts.login_required,
                            private_roots=settings.data_roots)
+    import api
+
+    apis = api.api_middleware(services)  # /v1 and /api/v1, inside the gate, answering from the first request
     log.info("app.start", host=settings.host, port=settings.port, share=args.share, login=login,
              seconds=round(time.perf_counter() - STARTED, 2))
     try:
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             auth=gradio_auth if login else None,
             auth_message="Log in with your own name and password. No account yet? Ask an admin: they add people "
                          "in the Team tab or with: python launch.py users add NAME",
-            app_kwargs={"middleware": [gate]},
+            app_kwargs={"middleware": [gate, apis]},
             ssr_mode=False,  # a Node front proxy would serve pages around the gate
         )
         instance.update(port=demo.server_port or settings.port)
@@ -291,9 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         # enabled account's name and password whenever the studio asks for logins.
         monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers), auth=check,
                                   auth_required=lambda: demo.app.auth is not None)
-        import api
-
-        api.install(demo.app, services)  # /v1 (OpenAI-compatible) and /api/v1 (REST): keys checked by the routes
         import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
 
         demo.block_thread()

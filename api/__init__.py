@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from starlette.routing import Mount
+from starlette.middleware import Middleware
+from starlette.routing import Match, Mount
 
 if TYPE_CHECKING:
     from engines.services import Services
@@ -26,8 +27,36 @@ class APIMount(Mount):
         self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
+class APIRoutes:
+    """ASGI middleware that hands /v1 and /api/v1 to the API apps before Gradio's routes see the request.
+
+    Given to `launch(app_kwargs={"middleware": [...]})`, it is in place from the server's first request: mounted on
+    the app after launch, the API answered 404 for the moment between the server starting and the mount."""
+
+    def __init__(self, app: Any, services: Services) -> None:
+        from api.openai_gateway import build_gateway
+        from api.rest import build_rest_app
+
+        self.app = app
+        self.mounts = [APIMount(GATEWAY_PREFIX, build_gateway(services)), APIMount(REST_PREFIX, build_rest_app(services))]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for mount in self.mounts:
+                match, child = mount.matches(scope)
+                if match == Match.FULL:
+                    await mount.handle({**scope, **child}, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def api_middleware(services: Services) -> Middleware:
+    """/v1 and /api/v1 for `launch(app_kwargs={"middleware": [gate, api_middleware(services)]})` (both check keys)."""
+    return Middleware(APIRoutes, services=services)
+
+
 def install(app: Any, services: Services) -> None:
-    """Mount /v1 and /api/v1 on Gradio's FastAPI app (after launch; both check keys themselves)."""
+    """Mount /v1 and /api/v1 on an app that is already running (tests, scripts); `launch.py` uses `api_middleware`."""
     from api.openai_gateway import build_gateway
     from api.rest import build_rest_app
 

@@ -120,6 +120,10 @@ def check_model(services: Services, model: str) -> None:
     servers = services.servers
     if model in {r.name for r in servers.served_models()}:
         return
+    # The list above may be seconds old: an adapter loaded since (by another studio or a script on a shared server)
+    # is looked for once more, now, before the request is refused.
+    if model in {r.name for r in servers.served_models(max_age=0)}:
+        return
     if servers.endpoint_for(model) is not None and model in servers.status():
         raise GatewayError(503, f"The server for {model} is not ready yet; try again shortly.", code="server_unavailable",
                            kind="server_error")
@@ -253,7 +257,8 @@ def build_gateway(services: Services) -> FastAPI:
     @app.get("/models")
     async def list_models(request: Request) -> dict:
         await actor_of(request)
-        records = await anyio.to_thread.run_sync(services.servers.served_models)
+        # A listing is asked for rarely and must be current (a client picks a model from it): fetched now.
+        records = await anyio.to_thread.run_sync(lambda: services.servers.served_models(max_age=0))
         data = [{"id": r.name, "object": "model", "created": 0, "owned_by": "chat-studio",
                  "parent": r.parent if r.kind == "adapter" else None, "kind": r.kind} for r in records]
         return {"object": "list", "data": data}
@@ -261,7 +266,7 @@ def build_gateway(services: Services) -> FastAPI:
     @app.get("/models/{model:path}")
     async def get_model(model: str, request: Request) -> dict:
         await actor_of(request)
-        records = await anyio.to_thread.run_sync(services.servers.served_models)
+        records = await anyio.to_thread.run_sync(lambda: services.servers.served_models(max_age=0))
         for r in records:
             if r.name == model:
                 return {"id": r.name, "object": "model", "created": 0, "owned_by": "chat-studio",
