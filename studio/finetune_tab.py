@@ -287,11 +287,9 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
         """A fresh default name (model, dataset, now); the page takes it only if the user has not typed their own."""
         return default_name(base or "", ds or "")
 
-    def show(lang: str, base: str | None, ds: str | None, rid_value: str):
-        """Page load and tab select: the page was built at the app's start, with that moment's free memory and time
-        (and in the language of then: the run's progress is drawn in the page's language now)."""
-        run = runs.get_run(int(rid_value)) if str(rid_value).isdigit() else None
-        return hardware_line(lang), renew_name(base, ds), progress_html(lang, run, jobs.history(run.id) if (run and jobs) else None)
+    def show(lang: str, base: str | None, ds: str | None):
+        """Page load and tab select: the page was built at the app's start, with that moment's free memory and time."""
+        return hardware_line(lang), renew_name(base, ds)
 
     # ---- runs --------------------------------------------------------------------------------------
     def submit(request: gr.Request, lang: str, *values: Any):  # the request first: Gradio injects it only before *values
@@ -436,7 +434,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     # Decided in the browser when the fresh name arrives, with what the box holds then (not when it was asked for).
     fresh_name.change(None, [output_name, auto_name, fresh_name], [output_name, auto_name], js=TAKE_FRESH_NAME_JS,
                       api_name=False, show_progress="hidden")
-    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs, run_id], "outputs": [hardware, fresh_name, progress],
+    show_spec = {"fn": show, "inputs": [lang_state, *name_inputs], "outputs": [hardware, fresh_name],
                  "show_progress": "hidden", "concurrency_limit": None}
     last_sig, last_curves = gr.State(""), gr.State("")
     runs_table.select(select_run, [lang_state], [run_id], api_name="select_run", api_visibility="private")
