@@ -233,9 +233,14 @@ def build_app(services: Services) -> gr.Blocks:
             """The tables as this page shows them (a dataset's page, a search, an evaluation), headers in `lang`."""
             return tr.table_updates(lang if lang in LANGUAGES else lang0, values)
 
+        # One after another: the tables are relabelled from what they show, then the views that depend on this page's
+        # filters are drawn again in the language now stored (a refresh drawn first could be overwritten by the relabel).
         language.input(relabel_all, [language], [lang_state, *components, whoami], api_name="set_language", show_progress="hidden",
-                       js=GRADIO_LOCALE_JS)
-        language.input(relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden")
+                       js=GRADIO_LOCALE_JS).then(
+            relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
+            api_name=False, **compare.refresh).then(
+            api_name=False, **datasets.refresh).then(
+            api_name=False, **history.relabel)
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
                   js=GRADIO_LOCALE_JS)
         for spec in (models.show, exports.refresh, finetune.show):

@@ -43,6 +43,7 @@ class HistoryTab:
     open_btn: gr.Button
     watch: gr.Timer  # re-reads a running item's detail; app.py stops it when another tab opens
     refresh: dict  # fn/inputs/outputs that reload the list (wired to the tab's select in app.py)
+    relabel: dict  # fn/inputs/outputs for a language switch: the hint shown while nothing is picked
 
 
 def model_names() -> list[str]:
@@ -357,5 +358,10 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         return admin_controls(actor_of(request).is_admin, 3)
 
     gr.on(None, archive_access, None, [archive_admin, export_btn, upload, import_btn], api_name=False, show_progress="hidden")
+    def hint(lang: str, key: str):
+        """With nothing picked, the detail is a hint: in the page's language (an item shown stays as it is)."""
+        return gr.skip() if key else t(lang, "hist.pick")
+
     return HistoryTab(selected=selected, open_btn=open_btn, watch=watch,
-                      refresh={"fn": reload, "inputs": [*filters_in, selected, detail], "outputs": [*list_out, detail, watch]})
+                      refresh={"fn": reload, "inputs": [*filters_in, selected, detail], "outputs": [*list_out, detail, watch]},
+                      relabel={"fn": hint, "inputs": [lang_state, selected], "outputs": [detail], "show_progress": "hidden"})
