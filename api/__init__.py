@@ -45,7 +45,9 @@ class APIRoutes:
             for mount in self.mounts:
                 match, child = mount.matches(scope)
                 if match == Match.FULL:
-                    await mount.handle({**scope, **child}, receive, send)
+                    # The API app is the top of its own routing here, so `url_for` builds on app_root_path: make it
+                    # the mount's path, or download links lose their /api/v1 prefix.
+                    await mount.handle({**scope, **child, "app_root_path": child["root_path"]}, receive, send)
                     return
         await self.app(scope, receive, send)
 
@@ -53,12 +55,3 @@ class APIRoutes:
 def api_middleware(services: Services) -> Middleware:
     """/v1 and /api/v1 for `launch(app_kwargs={"middleware": [gate, api_middleware(services)]})` (both check keys)."""
     return Middleware(APIRoutes, services=services)
-
-
-def install(app: Any, services: Services) -> None:
-    """Mount /v1 and /api/v1 on an app that is already running (tests, scripts); `launch.py` uses `api_middleware`."""
-    from api.openai_gateway import build_gateway
-    from api.rest import build_rest_app
-
-    app.router.routes.append(APIMount(GATEWAY_PREFIX, build_gateway(services)))
-    app.router.routes.append(APIMount(REST_PREFIX, build_rest_app(services)))

@@ -107,6 +107,10 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                                                    label=t(lang0, "ev.concurrency"), elem_id="ev-concurrency"), label="ev.concurrency")
                     limit = tr.add(gr.Number(0, precision=0, minimum=0, label=t(lang0, "ev.limit"), elem_id="ev-limit"),
                                    label="ev.limit")
+                    judge_tokens = tr.add(gr.Number(512, precision=0, minimum=16, maximum=settings.vllm_max_model_len,
+                                                    label=t(lang0, "ev.judge_max_tokens"), info=t(lang0, "ev.judge_max_tokens_info"),
+                                                    elem_id="ev-judge-max-tokens"),
+                                          label="ev.judge_max_tokens", info="ev.judge_max_tokens_info")
             with gr.Row():
                 start = tr.add(gr.Button(t(lang0, "ev.start"), variant="primary", elem_id="ev-start"), value="ev.start")
                 stop = tr.add(gr.Button(t(lang0, "ev.stop"), variant="stop", elem_id="ev-stop"), value="ev.stop")
@@ -153,7 +157,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
                 gr.update(choices=judge_choices(lang)),
                 gr.update(choices=version_choices(lang)), gr.update(choices=run_choices()))
 
-    def submit(models_v, judge_v, src, version_v, split_v, run_v, pasted_v, name_v, temp, mt, conc, limit_v, lang,
+    def submit(models_v, judge_v, src, version_v, split_v, run_v, pasted_v, name_v, temp, mt, conc, limit_v, jmt, lang,
                request: gr.Request):
         if manager is None:
             raise gr.Error(t(lang, "ev.unavailable"))
@@ -161,7 +165,8 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
             eid, ps = manager.submit_batch(
                 actor=actor_of(request), name=name_v or "", models=list(models_v or []), judge=judge_v or None, source=src,
                 version_id=version_v, split=split_v, run_id=run_v, pasted=pasted_v or "", limit=int(limit_v or 0),
-                params={"temperature": float(temp), "max_tokens": int(mt), "concurrency": int(conc or 1)})
+                params={"temperature": float(temp), "max_tokens": int(mt), "concurrency": int(conc or 1),
+                        **({"judge_max_tokens": max(16, int(jmt or 512))} if judge_v else {})})
         except (PromptSetError, EvalError, DataError, DatasetFileError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(t(lang, "ev.started", n=len(ps.examples), models=len(models_v)) + (f" ({ps.note})" if ps.note else ""))
@@ -258,10 +263,10 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     def batch_eval_api(models: list[str], judge: str = "", source: str = "dataset", dataset_version_id: str = "",
                        split: str = "eval", run_id: str = "", pasted: str = "", name: str = "", temperature: float = 0.0,
                        max_tokens: int = 256, concurrency: int = 4, limit: int = 0, lang: str = "",
-                       request: gr.Request = None) -> str:
+                       judge_max_tokens: int = 512, request: gr.Request = None) -> str:
         """Start an evaluation (it runs in the background); returns its id."""
         return submit(models, judge, source, dataset_version_id or None, split, run_id or None, pasted, name, temperature,
-                      max_tokens, concurrency, limit, lang or settings.ui_language, request)[0]
+                      max_tokens, concurrency, limit, judge_max_tokens, lang or settings.ui_language, request)[0]
 
     def batch_eval_csv_api(eval_id: str, lang: str = "") -> dict[str, Any]:
         """The per-example results as CSV: a file the client downloads."""
@@ -278,7 +283,7 @@ def build_batch_eval_tab(services: Services, tr: Translatable, lang_state: Any) 
     view_inputs = [eval_id, lang_state, f_model, f_outcome, f_query, last_sig]
     view_outputs = [progress, summary, bars, judge_note, f_model, examples, history, last_sig]
     start.click(submit, [models, judge, source, version, split, run_pick, pasted, name, temperature, max_tokens, concurrency,
-                         limit, lang_state], [eval_id, history], api_name=False)
+                         limit, judge_tokens, lang_state], [eval_id, history], api_name=False)
     gr.api(batch_eval_api, api_name="batch_eval")
     eval_id.change(view, view_inputs, view_outputs, api_name=False, show_progress="hidden")
     eval_id.change(ownership, [eval_id, lang_state], [owner_md, stop, resume], api_name=False, show_progress="hidden")

@@ -46,6 +46,8 @@ class EvaluationIn(BaseModel):
     limit: int = Field(default=0, ge=0, description="only the first N prompts (0: all)")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, ge=1, le=32768)
+    judge_max_tokens: int = Field(default=512, ge=16, le=32768,
+                                  description="the judge's longest verdict (its reasoning, then [[A]], [[B]] or [[C]])")
     concurrency: int | None = Field(default=None, ge=1, le=1024)
 
 
@@ -155,6 +157,8 @@ def submit(body: EvaluationIn, actor: Actor = Depends(acting_user), services=Dep
     if source == "pasted" and not prompts:
         raise ValueError("Give at least one prompt (or pick the dataset or run source).")
     params = {"temperature": body.temperature, "max_tokens": body.max_tokens}
+    if body.judge:
+        params["judge_max_tokens"] = body.judge_max_tokens
     if body.concurrency:
         params["concurrency"] = body.concurrency
     eval_id, _ = _manager(services).submit_batch(

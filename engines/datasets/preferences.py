@@ -113,6 +113,9 @@ def _in_time(at: dt.datetime | None, f: PreferenceFilters) -> bool:
 
 def _battle_pairs(actor: Actor, f: PreferenceFilters, report: BuildReport) -> None:
     for b in battles.voted_by(actor.id, since=f.since, until=f.until, category=f.category):
+        if f.models and not {b.model_a, b.model_b} & set(f.models):
+            report.skip("other_models")  # before the vote: a tie between other models is not this build's tie
+            continue
         if b.vote not in ("a", "b"):
             report.skip("tie_or_both_bad")
             continue

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import structlog
 from engines.accounts import Actor, require_owner
 from engines.endpoints import Endpoint
 from engines.evaluation import report
-from engines.evaluation.judge import judge_pair
+from engines.evaluation.judge import JUDGE_PARAMS, judge_pair
 from engines.evaluation.metrics import reference_scores
 from engines.inference import ChatParams, Generation, generate_many
 from engines.settings import Settings
@@ -272,6 +272,8 @@ class EvalManager:
                 if (r := rows.get((i, m))) is not None and r.judge_outcome in (None, "error")]
         self._set(eval_id, phase="judge", done=0, total=len(todo), started=time.monotonic())
         gate = asyncio.Semaphore(max(1, int(params.get("judge_concurrency") or params.get("concurrency") or 8)))
+        # A verdict's length bounds what judging costs: a small or chatty judge writes to the limit on every pair.
+        verdict_params = replace(JUDGE_PARAMS, max_tokens=int(params.get("judge_max_tokens") or JUDGE_PARAMS.max_tokens))
 
         async def one(i: int, model: str) -> None:
             cand, base = rows[(i, model)], rows.get((i, baseline))
@@ -282,7 +284,7 @@ class EvalManager:
                 ex = examples[i]
                 async with gate:
                     j = await judge_pair(judge, _question(ex), cand.output, base.output, ex.get("reference"),
-                                         timeout=self.settings.request_timeout)
+                                         timeout=self.settings.request_timeout, params=verdict_params)
                 evals.save_result(eval_id, i, model, judge_outcome=j.outcome, judge_detail=j.detail())
             self._progress[eval_id].done += 1
 

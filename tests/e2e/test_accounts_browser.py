@@ -27,7 +27,8 @@ def team_studio(tmp_path_factory, endpoint):
     """A second studio with AUTH (the first admin) and a member added from the command line, chatting through the
     session's vLLM server as an external endpoint (no second server on a 2-core machine)."""
     data = tmp_path_factory.mktemp("team")
-    env = {"AUTH": f"{ADMIN[0]}:{ADMIN[1]}", "VLLM_BASE_URL": endpoint.base_url}
+    # Short answers by default (DEFAULT_MAX_TOKENS): the test reads who sees which chat, not what the model writes.
+    env = {"AUTH": f"{ADMIN[0]}:{ADMIN[1]}", "VLLM_BASE_URL": endpoint.base_url, "DEFAULT_MAX_TOKENS": "48"}
     added = subprocess.run([sys.executable, "launch.py", "users", "add", MEMBER[0], "--role", "member", "--password-stdin"],
                            cwd=ROOT, env={**os.environ, "DATA_DIR": str(data), **env}, input=MEMBER[1] + "\n",
                            capture_output=True, text=True, timeout=120)

@@ -97,6 +97,9 @@ def test_batch_evaluation_with_a_judge_filters_and_exports(page: Page, studio_ur
     box = page.locator("#ev-max-tokens input[type=number]")
     box.fill("24")
     box.press("Tab")
+    verdicts = page.locator("#ev-judge-max-tokens input")
+    verdicts.fill("48")  # bounded verdicts: the tiny judge otherwise writes 512 tokens for each of 6 verdicts
+    verdicts.press("Tab")
     page.locator("#ev-start").click()
     progress = page.locator("#ev-progress-box")
     expect(progress).to_have_attribute("data-status", "completed", timeout=ANSWER_MS)

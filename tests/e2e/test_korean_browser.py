@@ -121,7 +121,7 @@ def test_every_tab_in_korean_shows_no_english_words(page: Page, studio_url: str)
     for key in ("tab.chat", "tab.datasets", "tab.finetune", "tab.compare", "tab.history", "tab.models", "tab.account"):
         open_tab(page, t("ko", key))
         if key == "tab.compare":
-            for sub in ("cmp.live_tab", "ev.tab"):
+            for sub in ("cmp.live_tab", "ev.tab", "agr.tab"):
                 open_tab(page, t("ko", sub))
                 leftovers[sub] = settled_english_words(page)
             continue
@@ -129,6 +129,9 @@ def test_every_tab_in_korean_shows_no_english_words(page: Page, studio_url: str)
         # A picker's shown value is read as data above; these are the studio's own words.
         if key == "tab.datasets":
             expect(page.locator("#ds-split-filter input")).to_have_value(t("ko", "ds.all"))
+            page.locator("#pref-panel").click()  # the preference-pairs panel, opened
+            expect(page.locator("#pref-build")).to_be_visible()
+            leftovers["pref.panel"] = settled_english_words(page)
         if key == "tab.finetune":
             expect(page.locator("#ft-dataset input")).to_have_value(re.compile(r"\(예시, [\d,]+행\)"))
         if key == "tab.models":  # table cells are data, but these are the studio's own words

@@ -51,7 +51,7 @@ def test_every_prompt_times_model_is_recorded_and_failures_are_retried_then_kept
     manager = EvalManager(settings, routing(live_endpoint, dead_url()))
     models = [live_endpoint.model, served_adapter, "dead-server", "unknown-model"]
     eid = manager.submit(actor=owner, name="four models", models=models, judge=live_endpoint.model, examples=PROMPTS, source="pasted",
-                         params={"max_tokens": 24, "retries": 1, "concurrency": 4})
+                         params={"max_tokens": 24, "retries": 1, "concurrency": 4, "judge_max_tokens": 24})
     run = wait_done(manager, eid)
     assert run.status == "completed", run.error
     rows = evals.results(eid)
@@ -66,6 +66,9 @@ def test_every_prompt_times_model_is_recorded_and_failures_are_retried_then_kept
     assert all(r.judge_outcome in ("win", "loss", "tie", "error") for r in by_model[served_adapter])
     assert all(r.judge_outcome == "skipped" for r in by_model["dead-server"])
     assert all(r.judge_outcome is None for r in by_model[live_endpoint.model])  # the baseline is not judged against itself
+    # each verdict was bounded by judge_max_tokens (24 tokens, far below the 512 the judge writes by default)
+    raws = [raw for r in by_model[served_adapter] for raw in evals.loads(r.judge_detail, {}).get("raw", [])]
+    assert len(raws) == 2 * len(PROMPTS) and all(0 < len(raw) < 200 for raw in raws), raws
     summary = evals.loads(run.summary, {})
     assert summary["models"]["dead-server"]["failed"] == len(PROMPTS)
     assert summary["models"][live_endpoint.model]["answered"] == len(PROMPTS)

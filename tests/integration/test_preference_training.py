@@ -160,7 +160,7 @@ def test_dpo_on_the_bundled_model_logs_preference_metrics_and_the_adapter_answer
     assert asyncio.run(ask()).strip()
 
     # the served base model as a judge of the same battles: every verdict stored, agreement over the valid ones
-    counts = asyncio.run(agreement.judge_battles(endpoint, bundled_model.name, owner, timeout=60))
+    counts = asyncio.run(agreement.judge_battles(endpoint, bundled_model.name, owner, timeout=60, max_tokens=24))
     assert sum(counts.values()) == len(battle_ids) and set(counts) <= {"a", "b", "tie", "error"}
     (result,) = agreement.judge_agreement(owner)
     assert result.judge == bundled_model.name and result.n + result.errors == len(battle_ids)

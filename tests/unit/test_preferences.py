@@ -212,6 +212,9 @@ def test_filters(stored):
     by_model = build_preferences(alice, PreferenceFilters(models=("m3",)))
     assert pairs(by_model) == sorted([("regenerated", "Name a colour", "green", "blue"),
                                       ("regenerated", "Name a colour", "green", "red")])
+    # the tie and the "both bad" were between base and tuned: for an m3 build they are other models' battles
+    assert "tie_or_both_bad" not in by_model.skipped and by_model.skipped["other_models"] >= 4
+    assert build_preferences(alice, PreferenceFilters(models=("base",))).skipped["tie_or_both_bad"] == 2
     by_voter = build_preferences(alice, PreferenceFilters(voters=("judge-m",)))
     assert {r.source["kind"] for r in by_voter.rows} == {"judge"} and len(by_voter.rows) == 2
     assert len(build_preferences(alice, PreferenceFilters(category="math")).rows) == 1

@@ -66,8 +66,7 @@ def rest(db, owner, settings):
     from engines.serving import ServerManager
 
     _, key = accounts.create_api_key(owner)
-    root = FastAPI()
-    api.install(root, Services(settings=settings, servers=ServerManager(settings)))
+    root = FastAPI(middleware=[api.api_middleware(Services(settings=settings, servers=ServerManager(settings)))])
 
     @root.get("/{anything:path}")  # after the mounts, like the UI's own routes: a request that misses them lands here
     def ui(anything: str) -> PlainTextResponse:

@@ -38,8 +38,7 @@ def client(team, settings):
     from engines.serving import ServerManager
 
     _, alice, bob = team
-    root = FastAPI()
-    api.install(root, Services(settings=settings, servers=ServerManager(settings)))
+    root = FastAPI(middleware=[api.api_middleware(Services(settings=settings, servers=ServerManager(settings)))])
     keys = {who.name: accounts.create_api_key(who)[1] for who in (alice, bob)}
     with TestClient(root, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {keys['alice']}"},
                     raise_server_exceptions=False) as c:
@@ -75,7 +74,8 @@ def test_a_preview_counts_and_lists_pairs_without_saving(client, judged) -> None
     assert "bob a" not in r.text  # Bob's battle is his
 
     only = client.post("/preferences/preview", json={"sources": ["battle"], "models": ["m2"], "limit": 1}).json()
-    assert only["rows"] == 1 and only["pairs"][0]["chosen"] == "4" and only["skipped"]["other_models"] == 1
+    assert only["rows"] == 1 and only["pairs"][0]["chosen"] == "4" and only["skipped"]["other_models"] == 2
+    assert "tie_or_both_bad" not in only["skipped"]  # the tie was between other models
     assert client.post("/preferences/preview", json={"category": "geo"}).json()["rows"] == 1
     future = client.post("/preferences/preview", json={"since": "2999-01-01T00:00:00Z"}).json()
     assert future["rows"] == 0
@@ -108,6 +108,7 @@ def test_saving_makes_a_preference_dataset_with_lineage_and_trl_files_come_and_g
     for layout in ("conversational", "strings"):
         r = client.post(f"/preferences/datasets/{ds['id']}/versions/{version['id']}/export", json={"layout": layout})
         assert r.status_code == 200, r.text
+        assert r.json()["url"].startswith("http://testserver/api/v1/preferences/")  # the link keeps the API's prefix
         got = client.get(r.json()["url"].replace("http://testserver/api/v1", ""))
         assert got.status_code == 200, got.text
         lines = [json.loads(x) for x in got.text.splitlines()]
