@@ -206,10 +206,11 @@ def check_turn(services: Services, request: Request, raw: bytes) -> Turn:
     return Turn(actor, body, messages, wanted)
 
 
-def store_turn(turn: Turn) -> tuple[int, str | None]:
-    """The request's messages stored (before the model is called): (conversation id, system prompt)."""
+def store_turn(turn: Turn) -> tuple[int, str | None, turns.OpenedAnswer]:
+    """The request's messages and the empty answer row, stored before the model is called (one commit)."""
     try:
-        return turns.store_api_turn(turn.actor, turn.wanted, turn.messages, model=turn.body.model)
+        return turns.store_api_turn_and_open(turn.actor, turn.wanted, turn.messages, model=turn.body.model,
+                                             params=turn.body.params())
     except ConversationNotFound as exc:
         raise GatewayError(404, str(exc), code="conversation_not_found", param="conversation_id") from None
     except ValueError as exc:
@@ -229,8 +230,7 @@ class Accepted:
 def accept_turn(services: Services, request: Request, raw: bytes) -> Accepted:
     """Check the request, store its messages and open the answer row (blocking: one worker-thread hop for all)."""
     turn = check_turn(services, request, raw)
-    cid, system = store_turn(turn)
-    opened = turns.open_answer(cid, turn.body.model, turn.body.params(), system_prompt=system)
+    cid, system, opened = store_turn(turn)
     return Accepted(turn, cid, system, opened)
 
 

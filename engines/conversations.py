@@ -201,6 +201,15 @@ def store_api_turn(actor: Actor, conversation_id: int | None, messages: list[dic
     return cid, system
 
 
+def store_api_turn_and_open(actor: Actor, conversation_id: int | None, messages: list[dict[str, str]], *, model: str,
+                            params: ChatParams) -> tuple[int, str | None, OpenedAnswer]:
+    """`store_api_turn` and `open_answer` in one write transaction (the gateway's hot path: one commit, not two):
+    (conversation, system prompt, the opened answer)."""
+    with database.atomic():
+        cid, system = store_api_turn(actor, conversation_id, messages, model=model)
+        return cid, system, open_answer(cid, model, params, system_prompt=system)
+
+
 def start_conversation(actor: Actor, conversation_id: int | None, *, model: str | None = None,
                        system_prompt: str | None = None, source: str = "ui") -> int:
     """The actor's conversation with this id if it exists, else a new one (another person's id is refused)."""
@@ -275,9 +284,57 @@ def retire_last_answer(conversation_id: int) -> bool:
 
 
 def replace_user_message(conversation_id: int, message_id: int, new_text: str) -> Message:
-    """Edit = keep the old message and its answers inactive, then add the new text as a fresh message."""
-    chats.retire_from(conversation_id, message_id)
-    return add_user_message(conversation_id, new_text)
+    """Edit = keep the old message and its answers inactive, then add the new text as a fresh message of the same
+    turn (so the old question and its answers stay reachable as an earlier version of it)."""
+    new_text = new_text.strip()
+    if not new_text:
+        raise ValueError("The message is empty.")
+    old = chats.get_message(message_id)
+    with database.atomic():
+        chats.retire_from(conversation_id, message_id)
+        return chats.add_message(conversation_id, "user", new_text,
+                                 turn=(old.turn or old.id) if old is not None and old.conversation_id == conversation_id else None)
+
+
+@dataclass
+class TurnVersions:
+    """The kept versions of a conversation's last turn (each a question and its answer, after Regenerate or Edit)."""
+
+    index: int  # 1-based: the one shown now (0 when the turn has no finished answer)
+    total: int
+
+
+def _last_turn(conversation_id: int) -> tuple[int | None, list[tuple[Message, Message]]]:
+    """(the last turn's id, its versions as (question, answer) in the order they were made). An answer still streaming
+    is not a version yet."""
+    active = chats.active_messages(conversation_id)
+    last_user = next((m for m in reversed(active) if m.role == "user"), None)
+    if last_user is None or last_user.turn is None:
+        return None, []
+    messages = chats.turn_messages(conversation_id, last_user.turn)
+    questions = {m.id: m for m in messages if m.role == "user"}
+    return last_user.turn, [(questions[m.reply_to], m) for m in messages
+                            if m.role == "assistant" and m.reply_to in questions and m.finish_reason != "streaming"]
+
+
+def turn_versions(actor: Actor, value: Any) -> TurnVersions:
+    """Which kept version of the last turn the conversation shows, and how many there are."""
+    conv = own_conversation(actor, value)
+    _, versions = _last_turn(conv.id)
+    shown = next((i for i, (q, a) in enumerate(versions, 1) if q.active and a.active), 0)
+    return TurnVersions(shown, len(versions))
+
+
+def show_version(actor: Actor, value: Any, index: int) -> TurnVersions:
+    """Show the `index`-th (1-based) kept version of the last turn: its question and answer become the active ones,
+    the others stay kept. Nothing is deleted; ValueError for an index the turn does not have."""
+    conv = own_conversation(actor, value)
+    turn, versions = _last_turn(conv.id)
+    if turn is None or not 1 <= int(index) <= len(versions):
+        raise ValueError(f"This conversation's last turn has no version {index}.")
+    question, answer = versions[int(index) - 1]
+    chats.show_turn_version(conv.id, turn, question.id, answer.id)
+    return TurnVersions(int(index), len(versions))
 
 
 def conversation_markdown(export: dict[str, Any]) -> str:

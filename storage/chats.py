@@ -69,7 +69,16 @@ def active_messages(conversation_id: int) -> list[Message]:
 def add_message(conversation_id: int, role: str, content: str, **fields: Any) -> Message:
     """Insert a message and bump the conversation; the first user message becomes the title."""
     with database.atomic():
+        if "turn" not in fields and role != "user":  # an answer joins the question it answers (the last active one)
+            last = (Message.select(Message.id, Message.turn)
+                    .where((Message.conversation == conversation_id) & (Message.role == "user") & (Message.active == True))  # noqa: E712
+                    .order_by(Message.id.desc()).first())
+            fields["turn"] = (last.turn or last.id) if last else None
+            fields.setdefault("reply_to", last.id if last else None)
         msg = Message.create(conversation=conversation_id, role=role, content=content, **fields)
+        if role == "user" and msg.turn is None:  # a new question starts a turn of its own
+            Message.update(turn=msg.id).where(Message.id == msg.id).execute()
+            msg.turn = msg.id
         conv = Conversation.get_by_id(conversation_id)
         updates: dict[str, Any] = {"updated_at": utcnow()}
         if role == "user" and conv.title == "New chat":
@@ -99,6 +108,19 @@ def retire_from(conversation_id: int, message_id: int) -> int:
         .where((Message.conversation == conversation_id) & (Message.id >= message_id) & (Message.active == True))  # noqa: E712
         .execute()
     )
+
+
+def turn_messages(conversation_id: int, turn: int) -> list[Message]:
+    """Every message of one turn, active or kept: its questions (an edit adds one) and all their answers, by id."""
+    return list(Message.select().where((Message.conversation == conversation_id) & (Message.turn == turn)).order_by(Message.id))
+
+
+def show_turn_version(conversation_id: int, turn: int, question_id: int, answer_id: int) -> None:
+    """Make one kept question + answer of a turn the active one; the turn's other messages are kept inactive."""
+    with database.atomic():
+        Message.update(active=False).where((Message.conversation == conversation_id) & (Message.turn == turn)).execute()
+        Message.update(active=True).where((Message.conversation == conversation_id) & (Message.turn == turn)
+                                          & (Message.id.in_([question_id, answer_id]))).execute()
 
 
 def conversation_export(conversation_id: int) -> dict[str, Any]:

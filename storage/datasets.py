@@ -46,6 +46,11 @@ def add_version(dataset: Dataset, *, path: str, content_hash: str, row_count: in
     return v
 
 
+def touch(dataset_id: int) -> None:
+    """Mark the dataset's working copy as changed now (it then lists first, and reads as unsaved)."""
+    Dataset.update(updated_at=utcnow()).where(Dataset.id == dataset_id).execute()
+
+
 def latest_version(dataset_id: int) -> DatasetVersion | None:
     return (DatasetVersion.select().where(DatasetVersion.dataset == dataset_id)
             .order_by(DatasetVersion.version.desc()).first())

@@ -342,6 +342,26 @@ def m010_training_run_compute(db: Database) -> None:
         migrate(*ops)
 
 
+def m011_message_turns(db: Database) -> None:
+    """Which turn a message belongs to (a user message's own id, kept by the question an edit puts in its place, and
+    shared by every answer to it, regenerated ones too) and which question an answer answers (`reply_to`), so the kept
+    versions of a turn can be listed and shown.
+
+    Rows from before: a user message is its own turn and an answer joins the user message before it (a regenerated
+    answer becomes a version of its question; an edited question stays a turn of its own)."""
+    have = {c.name for c in db.get_columns("messages")}
+    if "reply_to" not in have:
+        db.execute_sql("ALTER TABLE messages ADD COLUMN reply_to INTEGER")
+        db.execute_sql(
+            "UPDATE messages SET reply_to = (SELECT MAX(u.id) FROM messages u WHERE u.conversation_id = messages.conversation_id"
+            " AND u.role = 'user' AND u.id < messages.id) WHERE role <> 'user'")
+    if "turn" not in have:
+        db.execute_sql("ALTER TABLE messages ADD COLUMN turn INTEGER")
+        db.execute_sql("UPDATE messages SET turn = id WHERE role = 'user'")
+        db.execute_sql("UPDATE messages SET turn = reply_to WHERE role <> 'user'")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS messages_conversation_turn ON messages (conversation_id, turn)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, m001_conversations_and_messages),
     (2, m002_message_history_and_indexes),
@@ -353,6 +373,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (8, m008_users_api_keys_and_owners),
     (9, m009_preference_datasets_and_battle_judgements),
     (10, m010_training_run_compute),
+    (11, m011_message_turns),
 ]
 
 

@@ -88,6 +88,8 @@ class Message(BaseModel):
     error = TextField(null=True)
     feedback = IntegerField(default=0)  # -1 down, 0 none, 1 up
     active = BooleanField(default=True)  # False once regenerated or edited away; kept, never deleted
+    turn = IntegerField(null=True)  # the turn's first user message id: shared by its edited questions and every answer
+    reply_to = IntegerField(null=True)  # an answer's question (the user message active when it was asked for)
     created_at = DateTimeField(default=utcnow)
 
     class Meta:

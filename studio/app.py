@@ -125,7 +125,9 @@ def build_app(services: Services) -> gr.Blocks:
                     gr.update(value=[base, run.name], choices=[base, run.name]), "run",
                     gr.update(choices=run_choices(), value=str(run.id))]
 
-        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name=False)
+        # A new conversation with the adapter: its answers are not mixed into whatever chat was open before.
+        finetune.chat_btn.click(chat_with_run, [finetune.run_id], [tabs, chat.model], api_name=False).then(
+            api_name=False, show_progress="hidden", **chat.new_chat)
         finetune.compare_btn.click(compare_with_base, [finetune.run_id],
                                    [tabs, compare_tabs, compare.mode, compare.panes, *compare.models, batch.models, batch.source,
                                     batch.run_pick], api_name=False)
@@ -240,7 +242,8 @@ def build_app(services: Services) -> gr.Blocks:
             relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
             api_name=False, **compare.refresh).then(
             api_name=False, **datasets.refresh).then(
-            api_name=False, **history.relabel)
+            api_name=False, **history.relabel).then(
+            api_name=False, **finetune.relabel)
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
                   js=GRADIO_LOCALE_JS)
         for spec in (models.show, exports.refresh, finetune.show):

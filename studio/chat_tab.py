@@ -31,7 +31,10 @@ document.addEventListener('keydown', (e) => {
 """
 STREAMING = {"concurrency_limit": None, "show_progress": "hidden"}  # vLLM batches: never queue chats behind each other
 STOP_SETTLE_POLLS = 30  # × 0.1 s: how long Stop waits for the cancelled answer to be marked before redrawing
-UI_UPDATE_S = 0.05  # at most 20 redraws of a streaming answer per second (tokens in between are merged)
+# At most 5 redraws of a streaming answer per second (tokens in between are merged): each redraw re-renders the
+# conversation in the page, and at 20 a second a long-open page fell behind the stream (bench/page_endurance.py:
+# 170-420 ms of main thread per change on a loaded 2-core machine), so a Stop click waited behind the backlog.
+UI_UPDATE_S = 0.2
 # All answers streaming at once share this many page updates per second (with N of them each waits N/40 s): each
 # streamed update of /send costs Gradio ~9 ms (it rebuilds every output the update leaves out), so 32 chats at 20
 # updates/s each would ask the event loop for ~6 s of work per second. One or two chats keep UI_UPDATE_S; the first
@@ -48,6 +51,7 @@ class ChatTab:
     status: gr.HTML
     message: gr.Textbox
     open_chat: dict  # fn/inputs/outputs that load the conversation picked in `conversation_list` (History's "Open")
+    new_chat: dict  # fn/inputs/outputs that start an empty conversation (Fine-tune's "Chat with it")
 
 
 def _conv_id(value: Any) -> int | None:
@@ -157,6 +161,11 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                 ),
                 label="chat.chatbot", placeholder="chat.placeholder",
             )
+            # The kept versions of the last turn (after Regenerate or Edit): ‹ 2 / 3 › moves between them.
+            with gr.Row(visible=False, equal_height=True, elem_id="versions-row", elem_classes=["versions-row"]) as versions_row:
+                ver_prev = gr.Button("‹", size="sm", scale=0, min_width=36, elem_id="ver-prev")
+                ver_label = gr.HTML("", elem_id="ver-label", padding=False)
+                ver_next = gr.Button("›", size="sm", scale=0, min_width=36, elem_id="ver-next")
             # Shown while "Edit last message" is on: what Enter does now, and the way out.
             with gr.Row(visible=False, equal_height=True, elem_id="edit-banner") as edit_banner:
                 tr.add(gr.Markdown(t(lang0, "chat.editing_banner"), elem_id="edit-banner-text"), value="chat.editing_banner")
@@ -224,10 +233,44 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     def busy(on: bool) -> dict:
         """Send gives way to Stop while an answer streams, and comes back when it ends or is stopped."""
-        return {send_btn: gr.update(visible="hidden" if on else True), stop_btn: gr.update(visible=True if on else "hidden")}
+        out = {send_btn: gr.update(visible="hidden" if on else True), stop_btn: gr.update(visible=True if on else "hidden")}
+        return out | ({versions_row: gr.update(visible=False)} if on else {})  # counted again when the answer ends
 
-    def idle() -> dict:
-        return busy(False)
+    def idle(cid_value: str = "", lang: str = "", request: gr.Request = None) -> dict:
+        """Send is back; the last turn's versions (one more after a Regenerate or an Edit) are counted again."""
+        return busy(False) | versions(cid_value, lang or lang0, request)
+
+    def versions(cid_value: str, lang: str, request: gr.Request | None) -> dict:
+        """‹ i / n › under the chat when its last turn has more than one kept version; hidden otherwise."""
+        cid = _conv_id(cid_value)
+        tv = turns.turn_versions(actor_of(request), cid) if cid is not None else None
+        if tv is None or tv.total < 2:
+            return {versions_row: gr.update(visible=False)}
+        label = f"<span data-index='{tv.index}' data-total='{tv.total}'>{t(lang, 'chat.version', i=tv.index, n=tv.total)}</span>"
+        return {versions_row: gr.update(visible=True), ver_label: label,
+                ver_prev: gr.update(interactive=tv.index > 1), ver_next: gr.update(interactive=0 < tv.index < tv.total)}
+
+    def step_version(cid_value: str, lang: str, step: int, request: gr.Request) -> dict:
+        """Show the previous or next kept version of the last turn (its question and answer); nothing is deleted."""
+        cid = _conv_id(cid_value)
+        if cid is None:
+            return {}
+        actor = actor_of(request)
+        now = turns.turn_versions(actor, cid)
+        try:
+            turns.show_version(actor, cid, now.index + step)
+        except ValueError:
+            return versions(cid_value, lang, request)
+        return {chatbot: chatbot_view(chats.active_messages(cid), lang)} | versions(cid_value, lang, request)
+
+    def conversation_versions(cid_value: str, lang: str, request: gr.Request) -> dict:
+        return versions(cid_value, lang, request)
+
+    def prev_version(cid_value: str, lang: str, request: gr.Request) -> dict:
+        return step_version(cid_value, lang, -1, request)
+
+    def next_version(cid_value: str, lang: str, request: gr.Request) -> dict:
+        return step_version(cid_value, lang, 1, request)
 
     def edit_mode(lang: str, on: bool) -> dict:
         """Updates that enter or leave "Edit last message": the banner, the input box's label and the Send button."""
@@ -505,16 +548,19 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     pending = gr.State(None)  # the conversation whose stored message waits for its answer (accept → stream_pending)
     edit_mode_outputs = [edit_banner, message, send_btn, editing_state]
     accept_inputs = [message, conversation_id, model, system, lang_state, editing_state]
-    accept_outputs = [chatbot, conversation_id, message, conversation_list, edit_banner, send_btn, stop_btn, editing_state, pending]
+    accept_outputs = [chatbot, conversation_id, message, conversation_list, edit_banner, send_btn, stop_btn, editing_state, pending,
+                      versions_row]
     stream_inputs = [pending, model, system, temperature, top_p, max_tokens, seed, lang_state]
     buttons = [send_btn, stop_btn]
+    version_outputs = [versions_row, ver_label, ver_prev, ver_next]
+    idle_inputs, idle_outputs = [conversation_id, lang_state], [*buttons, *version_outputs]
     # In the page: store and echo at once, then stream into the Chatbot alone (see `accept`); Stop shows meanwhile.
     ev_submit = message.submit(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
         stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
-    ev_submit.then(idle, None, buttons, api_name=False, show_progress="hidden")
+    ev_submit.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
     ev_send = send_btn.click(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
         stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
-    ev_send.then(idle, None, buttons, api_name=False, show_progress="hidden")
+    ev_send.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
     # For gradio_client: the whole turn in one event, the conversation id in every update.
     send_api_btn = gr.Button(visible=False, elem_id="send-api")
     ev_send_api = send_api_btn.click(send, [message, *gen_inputs, lang_state, editing_state],
@@ -524,8 +570,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     ev_retry = chatbot.retry(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry", api_visibility="private", **STREAMING)
     ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot], api_name="edit", api_visibility="private", **STREAMING)
     for trigger, ev in ((regen_btn.click, ev_regen), (chatbot.retry, ev_retry), (chatbot.edit, ev_edit)):
-        trigger(lambda: busy(True), None, buttons, api_name=False, show_progress="hidden")
-        ev.then(idle, None, buttons, api_name=False, show_progress="hidden")
+        trigger(lambda: busy(True), None, [*buttons, versions_row], api_name=False, show_progress="hidden")
+        ev.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
     edit_btn.click(start_edit, [conversation_id, lang_state], edit_mode_outputs, api_name=False)
     edit_cancel_btn.click(leave_edit, [editing_state, lang_state], edit_mode_outputs, api_name=False, show_progress="hidden")
     # Opening, starting or deleting a conversation ends an edit of the one before.
@@ -535,13 +581,18 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     ev_edit_api = edit_last_btn_hidden.click(edit_last, [message, *gen_inputs, lang_state], [chatbot, message], api_name="edit_last", **STREAMING)
     stop_btn.click(None, None, None, cancels=[ev_submit, ev_send, ev_send_api, ev_regen, ev_retry, ev_edit, ev_edit_api], api_name="stop",
                    api_visibility="private").then(show_stopped, [conversation_id, lang_state], [chatbot], api_name=False,
-                                                  show_progress="hidden").then(idle, None, buttons, api_name=False,
+                                                  show_progress="hidden").then(idle, idle_inputs, idle_outputs, api_name=False,
                                                                                show_progress="hidden")
     chatbot.like(on_like, [conversation_id], [chatbot], api_name="like", api_visibility="private", show_progress="hidden")
     gr.api(set_feedback, api_name="feedback")
     gr.api(list_models, api_name="list_models")
 
     new_btn.click(new_chat, None, [chatbot, conversation_id, rename_box, conversation_list, message], api_name="new_chat")
+    # Another conversation (opened, new, deleted): its own versions, or none.
+    conversation_id.change(conversation_versions, [conversation_id, lang_state], version_outputs, api_name=False,
+                           show_progress="hidden")
+    ver_prev.click(prev_version, [conversation_id, lang_state], [chatbot, *version_outputs], api_name="previous_version")
+    ver_next.click(next_version, [conversation_id, lang_state], [chatbot, *version_outputs], api_name="next_version")
     conversation_list.input(open_chat, [conversation_list, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat_from_list", api_visibility="private")
     open_id = gr.Textbox(visible=False)
     open_id.change(open_chat, [open_id, lang_state], [chatbot, conversation_id, system, rename_box, model], api_name="open_chat")
@@ -566,5 +617,6 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         status=status, message=message,
         open_chat={"fn": open_chat, "inputs": [conversation_list, lang_state],
                    "outputs": [chatbot, conversation_id, system, rename_box, model]},
+        new_chat={"fn": new_chat, "inputs": None, "outputs": [chatbot, conversation_id, rename_box, conversation_list, message]},
     )
     return tab

@@ -50,12 +50,19 @@ def _labels(lang: str, round_: dict, n: int) -> list[str]:
     return [f"### {html.escape(names[i])}" if i < len(names) else "" for i in range(n)]
 
 
+def interval_text(lang: str, r: Any) -> str:
+    """The 95% interval, or "n/a" when resampling cannot give one (one battle: "1264 – 1264" said nothing)."""
+    if r.battles < 2 or round(r.low) == round(r.high):
+        return t(lang, "cmp.ci_na")
+    return f"{r.low:.0f} – {r.high:.0f}"
+
+
 def leaderboard_outputs(lang: str, since_days: float | None, category: str, blind_only: bool):
     vs = votes(since_days=since_days or None, category=(category or "").strip() or None, blind_only=bool(blind_only))
     board = leaderboard(vs, rounds=100)
     cols = [t(lang, k) for k in BOARD_KEYS]
     table = pd.DataFrame(
-        [[i + 1, r.model, round(r.score), f"{r.low:.0f} – {r.high:.0f}", round(r.elo), r.battles, f"{100 * r.win_rate:.0f}%"]
+        [[i + 1, r.model, round(r.score), interval_text(lang, r), round(r.elo), r.battles, f"{100 * r.win_rate:.0f}%"]
          for i, r in enumerate(board)], columns=cols)
     models, rate, count = win_matrix(vs)
     head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
@@ -126,7 +133,7 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             blind_only = tr.add(gr.Checkbox(False, label=t(lang0, "cmp.blind_only")), label="cmp.blind_only")
             refresh_btn = tr.add(gr.Button(t(lang0, "cmp.refresh"), size="sm", elem_id="cmp-refresh"), value="cmp.refresh")
         table0, matrix0, counts0 = leaderboard_outputs(lang0, None, "", False)
-        board = tr.add(gr.Dataframe(table0, interactive=False, elem_id="cmp-board"), headers=BOARD_KEYS)
+        board = tr.add(gr.Dataframe(table0, interactive=False, elem_id="cmp-board"), headers=BOARD_KEYS, cells={3: ("cmp.ci_na",)})
         with gr.Row():
             matrix = gr.HTML(matrix0, elem_id="cmp-matrix")
             counts_plot = tr.add(gr.BarPlot(counts0, x="model", y="battles", label=t(lang0, "cmp.battle_counts"), height=240,
@@ -138,7 +145,7 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     def layout(mode_v: str, n: float):
         n = 2 if mode_v == "arena" else int(n)
         return [gr.update(visible=mode_v != "arena")] + [gr.update(visible=i < n) for i in range(MAX_PANES)] \
-            + [gr.update(visible=i < n) for i in range(MAX_PANES)] + [gr.update(interactive=mode_v != "arena")]
+            + [gr.update(visible=i < n) for i in range(MAX_PANES)] + [gr.update(visible=mode_v != "arena")]  # arena: always 2
 
     def refresh(lang: str, since_v: float, cat_v: str, blind_v: bool):
         """The served models in every picker and the leaderboard as it is now: the page was built at the app's start,

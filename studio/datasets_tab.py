@@ -16,9 +16,12 @@ from engines.accounts import PermissionDenied
 from engines.datasets import draft, from_chats, uploads
 from engines.datasets.files import DatasetFileError
 from engines.datasets.formats import FormatError
+from engines.datasets.preference_files import FORMAT as PREFERENCE
+from engines.datasets.preference_files import export_preference_version, load_preference_version
 from engines.datasets.versions import (
     ImportRefused,
     NameTaken,
+    NothingToAppend,
     create_empty,
     diff_versions,
     export_version,
@@ -30,6 +33,8 @@ from studio.datasets_view import (
     TOKEN_LABELS,
     categories_frame,
     dataset_choices,
+    diff_html,
+    pairs_frame,
     preview_html,
     problems_frame,
     rows_frame,
@@ -43,6 +48,9 @@ from studio.services import Services
 
 ANY = "(all)"  # the filters' value for "any category / split" (its label is translated)
 SPLIT_CHOICES = [("ds.all", ANY), ("ds.split.train", "train"), ("ds.split.eval", "eval")]
+# Chat rows export as OpenAI or ShareGPT JSONL or Parquet; preference pairs in TRL's two layouts.
+EXPORT_CHOICES = [("ds.export.openai", "openai"), ("ds.export.sharegpt", "sharegpt"), ("ds.export.parquet", "parquet"),
+                  ("ds.export.trl_conversational", "trl-conversational"), ("ds.export.trl_strings", "trl-strings")]
 TABLE_KEYS = tuple(f"ds.col.{c}" for c in ("id", "category", "split", "turns", "user", "assistant"))
 TURN_KEYS = ("ds.col.role", "ds.col.content")
 PROBLEM_KEYS = tuple(f"ds.col.{c}" for c in ("row", "severity", "kind", "message"))
@@ -113,7 +121,11 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                     map_category = tr.add(gr.Dropdown([], label=t(lang0, "ds.map_category"), min_width=90), label="ds.map_category")
                 import_name = tr.add(gr.Textbox(label=t(lang0, "ds.name"), elem_id="ds-import-name"), label="ds.name")
                 valid_only = tr.add(gr.Checkbox(False, label=t(lang0, "ds.valid_only"), elem_id="ds-valid-only"), label="ds.valid_only")
-                import_btn = tr.add(gr.Button(t(lang0, "ds.import_button"), variant="primary", elem_id="ds-import-btn"), value="ds.import_button")
+                drop_dups = tr.add(gr.Checkbox(True, label=t(lang0, "ds.drop_dups"), elem_id="ds-drop-dups"), label="ds.drop_dups")
+                with gr.Row():
+                    import_btn = tr.add(gr.Button(t(lang0, "ds.import_button"), variant="primary", elem_id="ds-import-btn"),
+                                        value="ds.import_button")
+                    append_btn = tr.add(gr.Button(t(lang0, "ds.append_button"), elem_id="ds-append-btn"), value="ds.append_button")
                 # The import's outcome (done, refused, or why not) in one place: the file's detection above and the
                 # mapping stay as they were, so a taken name costs only a new name.
                 import_msg = gr.Markdown("", elem_id="ds-import-msg")
@@ -143,8 +155,8 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 compare_to = tr.add(gr.Dropdown([], label=t(lang0, "ds.compare_to"), elem_id="ds-compare-to"), label="ds.compare_to")
                 diff_md = gr.Markdown("", elem_id="ds-diff")
                 with gr.Row():
-                    export_fmt = gr.Radio([("JSONL (OpenAI)", "openai"), ("JSONL (ShareGPT)", "sharegpt"), ("Parquet", "parquet")],
-                                          value="openai", show_label=False, elem_id="ds-export-format")
+                    export_fmt = tr.add(gr.Radio(choices_for(lang0, EXPORT_CHOICES), value="openai", show_label=False,
+                                                 elem_id="ds-export-format"), choices=EXPORT_CHOICES)
                 export_btn = tr.add(gr.Button(t(lang0, "ds.export"), size="sm", elem_id="ds-export"), value="ds.export")
                 export_file = tr.add(gr.File(label=t(lang0, "ds.export_file"), interactive=False, elem_id="ds-export-file", height=90),
                                      label="ds.export_file")
@@ -225,11 +237,35 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         ds_id = _id(ds_value)
         if ds_id is None:
             return rows_frame(lang, draft.Page([], 0, 1, 1)), "", gr.update(choices=category_choices(lang, []), value=ANY), 1
+        ds = store.get_dataset(ds_id)
+        if ds is not None and ds.kind == PREFERENCE:  # pairs have no working copy: the saved version, read-only
+            return pairs_page(ds_id, int(number or 1), lang)
         p = draft.page(ds_id, int(number or 1), **_filters(search_v, cat_v, split_v))
         cats = [c for c, _ in draft.categories(ds_id)]
         info = t(lang, "ds.page_info", page=f"{p.page:,}", pages=f"{p.pages:,}", total=f"{p.total:,}")
+        state = draft.saved_state(ds_id)  # said beside the count: edits are not what a fine-tune trains on until saved
+        if state.unsaved:
+            info += " · " + (t(lang, "ds.unsaved_since", version=state.version) if state.version
+                             else t(lang, "ds.never_saved"))
+        elif state.version:
+            info += " · " + t(lang, "ds.saved_as", version=state.version)
         return (rows_frame(lang, p), info, gr.update(choices=category_choices(lang, cats), value=cat_v if cat_v in cats else ANY),
                 p.page)
+
+    def pairs_page(ds_id: int, number: int, lang: str):
+        last = store.latest_version(ds_id)
+        try:
+            rows = load_preference_version(settings, last) if last else []
+        except (PermissionError, ValueError) as exc:  # outside the data folder, or a damaged file: said, nothing else read
+            raise gr.Error(str(exc)) from None
+        pages = max(1, -(-len(rows) // draft.PAGE_SIZE))
+        number = min(max(1, number), pages)
+        start = (number - 1) * draft.PAGE_SIZE
+        info = t(lang, "ds.page_info", page=number, pages=pages, total=f"{len(rows):,}")
+        if last:
+            info += " · " + t(lang, "ds.pairs_info", total=f"{len(rows):,}", version=last.version)
+        return (pairs_frame(lang, rows[start:start + draft.PAGE_SIZE], start), info,
+                gr.update(choices=category_choices(lang, []), value=ANY), number)
 
     page_inputs = [dataset_id, page_no, search, category, split_filter, lang_state]
     page_outputs = [table, page_info, category, page_no]
@@ -301,10 +337,15 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         stem = Path(file if isinstance(file, str) else file.name).stem
         try:
             with staged(file) as path:
-                found = uploads.inspect_upload(settings, path, template_model=template_model)
+                pref = uploads.inspect_preference_upload(path)
+                found = None if pref else uploads.inspect_upload(settings, path, template_model=template_model)
         except DatasetFileError as exc:  # too large, or not a dataset file
             return (f"<span class='ds-bad'>✗</span> {exc}", gr.update(visible=False), *[gr.update(choices=[], value=None)] * 4,
                     gr.update(visible=False), stem)
+        if pref is not None:  # TRL preference pairs: imported as a preference dataset (DPO, ORPO)
+            return (summary_markdown(lang, pref.layout, len(pref.rows), pref.problems), gr.update(visible=False),
+                    *[gr.update(choices=[], value=None)] * 4,
+                    gr.update(visible=bool(pref.problems), value=problems_frame(lang, pref.problems)), stem)
         report = found.report
         if report is None:  # a layout the importer cannot tell: the fields it found, with a guessed column mapping
             choices, guess = [None, *(found.fields or [])], found.guess or {}
@@ -316,7 +357,7 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)), stem)
 
     def do_import(file: Any, name: str, only_valid: bool, mu: str | None, ma: str | None, msys: str | None, mcat: str | None,
-                  template_model: str, lang: str, request: gr.Request):
+                  template_model: str, lang: str, drop: bool = True, request: gr.Request = None):
         """Import the chosen file. A refusal is said once, under the button, and nothing else on the form changes:
         raising gr.Error would also put an "Error" badge over every output (the Dataset picker, the detection)."""
         def refused(text: str) -> tuple:
@@ -331,8 +372,13 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         source = Path(file if isinstance(file, str) else file.name).name
         try:
             with staged(file) as path:
+                if uploads.inspect_preference_upload(path) is not None:
+                    return imported_pairs(*uploads.import_preference_upload(
+                        settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
+                        drop_duplicates=bool(drop), source_name=source), lang)
                 report = uploads.import_upload(settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
-                                               mapping=mapping, template_model=template_model, source_name=source)
+                                               mapping=mapping, template_model=template_model, source_name=source,
+                                               drop_duplicates=bool(drop))
         except ImportRefused as exc:
             errs = exc.report.errors
             return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
@@ -343,12 +389,68 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             return refused(str(exc))
         v = report.version
         msg = t(lang, "ds.imported", rows=f"{v.row_count:,}", name=v.dataset.name, format=t(lang, f"ds.format.{report.format}"))
-        if report.skipped:
-            msg += " " + t(lang, "ds.skipped_n", n=len(report.skipped))
+        msg += _left_out(report, lang)
         gr.Info(msg)
         return (gr.update(choices=dataset_choices(lang), value=str(v.dataset_id)), f"<span class='ds-ok'>✓</span> {msg}",
                 gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)),
                 gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None))
+
+    def imported_pairs(v: Any, found: list, removed: int, lang: str) -> tuple:
+        msg = t(lang, "ds.imported_pairs", rows=f"{v.row_count:,}", name=v.dataset.name,
+                format=t(lang, f"ds.format.{v.dataset.source_format}"))
+        if removed:
+            msg += " " + t(lang, "ds.dropped_n", n=removed)
+        gr.Info(msg)
+        return (gr.update(choices=dataset_choices(lang), value=str(v.dataset_id)), f"<span class='ds-ok'>✓</span> {msg}",
+                gr.update(visible=bool(found), value=problems_frame(lang, found)), gr.update(visible=False))
+
+    def _left_out(report: Any, lang: str) -> str:
+        return ((" " + t(lang, "ds.skipped_n", n=len(report.skipped)) if report.skipped else "")
+                + (" " + t(lang, "ds.dropped_n", n=len(report.dropped)) if report.dropped else ""))
+
+    def do_append(file: Any, ds_value: str, only_valid: bool, drop: bool, mu: str | None, ma: str | None, msys: str | None,
+                  mcat: str | None, template_model: str, lang: str, request: gr.Request):
+        """Add the chosen file's rows to the open dataset as its next version; a refusal is said under the buttons."""
+        def refused(text: str) -> tuple:
+            return f"<span class='ds-bad'>✗</span> {text}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+        ds_id = _id(ds_value)
+        if ds_id is None:
+            return refused(t(lang, "ds.append_none"))
+        if file is None:
+            return refused(t(lang, "ds.no_file"))
+        try:
+            mapping = uploads.clean_mapping({"user": mu, "assistant": ma, "system": msys, "category": mcat})
+        except ValueError:
+            return refused(t(lang, "ds.map_needed"))
+        source = Path(file if isinstance(file, str) else file.name).name
+        try:
+            with staged(file) as path:
+                report = uploads.append_upload(settings, path, ds_id, actor=actor_of(request), valid_only=bool(only_valid),
+                                               mapping=mapping, template_model=template_model, source_name=source,
+                                               drop_duplicates=bool(drop))
+        except ImportRefused as exc:
+            errs = exc.report.errors
+            return (f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",
+                    gr.update(visible=True, value=problems_frame(lang, exc.report.problems)), gr.update(visible=False),
+                    gr.skip(), gr.skip(), gr.skip())
+        except NothingToAppend as exc:
+            key = "ds.same_as_saved" if exc.reason == "same_as_saved" else "ds.nothing_new"
+            return refused(t(lang, key, name=store.get_dataset(ds_id).name))
+        except PermissionDenied:
+            return refused(t(lang, "own.denied", owner=_owner_name(ds_id)))
+        except (FormatError, ValueError) as exc:
+            return refused(str(exc))
+        v = report.version
+        msg = t(lang, "ds.appended", rows=f"{v.row_count - (v.parent.row_count if v.parent else 0):,}", name=v.dataset.name,
+                version=v.version, total=f"{v.row_count:,}") + _left_out(report, lang)
+        gr.Info(msg)
+        vs = version_choices(ds_id, lang)
+        return (f"<span class='ds-ok'>✓</span> {msg}",
+                gr.update(visible=bool(report.problems), value=problems_frame(lang, report.problems)),
+                gr.update(visible=bool(report.skipped_path), value=str(report.skipped_path) if report.skipped_path else None),
+                gr.update(choices=vs, value=str(v.id)), gr.update(choices=vs, value=vs[1][1] if len(vs) > 1 else None),
+                gr.update(choices=dataset_choices(lang), value=str(ds_id)))  # its row count in the picker
 
     def create(name: str, lang: str, request: gr.Request):
         """A new empty dataset; a refusal is a warning toast, not an "Error" badge over the Dataset picker."""
@@ -488,13 +590,18 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
             d = diff_versions(settings, a, b)
         except PermissionError as exc:  # a version row pointing outside the data folder: said, nothing read
             raise gr.Error(str(exc)) from None
-        return t(lang, "ds.diff", old=a.version, new=b.version, added=len(d.added), removed=len(d.removed), changed=len(d.changed))
+        return diff_html(lang, a.version, b.version, d)
 
     def export(v_value: str | None, fmt: str, lang: str):
         v = store.get_version(_id(v_value) or 0)
         if v is None:
             raise gr.Error(t(lang, "ds.pick_version"))
+        pairs = v.format == PREFERENCE
+        if pairs != fmt.startswith("trl-"):  # chat rows and preference pairs each have their own layouts
+            raise gr.Error(t(lang, "ds.export_trl_only" if pairs else "ds.export_chat_only"))
         try:
+            if pairs:
+                return str(export_preference_version(settings, v, fmt.removeprefix("trl-")))
             return str(export_version(settings, v, fmt))
         except PermissionError as exc:  # a version row pointing outside the data folder: said, nothing read
             raise gr.Error(str(exc)) from None
@@ -595,8 +702,11 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     upload.upload(on_file, [upload, template_of, lang_state],
                   [detected, mapping_row, map_user, map_assistant, map_system, map_category, problems, import_name], api_name="inspect_file")
     upload.change(lambda: "", None, [import_msg], api_name=False, show_progress="hidden")  # a new file: no stale outcome
-    import_btn.click(do_import, [upload, import_name, valid_only, map_user, map_assistant, map_system, map_category, template_of, lang_state],
-                     [dataset, import_msg, problems, skipped_file], api_name="import_dataset")
+    import_btn.click(do_import, [upload, import_name, valid_only, map_user, map_assistant, map_system, map_category, template_of, lang_state,
+                                 drop_dups], [dataset, import_msg, problems, skipped_file], api_name="import_dataset")
+    append_btn.click(do_append, [upload, dataset_id, valid_only, drop_dups, map_user, map_assistant, map_system, map_category,
+                                 template_of, lang_state], [import_msg, problems, skipped_file, versions, compare_to, dataset],
+                     api_name="append_dataset").then(**refresh).then(**editor_sync)
     new_btn.click(create, [new_name, lang_state], [dataset], api_name=False)
 
     save_row_btn.click(save_row, [dataset_id, row_id, turns, row_category, template_of, lang_state], [status, preview, row_shown],
@@ -615,7 +725,8 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     synth_model.focus(synth_models, None, [synth_model], api_name=False, show_progress="hidden")
     thumbs_btn.click(thumbs, [dataset_id, lang_state], [status], api_name="add_thumbs_up").then(**refresh).then(**editor_sync)
 
-    save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset], api_name="save_version")
+    save_btn.click(save_version, [dataset_id, note, lang_state], [versions, compare_to, note, dataset],
+                   api_name="save_version").then(**refresh)
     gr.on([versions.change, compare_to.change], show_diff, [versions, compare_to, lang_state], [diff_md], api_name=False)
     export_btn.click(export, [versions, export_fmt, lang_state], [export_file], api_name=False)
     stats_btn.click(stats, [dataset_id, template_of, lang_state], [stats_md, tok_plot, turns_plot, cat_plot], api_name="dataset_stats")

@@ -55,6 +55,7 @@ class FinetuneTab:
     hardware: gr.HTML
     timer: gr.Timer  # polls the shown run; app.py runs it only while this tab is open
     show: dict  # fn/inputs/outputs that refresh the hardware line and the default run name (page load, tab select)
+    relabel: dict  # fn/inputs/outputs that redraw the shown run's owner line in the page's language (language switch)
 
 
 # A typed name (not empty, not the last one the form made) stays; otherwise the fresh one replaces it.
@@ -452,5 +453,7 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
     gr.api(validate_spec_api, api_name="validate_spec")
     gr.api(start_training_api, api_name="start_training")
     return FinetuneTab(run_id=run_id, preset=preset_radio, chat_btn=chat_btn, compare_btn=compare_btn, base_model=base_model, dataset=dataset,
-                       runs_table=runs_table, hardware=hardware, timer=timer, show=show_spec)
+                       runs_table=runs_table, hardware=hardware, timer=timer, show=show_spec,
+                       relabel={"fn": ownership, "inputs": [run_id, lang_state], "outputs": [owner_md, cancel_btn, resume_btn],
+                                "show_progress": "hidden"})
 

@@ -90,7 +90,8 @@ def progress_html(lang: str, run: TrainingRun | None, h: History | None) -> str:
 
 # TRL's preference metrics (DPO; ORPO logs them too), drawn beside the loss when a run logs them.
 PREFERENCE_SERIES = (("rewards/margins", "pref.series.margin"), ("rewards/chosen", "pref.series.chosen"),
-                     ("rewards/rejected", "pref.series.rejected"))
+                     ("rewards/rejected", "pref.series.rejected"),
+                     ("eval_rewards/margins", "pref.series.eval_margin"))  # on the held-out pairs: is it learning or memorising
 
 
 def curves(h: History | None, lang: str = "en") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,9 +100,9 @@ def curves(h: History | None, lang: str = "en") -> tuple[pd.DataFrame, pd.DataFr
     loss_rows, lr_rows = [], []
     for m in h.metrics if h else []:
         if "loss" in m:
-            loss_rows.append({"step": m["step"], "loss": m["loss"], "series": "train"})
+            loss_rows.append({"step": m["step"], "loss": m["loss"], "series": t(lang, "ft.series.train")})
         if "eval_loss" in m:
-            loss_rows.append({"step": m["step"], "loss": m["eval_loss"], "series": "eval"})
+            loss_rows.append({"step": m["step"], "loss": m["eval_loss"], "series": t(lang, "ft.series.eval")})
         for key, label in PREFERENCE_SERIES:
             if key in m:
                 loss_rows.append({"step": m["step"], "loss": m[key], "series": t(lang, label)})

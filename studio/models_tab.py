@@ -3,6 +3,7 @@ and log."""
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,16 @@ class ModelsTab:
     show: dict  # fn/inputs/outputs that draw the whole tab as it is now (for the page's load and the tab's select)
 
 
+def active_runs() -> list[Any]:
+    """Fine-tunes queued or running (the health line says where each runs), or nothing when no database is bound."""
+    from storage import runs
+
+    try:
+        return runs.list_runs(20, ("queued", "running"))
+    except Exception:
+        return []
+
+
 def catalog_entries() -> list[Any]:
     """The `models` table, or nothing when no database is bound."""
     from storage import catalog
@@ -83,7 +94,7 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
 
     def health(lang: str) -> str:
         return health_html(lang, servers.status(), history, no_serve=services.no_serve, external_urls=servers.external_urls(),
-                           pending_error=servers.pending_error(), fleet=servers.fleet.view())
+                           pending_error=servers.pending_error(), fleet=servers.fleet.view(), jobs=active_runs())
 
     names0 = list(servers.status())
     raw0 = metric_frames(lang0, history)
@@ -133,6 +144,20 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                                  label="models.field.gpu_memory_utilization", info="models.info.gpu_memory_utilization")
                 start_errors = gr.Markdown("", elem_id="models-start-errors")
                 start_btn = tr.add(gr.Button(t(lang0, "models.start"), variant="primary", elem_id="models-start"), value="models.start")
+            with tr.add(gr.Accordion(t(lang0, "models.fleet_title"), open=False, elem_id="models-fleet-box"),
+                        label="models.fleet_title"):
+                tr.add(gr.Markdown(t(lang0, "models.fleet_help"), elem_id="models-fleet-help"), value="models.fleet_help")
+                with gr.Row():
+                    fleet_base = tr.add(gr.Dropdown(choices=choices(), value=settings.default_model, allow_custom_value=True,
+                                                    scale=2, label=t(lang0, "models.fleet_base"), elem_id="models-fleet-base"),
+                                        label="models.fleet_base")
+                    fleet_url = tr.add(gr.Textbox(label=t(lang0, "models.fleet_url"), placeholder="http://gpu-box:8000", scale=3,
+                                                  elem_id="models-fleet-url"), label="models.fleet_url")
+                with gr.Row():
+                    fleet_add = tr.add(gr.Button(t(lang0, "models.fleet_add"), size="sm", elem_id="models-fleet-add"),
+                                       value="models.fleet_add")
+                    fleet_remove = tr.add(gr.Button(t(lang0, "models.fleet_remove"), size="sm", variant="stop",
+                                                    elem_id="models-fleet-remove"), value="models.fleet_remove")
             action_msg = gr.Markdown("", elem_id="models-action-msg")
 
             tr.add(gr.Markdown(f"### {t(lang0, 'models.metrics')}"), value="models.metrics_md")
@@ -222,9 +247,36 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
         time.sleep(0.3)
         return t(lang, "models.restarting", name=name), servers_frame(lang, servers.status())
 
+    def on_fleet(lang: str, base: str | None, url: str, add: bool, request: gr.Request | None = None):
+        """Add or remove an endpoint of a base (admins): chats of that base are then routed over its endpoints."""
+        actor = admin(lang, request)
+        base, url = (base or "").strip(), (url or "").strip()
+        if not base or not url:
+            return t(lang, "models.fleet_need"), gr.skip()
+        try:
+            if add:
+                (root, why), = servers.add_fleet_endpoint(base, url, actor=actor).items()
+                msg = t(lang, "models.fleet_added", url=root, base=base) + (" " + t(lang, "models.fleet_adapter_error", why=why)
+                                                                          if why else "")
+            elif servers.remove_fleet_endpoint(base, url, actor=actor):
+                msg = t(lang, "models.fleet_removed", url=url, base=base)
+            else:
+                msg = t(lang, "models.fleet_not_there", url=url, base=base)
+        except PermissionDenied:
+            raise gr.Error(t(lang, "models.admin_only")) from None
+        except ValueError as exc:  # a URL that is not http(s)://host[:port]
+            return f"<span class='ds-bad'>✗</span> {html.escape(str(exc))}", gr.skip()
+        return msg, health(lang)
+
+    def on_fleet_add(lang: str, base: str | None, url: str, request: gr.Request | None = None):
+        return on_fleet(lang, base, url, True, request)
+
+    def on_fleet_remove(lang: str, base: str | None, url: str, request: gr.Request | None = None):
+        return on_fleet(lang, base, url, False, request)
+
     def access(request: gr.Request | None = None):
-        """On page load: a member sees Start / Stop / Restart disabled, with the reason."""
-        return admin_controls(actor_of(request).is_admin, 3)
+        """On page load: a member sees Start / Stop / Restart and the fleet's Add / Remove disabled, with the reason."""
+        return admin_controls(actor_of(request).is_admin, 5)
 
     def show_log(name: str | None):
         return servers.logs(name, LOG_LINES) if name else ""
@@ -323,8 +375,10 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                     api_name="start_server")
     stop_btn.click(on_stop, [lang_state, server_pick], [action_msg, servers_table], api_name=False)
     restart_btn.click(on_restart, [lang_state, server_pick], [action_msg, servers_table], api_name=False)
-    gr.on(None, access, None, [admin_note, start_btn, stop_btn, restart_btn], api_name="models_access", api_visibility="private",
-          show_progress="hidden")
+    gr.on(None, access, None, [admin_note, start_btn, stop_btn, restart_btn, fleet_add, fleet_remove], api_name="models_access",
+          api_visibility="private", show_progress="hidden")
+    fleet_add.click(on_fleet_add, [lang_state, fleet_base, fleet_url], [action_msg, health_box], api_name=False)
+    fleet_remove.click(on_fleet_remove, [lang_state, fleet_base, fleet_url], [action_msg, health_box], api_name=False)
     server_pick.change(show_log, [server_pick], [log_box], api_name=False, show_progress="hidden")
     servers_table.select(select_server, None, [server_pick], api_name="select_server", api_visibility="private")
     timer.tick(poll, [lang_state, server_pick, last_state], [*view_outputs, last_state],

@@ -129,9 +129,9 @@ def servers_signature(states: Mapping[str, ServerState]) -> str:
 
 def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHistory, *, no_serve: bool = False,
                 external_urls: Iterable[str] = (), pending_error: str | None = None,
-                fleet: Iterable[FleetEndpointView] = ()) -> str:
+                fleet: Iterable[FleetEndpointView] = (), jobs: Iterable[Any] = ()) -> str:
     """One pill per server: its status and, when ready, what its last `/metrics` poll said; then one per endpoint
-    of each fleet base (`ServerManager.fleet.view()`)."""
+    of each fleet base (`ServerManager.fleet.view()`); then one per queued or running fine-tune, saying where it runs."""
     pills = []
     for st in states.values():
         snap = history.latest(st.name) if st.status == "ready" else None
@@ -159,7 +159,21 @@ def health_html(lang: str, states: Mapping[str, ServerState], history: MetricsHi
                      f"<span class='dot'></span>{html.escape(pending_error.splitlines()[0][:160] if pending_error.strip() else '')}</span>")
     if not pills:
         pills.append(f"<span class='server-pill stopped'>{html.escape(t(lang, 'models.no_serve' if no_serve else 'models.no_servers'))}</span>")
+    pills += [job_pill(lang, run) for run in jobs]
     return f"<div class='server-status' data-testid='models-health'>{''.join(pills)}</div>"
+
+
+def job_pill(lang: str, run: Any) -> str:
+    """A fine-tune that is queued or running, and where: a job on the Ray cluster (its id there) or this machine."""
+    if run.compute == "ray":
+        where = t(lang, "models.job.ray", id=run.remote_job_id or "…")
+    else:
+        where = t(lang, "models.job.local") + (f" (PID {run.pid})" if run.pid else "")
+    state = "starting" if run.status == "queued" else "ready"
+    return (f"<span class='server-pill {state}' data-job='{html.escape(run.name, quote=True)}' "
+            f"data-compute='{html.escape(run.compute or 'local', quote=True)}'><span class='dot'></span>⚙ "
+            f"{html.escape(run.name)} · {html.escape(t(lang, 'models.job.finetune', status=t(lang, f'ft.status.{run.status}')))}"
+            f" · {html.escape(where)}</span>")
 
 
 FLEET_CLASS = {"up": "ready", "unknown": "starting", "down": "failed"}

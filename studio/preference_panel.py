@@ -49,7 +49,8 @@ def pairs_frame(lang: str, rows: list[PreferenceRow], limit: int = PREVIEW_ROWS)
         prompt = _cut(r.prompt[-1]["content"]) + (f"  (+{earlier})" if earlier else "")
         models = r.source.get("models") or {}
         data.append([prompt, _cut(r.chosen), _cut(r.rejected), t(lang, f"pref.source.{r.source.get('kind')}"),
-                     f"{models.get('chosen') or '?'} ▸ {models.get('rejected') or '?'}", r.split or ""])
+                     f"{models.get('chosen') or '?'} ▸ {models.get('rejected') or '?'}",
+                     t(lang, f"ds.split.{r.split}") if r.split in ("train", "eval") else (r.split or "")])
     return pd.DataFrame(data, columns=[t(lang, f"pref.col.{c}") for c in COLUMNS])
 
 
@@ -119,8 +120,10 @@ def build_preference_panel(services: Services, tr: Translatable, lang_state: Any
                           label="pref.seed")
             build_btn = tr.add(gr.Button(t(lang0, "pref.build"), elem_id="pref-build", scale=0, min_width=180), value="pref.build")
         summary = gr.HTML("", elem_id="pref-summary-box", padding=False)
-        table = gr.Dataframe(pairs_frame(lang0, []), interactive=False, wrap=True, max_height=380, elem_id="pref-table",
-                             column_widths=["24%", "22%", "22%", "9%", "15%", "8%"])
+        # Headers and the source column follow the language switch, like the other tables (the rest is data).
+        table = tr.add(gr.Dataframe(pairs_frame(lang0, []), interactive=False, wrap=True, max_height=380, elem_id="pref-table",
+                                    column_widths=["24%", "22%", "22%", "9%", "15%", "8%"]),
+                       headers=tuple(f"pref.col.{c}" for c in COLUMNS), cells={3: tuple(f"pref.source.{s}" for s in SOURCES), 5: ("ds.split.train", "ds.split.eval")})
         with gr.Row(equal_height=False):
             name = tr.add(gr.Textbox(label=t(lang0, "pref.name"), elem_id="pref-name", scale=2), label="pref.name")
             note = tr.add(gr.Textbox(label=t(lang0, "pref.note"), elem_id="pref-note", scale=2), label="pref.note")

@@ -1,4 +1,5 @@
-"""REST routes: the caller's own conversations — list and search, read, rename, delete, feedback, export.
+"""REST routes: the caller's own conversations — list and search, read, rename, delete, feedback, export, and the
+kept versions of the last turn.
 
 Conversations are private: another person's conversation answers 404 exactly like one that does not exist. Chatting
 (adding a turn) is not here: it goes through the OpenAI-compatible gateway, POST /v1/chat/completions, with
@@ -49,9 +50,15 @@ class MessageOut(BaseModel):
     created_at: Timestamp
 
 
+class TurnVersionsOut(BaseModel):
+    index: int = Field(description="the kept version of the last turn shown now (1-based; 0: not answered yet)")
+    total: int = Field(description="how many the last turn has (Regenerate and Edit each keep one more)")
+
+
 class ConversationDetail(ConversationSummary):
     system_prompt: str | None = None
     messages: list[MessageOut] = Field(description="The active messages in order (regenerated or edited ones left out).")
+    last_turn_versions: TurnVersionsOut
 
 
 class Rename(BaseModel):
@@ -93,12 +100,14 @@ def summary(conv: Any) -> ConversationSummary:
 
 def detail(actor: Actor, conversation_id: int) -> ConversationDetail:
     conv = conversations.own_conversation(actor, conversation_id)
+    tv = conversations.turn_versions(actor, conv.id)
     rows = conversations.active_messages(actor, conv.id)
     messages = [MessageOut(index=i, id=m.id, role=m.role, content=m.content, model=m.model, finish_reason=m.finish_reason,
                            ttft_ms=m.ttft_ms, tok_per_s=m.tok_per_s, prompt_tokens=m.prompt_tokens,
                            completion_tokens=m.completion_tokens, feedback=m.feedback or 0, created_at=m.created_at)
                 for i, m in enumerate(rows)]
-    return ConversationDetail(**summary(conv).model_dump(), system_prompt=conv.system_prompt, messages=messages)
+    return ConversationDetail(**summary(conv).model_dump(), system_prompt=conv.system_prompt, messages=messages,
+                              last_turn_versions=TurnVersionsOut(index=tv.index, total=tv.total))
 
 
 @router.get("", response_model=Page[ConversationSummary], summary="Your conversations, newest first")
@@ -143,6 +152,16 @@ def set_feedback(conversation_id: ConversationId, index: Annotated[int, Path(ge=
                  actor: Actor = Depends(acting_user)) -> MessageOut:
     conversations.set_feedback(actor, conversation_id, index, body.feedback)
     return detail(actor, conversation_id).messages[index]
+
+
+@router.put("/{conversation_id}/last-turn/{index}", response_model=ConversationDetail,
+            summary="Show another kept version of the last turn (its question and answer)")
+def show_last_turn_version(conversation_id: ConversationId, index: Annotated[int, Path(ge=1, le=MAX_ID)],
+                           actor: Actor = Depends(acting_user)) -> ConversationDetail:
+    """Regenerate and Edit keep the earlier question and answer of the last turn: this makes version `index` (1 =
+    the first) the active one, as the Chat tab's ‹ › do. Nothing is deleted; 400 for a version the turn lacks."""
+    conversations.show_version(actor, conversation_id, index)
+    return detail(actor, conversation_id)
 
 
 @router.get("/{conversation_id}/export", response_model=ConversationExport, summary="Export as JSON or Markdown",

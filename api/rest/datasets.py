@@ -121,6 +121,8 @@ class ImportOut(BaseModel):
     format: str | None
     rows: int
     skipped: list[int] = Field(description="lines left out (valid_only)")
+    dropped: list[int] = Field(default_factory=list,
+                               description="lines left out as exact duplicates (of an earlier line, or of a row the dataset has)")
     problems: list[ProblemOut]
 
 
@@ -286,17 +288,48 @@ def import_dataset(
     map_user: str | None = Form(None, description="column mapping: the user turn's field"),
     map_assistant: str | None = Form(None), map_system: str | None = Form(None), map_category: str | None = Form(None),
     template_model: str | None = Form(None, description="count tokens with this model's tokenizer"),
+    drop_duplicates: bool = Form(True, description="leave out rows that repeat an earlier row exactly"),
     actor: Actor = Depends(acting_user), services=Depends(deps.services),
 ) -> ImportOut:
     settings = services.settings
     with uploads.staged_upload(settings, file.file, file.filename) as path:  # NameTaken: 409, ImportRefused: 422 (errors.py)
         report = uploads.import_upload(settings, path, name, actor=actor, valid_only=valid_only, fmt=format,
                                        mapping=_mapping(map_user, map_assistant, map_system, map_category),
-                                       template_model=template_model, source_name=file.filename)
+                                       template_model=template_model, source_name=file.filename,
+                                       drop_duplicates=drop_duplicates)
+    return _imported(report)
+
+
+def _imported(report: versions.ImportReport) -> ImportOut:
     v = report.version
     assert v is not None
     return ImportOut(dataset=dataset_out(_dataset(v.dataset_id)), version=version_out(v), format=report.format,
-                     rows=v.row_count, skipped=report.skipped, problems=[problem_out(p) for p in report.problems[:500]])
+                     rows=v.row_count, skipped=report.skipped, dropped=report.dropped,
+                     problems=[problem_out(p) for p in report.problems[:500]])
+
+
+@router.post("/{dataset_id}/append", response_model=ImportOut, status_code=201,
+             summary="Add a file's rows to a dataset of yours and save them as its next version",
+             responses=error_responses(422))
+def append_to_dataset(
+    dataset_id: int,
+    file: UploadFile = File(..., description="JSONL, JSON, CSV, TSV or Parquet"),
+    valid_only: bool = Form(False, description="add the valid rows and skip the rest (else all or nothing)"),
+    format: SourceFormat | None = Form(None, description="the layout, when detection should not guess"),  # noqa: A002
+    map_user: str | None = Form(None, description="column mapping: the user turn's field"),
+    map_assistant: str | None = Form(None), map_system: str | None = Form(None), map_category: str | None = Form(None),
+    template_model: str | None = Form(None, description="count tokens with this model's tokenizer"),
+    drop_duplicates: bool = Form(True, description="leave out rows the dataset has already, or the file repeats"),
+    actor: Actor = Depends(acting_user), services=Depends(deps.services),
+) -> ImportOut:
+    settings = services.settings
+    _dataset(dataset_id)  # 404 before the upload is read
+    with uploads.staged_upload(settings, file.file, file.filename) as path:  # ImportRefused: 422; nothing new: 400
+        report = uploads.append_upload(settings, path, dataset_id, actor=actor, valid_only=valid_only, fmt=format,
+                                       mapping=_mapping(map_user, map_assistant, map_system, map_category),
+                                       template_model=template_model, source_name=file.filename,
+                                       drop_duplicates=drop_duplicates)
+    return _imported(report)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset")

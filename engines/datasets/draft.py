@@ -6,6 +6,7 @@ Every change takes the acting user: datasets are visible to the whole team, chan
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from dataclasses import dataclass
@@ -43,6 +44,26 @@ def _snapshot(rows: list[DatasetRow], present: bool = True) -> list[dict[str, An
 
 def _log(dataset_id: int, action: str, before: list[dict[str, Any]]) -> None:
     DatasetEdit.create(dataset=dataset_id, action=action, before=json.dumps(before, ensure_ascii=False))
+    store.touch(dataset_id)
+
+
+# A version's save stamps the dataset a moment after the version's own time: closer than this is not a change.
+SAVE_STAMP_SLACK = dt.timedelta(seconds=1)
+
+
+@dataclass
+class SavedState:
+    version: int | None  # the newest saved version's number (None: never saved)
+    unsaved: bool  # the working copy changed since it (or has rows and was never saved)
+
+
+def saved_state(dataset_id: int) -> SavedState:
+    """Whether the working copy has changes that no version holds yet (an edit, an undo, added or deleted rows)."""
+    last = store.latest_version(dataset_id)
+    if last is None:
+        return SavedState(None, count(dataset_id) > 0)
+    ds = store.get_dataset(dataset_id)
+    return SavedState(last.version, bool(ds and ds.updated_at and ds.updated_at - last.created_at > SAVE_STAMP_SLACK))
 
 
 def writable(actor: Actor, dataset_id: int) -> Dataset:
@@ -239,4 +260,5 @@ def undo(dataset_id: int, *, actor: Actor) -> str | None:
             for i in range(0, len(payload), 500):
                 DatasetRow.insert_many(payload[i:i + 500]).execute()
         last.delete_instance()
+        store.touch(dataset_id)
     return last.action

@@ -18,10 +18,12 @@ from typing import BinaryIO
 from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.files import MAX_UPLOAD_BYTES, DatasetFileError
-from engines.datasets.formats import READABLE, FormatError, fields_found, read_records
+from engines.datasets.formats import READABLE, FormatError, PreferenceRow, Problem, fields_found, read_records
+from engines.datasets.preference_files import import_preference_file, inspect_preference_file
 from engines.datasets.render import ModelFormat
-from engines.datasets.versions import ImportReport, import_file, inspect_file
+from engines.datasets.versions import ImportReport, append_file, import_file, inspect_file
 from engines.settings import Settings
+from storage.models import DatasetVersion
 
 CHUNK = 1 << 20
 MAPPING_KEYS = ("user", "assistant", "system", "category")
@@ -105,6 +107,33 @@ def inspect_upload(settings: Settings, path: Path, *, fmt: str | None = None, ma
         return Inspection(None, error=str(exc), fields=found, guess=guess_mapping(found) if found else None)
 
 
+@dataclass
+class PreferenceInspection:
+    """A file in one of TRL's preference layouts: its layout, pairs and problems (nothing written)."""
+
+    layout: str
+    rows: list[PreferenceRow]
+    problems: list[Problem]
+
+
+def inspect_preference_upload(path: Path) -> PreferenceInspection | None:
+    """The file's preference pairs when it is in a TRL preference layout; None when it holds something else."""
+    try:
+        layout, rows, problems = inspect_preference_file(path)
+    except FormatError:
+        return None
+    return PreferenceInspection(layout or "preference", rows, problems)
+
+
+def import_preference_upload(settings: Settings, path: Path, name: str, *, actor: Actor, valid_only: bool = False,
+                             drop_duplicates: bool = True, source_name: str | None = None) -> tuple[DatasetVersion, list[Problem], int]:
+    """A new preference dataset from an uploaded TRL file (`preference_files.import_preference_file`): the Datasets
+    tab's import takes one the way the REST `/preferences/datasets/import` does."""
+    stem = safe_stem(source_name or path.name)
+    return import_preference_file(settings, path, (name or "").strip() or stem, actor=actor, valid_only=valid_only,
+                                  dedupe=drop_duplicates, note=f"imported from {stem}{path.suffix}")
+
+
 def clean_mapping(mapping: dict[str, str | None] | None) -> dict[str, str] | None:
     """A column mapping with the empty entries left out; it needs a user and an assistant column (ValueError)."""
     picked = {k: v for k, v in (mapping or {}).items() if k in MAPPING_KEYS and v}
@@ -117,12 +146,24 @@ def clean_mapping(mapping: dict[str, str | None] | None) -> dict[str, str] | Non
 
 def import_upload(settings: Settings, path: Path, name: str, *, actor: Actor, valid_only: bool = False, fmt: str | None = None,
                   mapping: dict[str, str | None] | None = None, template_model: str | None = None,
-                  source_name: str | None = None) -> ImportReport:
+                  source_name: str | None = None, drop_duplicates: bool = True) -> ImportReport:
     """A new dataset of `actor`'s from an uploaded file: all or nothing (ImportRefused), or its valid rows only."""
     return import_file(settings, path, (name or "").strip() or safe_stem(source_name or path.name), actor=actor,
                        valid_only=valid_only, fmt=fmt or None, mapping=clean_mapping(mapping),
                        model_format=model_format_for(settings, template_model), max_tokens=settings.vllm_max_model_len,
-                       note=f"imported from {safe_stem(source_name or path.name)}{path.suffix}")
+                       note=f"imported from {safe_stem(source_name or path.name)}{path.suffix}",
+                       drop_duplicates=drop_duplicates)
+
+
+def append_upload(settings: Settings, path: Path, dataset_id: int, *, actor: Actor, valid_only: bool = False,
+                  fmt: str | None = None, mapping: dict[str, str | None] | None = None, template_model: str | None = None,
+                  source_name: str | None = None, drop_duplicates: bool = True) -> ImportReport:
+    """An uploaded file's rows added to a dataset and saved as its next version (`versions.append_file`)."""
+    stem = f"{safe_stem(source_name or path.name)}{path.suffix}"
+    return append_file(settings, path, int(dataset_id), actor=actor, valid_only=valid_only, fmt=fmt or None,
+                       mapping=clean_mapping(mapping), model_format=model_format_for(settings, template_model),
+                       max_tokens=settings.vllm_max_model_len, drop_duplicates=drop_duplicates,
+                       note=f"appended from {stem}")
 
 
 @dataclass

@@ -61,15 +61,16 @@ def row_problems(row: Row) -> list[Problem]:
 
 def check(rows: list[Row], *, count_tokens: Callable[[list[Row]], list[int]] | None = None,
           max_tokens: int | None = None) -> list[Problem]:
-    """Row problems, exact duplicates (errors), near duplicates and over-long rows (warnings)."""
+    """Row problems (errors); exact duplicates, near duplicates and over-long rows (warnings: real datasets carry a
+    few duplicates, and an import drops the exact ones unless told to keep them)."""
     problems: list[Problem] = []
     exact: dict[tuple, int] = {}
     near: dict[str, int] = {}
     for row in rows:
         problems += row_problems(row)
-        key = tuple((m["role"], m["content"]) for m in row.messages)
+        key = row_key(row)
         if key in exact:
-            problems.append(Problem(row.source, "duplicate", f"same as row {exact[key]}"))
+            problems.append(Problem(row.source, "duplicate", f"same as row {exact[key]}", "warning"))
             continue
         exact[key] = row.source
         nk = near_key(row)
@@ -90,3 +91,13 @@ def check(rows: list[Row], *, count_tokens: Callable[[list[Row]], list[int]] | N
 
 def invalid_rows(problems: list[Problem]) -> set[int]:
     return {p.row for p in problems if p.severity == "error"}
+
+
+def duplicate_rows(problems: list[Problem]) -> set[int]:
+    """Rows that repeat an earlier row exactly (the first of each stays)."""
+    return {p.row for p in problems if p.kind == "duplicate"}
+
+
+def row_key(row: Row) -> tuple:
+    """What makes two rows exact duplicates: the same turns, role by role."""
+    return tuple((m["role"], m["content"]) for m in row.messages)

@@ -16,7 +16,7 @@ from typing import Any
 from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.formats import FormatError, Problem, Row, detect, normalise, read_records, to_sharegpt
-from engines.datasets.validate import check, invalid_rows
+from engines.datasets.validate import check, duplicate_rows, invalid_rows, row_key
 from engines.paths import contained
 from engines.settings import Settings
 from storage import datasets as store
@@ -52,6 +52,7 @@ class ImportReport:
     skipped: list[int] = field(default_factory=list)
     version: DatasetVersion | None = None
     skipped_path: Path | None = None
+    dropped: list[int] = field(default_factory=list)  # exact duplicates left out (of the file, or of the dataset)
 
     @property
     def errors(self) -> list[Problem]:
@@ -108,28 +109,85 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def _kept_rows(report: ImportReport, *, valid_only: bool, drop_duplicates: bool,
+               existing: set[tuple] | None = None) -> list[Row]:
+    """The file's rows an import keeps: refused (ImportRefused) when a row is invalid unless valid_only; exact
+    duplicates (within the file, or of a row the dataset already has) left out when drop_duplicates."""
+    bad = invalid_rows(report.problems)
+    if bad and not valid_only:
+        raise ImportRefused(report)
+    dropped = duplicate_rows(report.problems) if drop_duplicates else set()
+    if existing is not None:
+        for row in report.rows:
+            if row.source not in bad and row_key(row) in existing:
+                report.problems.append(Problem(row.source, "duplicate", "already in the dataset", "warning"))
+                if drop_duplicates:
+                    dropped.add(row.source)
+        report.problems.sort(key=lambda p: (p.row, p.kind))
+    report.skipped, report.dropped = sorted(bad), sorted(dropped - bad)
+    return [r for r in report.rows if r.source not in bad and r.source not in dropped]
+
+
 def import_file(settings: Settings, path: Path, name: str, *, actor: Actor, valid_only: bool = False, fmt: str | None = None,
                 mapping: dict[str, str] | None = None, model_format: Any = None, max_tokens: int | None = None,
-                note: str | None = None) -> ImportReport:
-    """A new dataset of `actor`'s with version 1 from a file. Refused (nothing written) if any row is invalid, unless valid_only."""
+                note: str | None = None, drop_duplicates: bool = True) -> ImportReport:
+    """A new dataset of `actor`'s with version 1 from a file. Refused (nothing written) if any row is invalid, unless
+    valid_only; exact duplicate rows are left out unless drop_duplicates is False."""
     if not NAME_RE.match(name):
         raise ValueError("Dataset names use letters (Korean too), digits, spaces, '.', '_' or '-' (1-80 characters).")
     if store.dataset_by_name(name):
         raise NameTaken(name)
     report = inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format, max_tokens=max_tokens)
-    bad = invalid_rows(report.problems)
-    if bad and not valid_only:
-        raise ImportRefused(report)
-    keep = [r for r in report.rows if r.source not in bad]
+    keep = _kept_rows(report, valid_only=valid_only, drop_duplicates=drop_duplicates)
     if not keep:
         raise ImportRefused(report)
-    report.skipped = sorted(bad)
+    bad = set(report.skipped)
     with database.atomic():
         ds = store.create_dataset(name, source_format=report.format, note=note, owner_id=actor.id)
         report.version = save_version(settings, ds.id, keep, actor=actor, note=note or f"imported from {path.name}")
         draft.fill(ds.id, keep, actor=actor)
     if bad:
         report.skipped_path = write_skipped(settings, name, report)
+    return report
+
+
+class NothingToAppend(ValueError):
+    """Nothing new to save: every row of the file is already in the dataset (`reason` "all_present"), or with them
+    the working copy is its last saved version again ("same_as_saved"). No version was made, nothing changed."""
+
+    def __init__(self, message: str, reason: str = "all_present") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def append_file(settings: Settings, path: Path, dataset_id: int, *, actor: Actor, valid_only: bool = False,
+                fmt: str | None = None, mapping: dict[str, str] | None = None, model_format: Any = None,
+                max_tokens: int | None = None, drop_duplicates: bool = True, note: str | None = None) -> ImportReport:
+    """Add a file's rows to a dataset of `actor`'s (or any, for an admin) and save the result as its next version.
+
+    The same rules as an import (all or nothing unless valid_only; exact duplicates, also of rows the dataset has,
+    left out unless drop_duplicates is False); the working copy's unsaved changes go into the new version with them.
+    Either the rows are added and the version saved, or nothing changes."""
+    ds = draft.writable(actor, dataset_id)  # before reading the file: a refusal costs nothing
+    report = inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format, max_tokens=max_tokens)
+    keep = _kept_rows(report, valid_only=valid_only, drop_duplicates=drop_duplicates,
+                      existing={row_key(r) for r in draft.all_rows(dataset_id)})
+    if not keep:
+        if report.errors and not report.dropped:
+            raise ImportRefused(report)
+        raise NothingToAppend(f"Every row of the file is already in {ds.name!r}: nothing was appended.")
+    with database.atomic():  # the rows and the version together: a failed save leaves the working copy as it was
+        draft.fill(dataset_id, keep, actor=actor, replace=False, action="append")
+        note = f"{note or f'appended from {path.name}'} ({len(keep)} rows)"
+        try:
+            report.version = save_draft(settings, dataset_id, note, actor=actor)
+        except ValueError as exc:  # the rows make the working copy its last version again (e.g. after an Undo)
+            if not str(exc).startswith("Nothing changed"):
+                raise
+            raise NothingToAppend(f"With the file's rows, {ds.name!r} is the same as its last saved version: "
+                                  "nothing was appended.", "same_as_saved") from None
+    if report.skipped:
+        report.skipped_path = write_skipped(settings, ds.name, report)
     return report
 
 

@@ -43,7 +43,8 @@ def test_a_conversation_has_its_messages_and_their_numbers(api_studio, chats) ->
         r = c.get(f"/conversations/{chats['first']}")
     assert r.status_code == 200, r.text
     conv = r.json()
-    assert SUMMARY_FIELDS | {"system_prompt", "messages"} == set(conv)
+    assert SUMMARY_FIELDS | {"system_prompt", "messages", "last_turn_versions"} == set(conv)
+    assert conv["last_turn_versions"] == {"index": 1, "total": 1}
     assert conv["source"] == "api" and chats["words"][0] in conv["title"]
     assert [m["role"] for m in conv["messages"]] == ["user", "assistant", "user", "assistant"]  # continued through /v1
     assert [m["index"] for m in conv["messages"]] == [0, 1, 2, 3]
@@ -105,3 +106,32 @@ def test_delete_removes_it(api_studio) -> None:
         assert c.get(f"/conversations/{cid}").status_code == 404
         assert c.delete(f"/conversations/{cid}").status_code == 404
         assert cid not in [x["id"] for x in c.get("/conversations", params={"limit": 200}).json()["items"]]
+
+
+def test_the_kept_versions_of_the_last_turn_are_listed_and_shown(api_studio) -> None:
+    """A second answer to the last question (stored as the Chat tab's Regenerate stores one): version 1 comes back
+    on request, nothing is deleted, and only the owner may switch."""
+    from engines import accounts, conversations
+    from storage import chats as store
+    from storage import connect
+
+    cid = chat(api_studio, api_studio.member_key, f"Say {word()}")
+    db = connect(f"sqlite:///{api_studio.data_dir / 'studio.db'}")
+    try:
+        ana = accounts.actor_for("ana")
+        first = conversations.active_messages(ana, cid)[-1].content
+        conversations.retire_last_answer(cid)
+        store.add_message(cid, "assistant", "A regenerated answer.", model=api_studio.model, finish_reason="stop")
+    finally:
+        db.close()
+    with api_studio.client() as c:
+        now = c.get(f"/conversations/{cid}").json()
+        assert now["last_turn_versions"] == {"index": 2, "total": 2} and now["messages"][-1]["content"] == "A regenerated answer."
+        back = c.put(f"/conversations/{cid}/last-turn/1")
+        assert back.status_code == 200, back.text
+        assert back.json()["last_turn_versions"] == {"index": 1, "total": 2} and back.json()["messages"][-1]["content"] == first
+        assert len(back.json()["messages"]) == 2  # shown instead, not added
+        missing = c.put(f"/conversations/{cid}/last-turn/3")
+        assert missing.status_code == 400 and "no version 3" in missing.json()["error"]["message"]
+    with api_studio.client(api_studio.admin_key) as boss:  # another person's conversation: not found, even for an admin
+        assert boss.put(f"/conversations/{cid}/last-turn/2").status_code == 404

@@ -462,3 +462,40 @@ def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str) ->
     expect(bot_bubbles(page)).to_have_count(2)
     expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(0)
     expect(chatbot.locator("button[aria-label='Disliked']")).to_have_count(1)
+
+
+def test_kept_versions_of_the_last_turn_are_reachable_with_the_arrows(page: Page, studio_url: str, tmp_path: Path) -> None:
+    """After Regenerate the last turn has two kept answers: ‹ and › move between them (in the page and after a
+    reload); a new question starts a turn of its own, without arrows."""
+    token = uuid.uuid4().hex[:8]
+    open_app(page, studio_url)
+    set_max_tokens(page, 16)
+    send_and_wait(page, f"Name a colour. #{token}")
+    row, label = page.locator("#versions-row"), page.locator("#ver-label")
+    expect(row).to_be_hidden()  # one answer: nothing to move between
+    first = answer_text(page)
+    page.locator("#regenerate-btn").click()
+    expect(label).to_have_text("Version 2 of 2", timeout=ANSWER_MS)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE)
+    second = answer_text(page)
+    expect(page.locator("#ver-next")).to_be_disabled()
+
+    page.locator("#ver-prev").click()
+    expect(label).to_have_text("Version 1 of 2")
+    expect(bot_bubbles(page)).to_have_count(1)  # the other version is out of sight, not added below
+    assert normalise(answer_text(page)) == normalise(first)
+    expect(page.locator("#ver-prev")).to_be_disabled()
+    page.mouse.move(1, 1)
+    page.locator("#chatbot").screenshot(path=str(tmp_path / "versions-en.png"))
+
+    reload_app(page)  # the version shown is stored: a reopened chat shows it, with its arrows
+    page.locator("#conversation-list label", has_text=token).click()
+    expect(label).to_have_text("Version 1 of 2")
+    assert normalise(answer_text(page)) == normalise(first)
+    page.locator("#ver-next").click()
+    expect(label).to_have_text("Version 2 of 2")
+    assert normalise(answer_text(page)) == normalise(second)
+
+    send_and_wait(page, f"And another one? #{token}")
+    expect(row).to_be_hidden()  # a new turn has one answer so far
+    expect(bot_bubbles(page)).to_have_count(2)

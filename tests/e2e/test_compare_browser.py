@@ -33,7 +33,9 @@ def test_blind_vote_reveals_the_names_and_moves_the_leaderboard(page: Page, stud
     page.locator("#tab-compare-button").click()
     page.locator("#cmp-refresh").click()
     expect(page.locator("#cmp-refresh")).to_be_enabled()
+    expect(page.locator("#cmp-panes")).to_be_visible()
     page.locator("#cmp-mode label", has_text="Blind arena").click()
+    expect(page.locator("#cmp-panes")).to_be_hidden()  # an arena is always two models: no count to pick
     set_max_tokens(page, 32)
     page.locator("#cmp-prompt textarea").fill("What is LoRA? One sentence.")
     page.locator("#cmp-send").click()

@@ -79,7 +79,12 @@ def test_import_edit_save_version_and_train_on_it(page: Page, studio_url: str, t
     page.locator("#ds-note input, #ds-note textarea").first.fill("edited answer")
     page.locator("#ds-save").click()
     expect(page.locator("#ds-version-list input")).to_have_value(re.compile(r"^v2 · 3 rows"))
-    expect(page.locator("#ds-diff")).to_contain_text("1 changed")
+    diff = page.locator("#ds-diff")
+    expect(diff).to_contain_text("1 changed")
+    expect(diff).to_contain_text("Changed rows (old → new)")  # the row and the turn that changed, old and new
+    expect(diff.locator(".ds-old")).to_contain_text("A low-rank adapter.")
+    expect(diff.locator(".ds-new")).to_contain_text("A low-rank adapter, trained in minutes.")
+    expect(page.locator("#ds-page-info")).to_contain_text("saved as v2")
     screenshot(page, "datasets.png")
 
     # The saved version is a dataset the Fine-tune tab can train on.
@@ -221,3 +226,106 @@ def test_undo_puts_the_stored_row_back_in_the_editor(page: Page, studio_url: str
     expect(status).to_contain_text("Undone")
     expect(row_box).to_have_value("")
     expect(turns).not_to_contain_text("The adapter's width.")
+
+
+def test_duplicates_are_left_out_and_a_second_file_appends_a_version(page: Page, studio_url: str, tmp_path: Path) -> None:
+    """A file with a repeated row imports without it (a warning, not a refusal); a second file is appended to the open
+    dataset as its next version, leaving out the row the dataset already has; the same file again adds nothing."""
+    name = f"append-{uuid.uuid4().hex[:6]}"
+    q = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
+         for i in range(4)]
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in (q[0], q[1], q[0])), encoding="utf-8")
+    second.write_text("".join(json.dumps(r) + "\n" for r in (q[1], q[2], q[3])), encoding="utf-8")
+    open_app(page, studio_url)
+    open_datasets(page)
+    outcome = page.locator("#ds-import-msg")
+    page.locator("#ds-append-btn").click()  # nothing open yet: said, nothing else changes
+    expect(outcome).to_contain_text("Open a dataset first")
+    expect(page.locator("#ds-drop-dups input")).to_be_checked()  # on by default
+    import_as(page, first, name)
+    expect(outcome).to_contain_text(f"Imported 2 rows into “{name}”")
+    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(page.locator("#ds-problems")).to_contain_text("same as row 1")
+    expect(page.locator("#ds-page-info")).to_contain_text("2 rows")
+
+    page.locator("#ds-file").get_by_label(re.compile(r"^(Clear|Remove this file)$")).first.click()  # the first file out
+    page.locator("#ds-file input[type=file]").set_input_files(str(second))
+    expect(page.locator("#ds-detected")).to_contain_text("OpenAI messages, 3 rows")
+    page.locator("#ds-append-btn").click()
+    expect(outcome).to_contain_text(f"Appended 2 rows to “{name}”: saved as version 2 (4 rows).")
+    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(page.locator("#ds-problems")).to_contain_text("already in the dataset")
+    expect(page.locator("#ds-version-list input")).to_have_value(re.compile(r"^v2 · 4 rows"))
+    expect(page.locator("#ds-page-info")).to_contain_text("4 rows · saved as v2")
+    expect(page.locator("#ds-table")).to_contain_text("Question 3?")
+    expect(page.locator("#ds-diff")).to_contain_text("2 added")  # v2 against v1: the appended rows, listed
+    expect(page.locator("#ds-diff .ds-new")).to_have_count(2)
+    expect(page.locator("#ds-diff")).to_contain_text("Question 3?")
+    expect(page.locator("#ds-side [data-testid=status-tracker] .error")).to_have_count(0)
+    page.mouse.move(1, 1)
+    page.locator("#ds-import").screenshot(path=str(tmp_path / "append-en.png"))
+    screenshot(page, "datasets-append.png")
+
+    page.locator("#ds-append-btn").click()  # the same file again: every row is there already
+    expect(outcome).to_contain_text(f"Every row of the file is already in “{name}”")
+    expect(page.locator("#ds-version-list input")).to_have_value(re.compile(r"^v2 · 4 rows"))
+    try:
+        page.locator("#language-switch label", has_text="한국어").click()
+        expect(page.locator("#ds-append-btn")).to_have_text("열린 데이터셋에 덧붙이기")
+        expect(page.locator("#ds-drop-dups")).to_contain_text("완전히 같은 중복 행은 빼기")
+        page.locator("#ds-append-btn").click()
+        expect(outcome).to_contain_text("아무것도 덧붙이지 않았습니다")
+        page.locator("#ds-import").screenshot(path=str(tmp_path / "append-ko.png"))
+    finally:
+        page.locator("#language-switch label", has_text="English").click()
+        expect(page.locator("#tab-datasets-button")).to_have_text("Datasets")
+    page.locator("#ds-undo").click()  # the append, undone in the working copy: v2 still holds it
+    expect(page.locator("#ds-page-info")).to_contain_text("2 rows · ● unsaved changes since v2")
+    page.locator("#ds-append-btn").click()  # the same rows again make the copy v2 once more: said, nothing saved
+    expect(outcome).to_contain_text("the same as its last saved version")
+    expect(page.locator("#ds-version-list input")).to_have_value(re.compile(r"^v2 · 4 rows"))
+
+
+def test_a_trl_preference_file_imports_as_pairs_that_show_and_export(page: Page, studio_url: str, tmp_path: Path) -> None:
+    """The Datasets import takes TRL preference pairs (a repeated pair left out); the open dataset shows its pairs
+    from the saved version, and exports them in TRL's layouts only."""
+    name = f"pairs-{uuid.uuid4().hex[:6]}"
+
+    def pair(q: str, good: str, bad: str) -> dict:
+        return {"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": good}],
+                "rejected": [{"role": "assistant", "content": bad}]}
+
+    rows = [pair("Capital of France?", "Paris.", "Lyon."), pair("2 + 2?", "4", "5"), pair("Capital of France?", "Paris.", "Lyon.")]
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    open_app(page, studio_url)
+    open_datasets(page)
+    page.locator("#ds-file input[type=file]").set_input_files(str(path))
+    expect(page.locator("#ds-detected")).to_contain_text("TRL preference pairs (messages), 3 rows")
+    page.locator("#ds-import-name input, #ds-import-name textarea").first.fill(name)
+    page.locator("#ds-import-btn").click()
+    outcome = page.locator("#ds-import-msg")
+    expect(outcome).to_contain_text(f"Imported 2 preference pairs into “{name}”")
+    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(page.locator("#ds-picker input")).to_have_value(re.compile(re.escape(f"{name} · 2 preference pairs · v1")))
+    expect(page.locator("#ds-page-info")).to_contain_text("2 preference pairs in v1")
+    table = page.locator("#ds-table")
+    expect(table).to_contain_text("Capital of France?")
+    expect(table).to_contain_text("✓ Paris.")
+    expect(table).to_contain_text("✗ Lyon.")
+
+    page.locator("#ds-export-format label", has_text="JSONL (OpenAI)").click()
+    page.locator("#ds-export").click()  # chat layouts do not hold pairs: said, nothing written
+    expect(page.locator(".toast-body, [data-testid=toast-body]").filter(has_text="holds preference pairs")).to_be_visible()
+    page.locator("#ds-export-format label", has_text="TRL pairs (plain text)").click()
+    page.locator("#ds-export").click()
+    expect(page.locator("#ds-export-file")).to_contain_text("trl-strings")
+    href = page.locator("#ds-export-file a[href]").first.get_attribute("href")
+    got = page.request.get(href if href.startswith("http") else studio_url.rstrip("/") + "/" + href.lstrip("/"))
+    assert got.ok, got.status
+    lines = [json.loads(x) for x in got.text().splitlines()]
+    assert [(x["prompt"], x["chosen"], x["rejected"]) for x in lines][0][1:] == ("Paris.", "Lyon.")
+    assert len(lines) == 2
+    page.mouse.move(1, 1)
+    page.locator("#ds-main").screenshot(path=str(tmp_path / "pairs-en.png"))

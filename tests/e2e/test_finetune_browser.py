@@ -49,7 +49,23 @@ PROGRESS_RECORDER_JS = """
 """
 
 
-def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_url: str) -> None:
+def earlier_chat(settings) -> str:
+    """A conversation already in the studio's database (as its local owner); returns its text."""
+    from engines import accounts, conversations
+    from storage import chats, connect
+
+    text = f"An earlier chat {uuid.uuid4().hex[:6]}"
+    db = connect(settings.db_url)
+    try:
+        cid = conversations.store_user_turn(accounts.bootstrap(None), None, text)
+        chats.add_message(cid, "assistant", "An earlier answer.", model="SmolLM2-135M-Instruct", finish_reason="stop")
+    finally:
+        db.close()
+    return text
+
+
+def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_url: str, settings) -> None:
+    earlier = earlier_chat(settings)
     open_app(page, studio_url)
     page.locator("#tab-finetune-button").click()
     name = f"e2e-helper-{uuid.uuid4().hex[:6]}"
@@ -96,8 +112,14 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     page.wait_for_timeout(800)  # let the plot's entry transition finish before the screenshot
     screenshot(page, "finetune.png")
     # "Chat with it": the Chat tab opens with the adapter picked, and it answers once the server has it.
+    # A chat open in Chat before: "Chat with it" starts a new conversation instead of adding to that one.
+    page.locator("#tab-chat-button").click()
+    page.locator("#conversation-list label", has_text=earlier).click()
+    expect(page.locator("#chatbot [data-testid=user]").first).to_contain_text(earlier)
+    page.locator("#tab-finetune-button").click()
     page.locator("#ft-chat-with").click()
     expect(page.locator("#tab-chat-button")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(0)
     expect(page.locator("#model-picker input")).to_have_value(re.compile(re.escape(name)))
     set_max_tokens(page, 48)  # it answers at all, through the adapter: the length is not what is tested
     page.locator("#message-box textarea").fill("What is LoRA? Answer in one sentence.")
@@ -105,6 +127,8 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     bot = page.locator("#chatbot [data-testid=bot] .message-content").last
     expect(bot.locator(".msg-stats")).to_be_visible(timeout=ANSWER_MS)
     assert "error" not in (bot.get_attribute("class") or "")
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(1)  # the new conversation: this question only
+    expect(page.locator("#conversation-list label", has_text=earlier)).to_have_count(1)  # the earlier one is untouched
     assert len(bot.inner_text().strip()) > 10
     # "Compare with base": Compare opens with the adapter beside its base, and batch evaluation set to the run's eval split.
     page.locator("#tab-finetune-button").click()

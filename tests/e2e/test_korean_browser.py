@@ -27,6 +27,7 @@ ALLOWED = {
     "Chat", "Studio", "Gradio", "MLflow", "vLLM", "Hugging", "Face", "Hub", "Unsloth", "LangChain", "OpenAI",
     "Prometheus", "Grafana", "PyTorch", "SmolLM2-135M-Instruct", "SmolLM2-135M", "English",
     "Bradley", "Terry",  # the Bradley–Terry model: the leaderboard's score is named after it
+    "TRL",  # Hugging Face's training library: the preference-pair file layouts are named after it
     "SDK", "curl",  # the `openai` SDK and curl, named in the API keys' help as the clients to use
     # keyboard keys, named as printed on them ("Enter로 전송", "Shift+Enter")
     "Enter", "Shift",
@@ -39,10 +40,11 @@ ALLOWED = {
     "PID",  # a process id (the servers table)
     "jsonl",  # a file extension (".jsonl 업로드")
     "org/name",  # the shape of a Hub id ("허브 ID(org/name)")
+    "YYYY-MM-DD",  # the date format a date field takes ("시작일(YYYY-MM-DD)")
     # the JSON fields of a pasted prompt set, shown as the format to type ({"prompt": …, "reference": …}, {"messages": […]})
     "prompt", "reference", "messages",
     # units
-    "ms", "s", "tok", "GiB", "MiB", "KiB", "GB", "MB", "KB", "k", "M", "x",  # "B" (bytes) is above, as model B
+    "ms", "s", "tok", "tok/s", "GiB", "MiB", "KiB", "GB", "MB", "KB", "k", "M", "x",  # "B" (bytes) is above, as model B
 }
 # Latin words inside these elements are data, not interface: model ids, chat text, file names, code samples, table
 # cells (Gradio 6 draws a table's rows as `.body-cell` divs; `table td` is its hidden sizing row). The cells the studio
@@ -51,6 +53,7 @@ DATA_SELECTORS = [
     "#chatbot .message-content", "#model-picker input", "code", "pre", "#conversation-list", ".cm-content",
     "table td", ".body-cell", "[data-testid='textbox']", "input[type='text']", "textarea", ".msg-model", ".server-pill",
     "#whoami", ".token", ".wrap .token",
+    "#cmp-counts", "#cmp-matrix th", ".ft-progress-head b",  # model names (the battle counts, the win matrix), a run's name
 ]
 SETTLE_S = 20  # a tab's select handlers redraw it as it is now; on a busy machine that can take a while
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/']*[A-Za-z0-9]|[A-Za-z]")

@@ -32,6 +32,39 @@ def test_models_tab_shows_the_server_healthy_with_metrics(page: Page, studio_url
     screenshot(page, "models.png")
 
 
+def test_an_admin_adds_and_removes_a_fleet_endpoint_from_the_models_tab(page: Page, studio_url: str, tmp_path) -> None:
+    """A second endpoint of the served base, added and removed in the Models tab: a bad URL is said, a dead one is
+    shown as down in the health line (chats go to the healthy one), and removing it takes it out of the line."""
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    open_app(page, studio_url)
+    page.locator("#tab-models-button").click()
+    page.locator("#models-fleet-box").click()
+    base = page.locator("#models-fleet-base input")
+    base.fill("SmolLM2-135M-Instruct")
+    base.press("Enter")
+    url = page.locator("#models-fleet-url input, #models-fleet-url textarea").first
+    url.fill("file:///etc/passwd")
+    page.locator("#models-fleet-add").click()
+    msg = page.locator("#models-action-msg")
+    expect(msg).to_contain_text("✗")  # not an http(s) server URL: said, nothing added
+    expect(page.locator("#models-health-box [data-fleet]")).to_have_count(0)
+    try:
+        url.fill(dead)
+        page.locator("#models-fleet-add").click()
+        expect(msg).to_contain_text(f"Added {dead} as an endpoint of SmolLM2-135M-Instruct.")
+        pill = page.locator("#models-health-box [data-fleet='SmolLM2-135M-Instruct']", has_text=dead)
+        expect(pill).to_contain_text("down")
+        page.mouse.move(1, 1)
+        page.locator("#models-tab").screenshot(path=str(tmp_path / "fleet-en.png"))
+    finally:
+        url.fill(dead)
+        page.locator("#models-fleet-remove").click()
+    expect(msg).to_contain_text(f"no longer go to {dead}")
+    expect(page.locator("#models-health-box [data-fleet]", has_text=dead)).to_have_count(0)
+
+
 def test_the_studio_serves_prometheus_metrics_and_health(studio_url: str) -> None:
     metrics = httpx.get(f"{studio_url}metrics", timeout=10)
     assert metrics.status_code == 200 and "text/plain" in metrics.headers["content-type"]

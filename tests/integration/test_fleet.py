@@ -69,11 +69,18 @@ def pair(tmp_path_factory, settings, bundled_model, endpoint):
     other_settings = load_settings(data_dir=tmp_path_factory.mktemp("fleet-b"), model_cache_dir=MODELS_DIR,
                                    vllm_start_timeout=400, vllm_cpu_kvcache_space=1)
     other = ServerManager(other_settings)
+    second = None
     try:
         second = other.ensure(bundled_model, max_model_len=1024).base_url.removesuffix("/v1")
         assert studio.add_fleet_endpoint(bundled_model.name, f"{second}/v1", actor=ADMIN) == {second: None}
         yield studio, other, bundled_model.name, [local, second]
     finally:
+        # Taken out again: the endpoint is kept in the session's DATA_DIR/fleet.json, and a studio the later tests
+        # start on that folder would otherwise route to a server that is gone.
+        if second:
+            studio.remove_fleet_endpoint(bundled_model.name, second, actor=ADMIN)
+            saved = settings.data_dir / "fleet.json"
+            assert not saved.exists() or second not in saved.read_text()
         studio.fleet.close()
         if ADAPTER in model_ids(local):
             httpx.post(f"{local}/v1/unload_lora_adapter", json={"lora_name": ADAPTER}, timeout=30)

@@ -10,6 +10,7 @@ operation under it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -202,6 +203,15 @@ def running_at(run_id: int, step: int) -> bool:
     return run.status == "running" and run.step >= step
 
 
+async def ask(ep, question: str) -> str:
+    from engines.inference import ChatParams, stream_chat
+    from engines.inference.chat import Delta
+
+    parts = [ev.text async for ev in stream_chat(ep, [{"role": "user", "content": question}],
+                                                 ChatParams(max_tokens=12, temperature=0)) if isinstance(ev, Delta)]
+    return "".join(parts)
+
+
 def spec(model: Path | str, name: str, **over) -> dict:
     return {"base_model": str(model), "dataset": DATASET, "output_name": name, "lora_r": 8, "lora_alpha": 16,
             "target_modules": ["q_proj", "v_proj"], "batch_size": 2, "max_seq_len": 256, "learning_rate": 1e-3,
@@ -209,8 +219,8 @@ def spec(model: Path | str, name: str, **over) -> dict:
 
 
 def test_a_bundled_model_fine_tune_on_ray_cancels_to_a_checkpoint_resumes_and_its_adapter_comes_back(
-        db, owner, cluster, ray_settings, bundled_model):
-    jm = JobManager(ray_settings, None, poll_s=0.3)
+        db, owner, cluster, ray_settings, bundled_model, server_manager, endpoint):
+    jm = JobManager(ray_settings, server_manager, poll_s=0.3)  # the session's CPU vLLM serves what comes back
     jm.start()
     try:
         rid = jm.submit(spec(bundled_model.name, "ray-helper", max_steps=5), actor=owner)
@@ -252,6 +262,10 @@ def test_a_bundled_model_fine_tune_on_ray_cancels_to_a_checkpoint_resumes_and_it
         assert {f"adapter/{p.relative_to(adapter).as_posix()}": p.stat().st_size for p in adapter.rglob("*") if p.is_file()} == stored
         assert catalog.get_model("ray-helper").run_id == rid and catalog.get_model("ray-helper").path == str(adapter)
         assert "submitted" in (Path(run.run_dir) / "train.log").read_text()  # the job's own log lines arrive too
+        # ... and hot-loaded from there into the local CPU vLLM server of its base, where it answers a chat.
+        wait_for(lambda: runs.run_metrics(runs.get_run(rid)).get("served") is not None, timeout=120)
+        assert runs.run_metrics(runs.get_run(rid)).get("served") is True, runs.run_metrics(runs.get_run(rid))
+        assert asyncio.run(ask(server_manager.endpoint_for("ray-helper"), "What is LoRA?")).strip()
 
         # The workers ran in scratch folders of their own, never in (or reading, or writing) the studio's data folder.
         starts = [e for e in read_events(Path(run.run_dir) / "events.jsonl")[0] if e["type"] == "start"]

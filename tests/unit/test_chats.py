@@ -68,3 +68,49 @@ def test_user_turn_is_stored_in_one_go(owner):
     with pytest.raises(ValueError):
         store_user_turn(owner, None, "   ")
     assert len(chats.list_conversations()) == 1  # the empty message created no conversation
+
+
+def test_regenerated_and_edited_versions_of_the_last_turn_are_kept_and_shown_on_request(db):
+    from engines import accounts, conversations
+    from engines.conversations import TurnVersions
+
+    me = accounts.bootstrap(None)
+    cid = conversations.store_user_turn(me, None, "First question?")
+    chats.add_message(cid, "assistant", "First answer.", finish_reason="stop")
+    conversations.add_user_message(cid, "What is LoRA?")
+    chats.add_message(cid, "assistant", "A1", finish_reason="stop")
+    assert conversations.turn_versions(me, cid) == TurnVersions(1, 1)
+    conversations.retire_last_answer(cid)  # Regenerate
+    chats.add_message(cid, "assistant", "A2", finish_reason="stop")
+    last_q = conversations.last_user_message(cid)
+    conversations.replace_user_message(cid, last_q.id, "What is QLoRA?")  # Edit
+    chats.add_message(cid, "assistant", "B1", finish_reason="stop")
+    assert conversations.turn_versions(me, cid) == TurnVersions(3, 3)
+
+    def shown() -> list[str]:
+        return [m.content for m in chats.active_messages(cid)]
+
+    assert conversations.show_version(me, cid, 1) == TurnVersions(1, 3)
+    assert shown() == ["First question?", "First answer.", "What is LoRA?", "A1"]
+    assert conversations.show_version(me, cid, 3) == TurnVersions(3, 3)
+    assert shown() == ["First question?", "First answer.", "What is QLoRA?", "B1"]
+    # Regenerating after going back to an older question answers that question, as a 4th version of the turn.
+    conversations.show_version(me, cid, 2)
+    conversations.retire_last_answer(cid)
+    chats.add_message(cid, "assistant", "A3", finish_reason="stop")
+    assert conversations.turn_versions(me, cid) == TurnVersions(4, 4)
+    assert shown()[-2:] == ["What is LoRA?", "A3"]
+    assert conversations.show_version(me, cid, 3) == TurnVersions(3, 4) and shown()[-2:] == ["What is QLoRA?", "B1"]
+    # A new turn after that starts its own versions; nothing was deleted along the way.
+    conversations.add_user_message(cid, "Thanks!")
+    assert conversations.turn_versions(me, cid) == TurnVersions(0, 0)  # not answered yet
+    chats.add_message(cid, "assistant", "You're welcome.", finish_reason="stop")
+    assert conversations.turn_versions(me, cid) == TurnVersions(1, 1)
+    assert len(list(chats.Message.select().where(chats.Message.conversation == cid))) == 10
+    with pytest.raises(ValueError, match="no version 2"):
+        conversations.show_version(me, cid, 2)
+    other = accounts.add_user("other", "other-password", role="member")
+    with pytest.raises(conversations.ConversationNotFound):  # someone else's conversation reads as not there
+        conversations.turn_versions(other, cid)
+    with pytest.raises(conversations.ConversationNotFound):
+        conversations.show_version(other, cid, 1)

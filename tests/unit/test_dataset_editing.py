@@ -84,6 +84,24 @@ def test_saving_freezes_a_version_and_refuses_no_change(db, settings, ds, owner)
     assert store.version_by_path(v2.path).id == v2.id
 
 
+def test_the_working_copy_says_whether_a_version_holds_it(db, settings, ds, owner):
+    import time
+
+    assert draft.saved_state(ds) == draft.SavedState(None, True)  # rows, never saved
+    assert draft.saved_state(create_empty("empty", actor=owner)) == draft.SavedState(None, False)
+    save_draft(settings, ds, actor=owner)
+    assert draft.saved_state(ds) == draft.SavedState(1, False)
+    time.sleep(draft.SAVE_STAMP_SLACK.total_seconds() + 0.2)  # an edit a person makes after saving, not in the same instant
+    row = draft.page(ds, 1).rows[0]
+    draft.update_row(row.id, [{"role": "user", "content": "Edited?"}, {"role": "assistant", "content": "Yes."}], None, actor=owner)
+    assert draft.saved_state(ds) == draft.SavedState(1, True)
+    save_draft(settings, ds, actor=owner)
+    assert draft.saved_state(ds) == draft.SavedState(2, False)
+    time.sleep(draft.SAVE_STAMP_SLACK.total_seconds() + 0.2)
+    draft.undo(ds, actor=owner)  # undoing the saved edit changes the working copy again
+    assert draft.saved_state(ds) == draft.SavedState(2, True)
+
+
 def test_rows_from_a_chat_and_all_thumbs_up_answers(ds, owner):
     conv = chats.create_conversation(title="t", system_prompt="You are Studio Helper.", owner_id=owner.id)
     chats.add_message(conv.id, "user", "What is QLoRA?")

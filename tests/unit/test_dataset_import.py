@@ -122,12 +122,61 @@ def test_every_bad_line_is_reported_and_valid_rows_can_be_imported_alone(db, own
     with pytest.raises(ImportRefused) as err:
         import_file(settings, path, "mixed", actor=owner)
     by_line = {p.row: p.kind for p in err.value.report.problems if p.severity == "error"}
-    assert by_line == {2: "malformed", 3: "role_order", 4: "no_assistant", 5: "duplicate", 7: "empty_content"}
+    assert by_line == {2: "malformed", 3: "role_order", 4: "no_assistant", 7: "empty_content"}
+    assert (5, "duplicate", "warning") in {(p.row, p.kind, p.severity) for p in err.value.report.problems}
     assert store.list_datasets() == []
     report = import_file(settings, path, "mixed", actor=owner, valid_only=True)
-    assert report.version.row_count == 2 and report.skipped == [2, 3, 4, 5, 7]
+    assert report.version.row_count == 2 and report.skipped == [2, 3, 4, 7] and report.dropped == [5]
     skipped = [json.loads(x) for x in report.skipped_path.read_text().splitlines()]
-    assert [s["row"] for s in skipped] == [2, 3, 4, 5, 7]
+    assert [s["row"] for s in skipped] == [2, 3, 4, 7]
+
+
+def test_exact_duplicates_are_a_warning_dropped_by_default_or_kept(db, owner, settings, tmp_path):
+    """Real datasets carry a few duplicates: the file imports, without them unless asked to keep them."""
+    path = write(tmp_path / "dups.jsonl", jsonl([{"messages": EXPECTED[0]}, {"messages": EXPECTED[1]},
+                                                 {"messages": EXPECTED[0]}, {"messages": EXPECTED[0]}]))
+    report = import_file(settings, path, "dups", actor=owner)
+    assert report.version.row_count == 2 and report.dropped == [3, 4] and report.skipped == []
+    assert [(p.row, p.kind, p.severity) for p in report.problems] == [(3, "duplicate", "warning"), (4, "duplicate", "warning")]
+    assert [r.messages for r in load_version(settings, report.version)] == EXPECTED
+    kept = import_file(settings, path, "dups-kept", actor=owner, drop_duplicates=False)
+    assert kept.version.row_count == 4 and kept.dropped == []
+
+
+def test_a_file_appended_to_a_dataset_becomes_its_next_version(db, owner, settings, tmp_path):
+    from engines.accounts import PermissionDenied, add_user
+    from engines.datasets import draft
+    from engines.datasets.versions import NothingToAppend, append_file
+
+    v1 = import_file(settings, write(tmp_path / "a.jsonl", jsonl([{"messages": EXPECTED[0]}])), "grows", actor=owner).version
+    new = [{"role": "user", "content": "새 질문?"}, {"role": "assistant", "content": "새 답."}]
+    more = write(tmp_path / "more.jsonl", jsonl([{"messages": EXPECTED[0]}, {"messages": EXPECTED[1]}, {"messages": new},
+                                                 {"messages": new}]))
+    report = append_file(settings, more, v1.dataset_id, actor=owner)
+    v2 = report.version
+    assert v2.version == 2 and v2.parent_id == v1.id and v2.row_count == 3 and "more.jsonl (2 rows)" in v2.note
+    assert report.dropped == [1, 4]  # one already in the dataset, one a repeat within the file
+    assert {(p.row, p.message) for p in report.problems} >= {(1, "already in the dataset"), (4, "same as row 3")}
+    assert [r.messages for r in load_version(settings, v2)] == [EXPECTED[0], EXPECTED[1], new]
+    assert draft.count(v1.dataset_id) == 3  # the working copy is the new version
+
+    with pytest.raises(NothingToAppend, match="already in") as err:  # nothing new: no version, nothing changed
+        append_file(settings, more, v1.dataset_id, actor=owner)
+    assert err.value.reason == "all_present"
+    draft.undo(v1.dataset_id, actor=owner)  # the append undone in the working copy (v2 still holds it) ...
+    with pytest.raises(NothingToAppend) as err:  # ... so the same rows make it v2 again: said, and rolled back
+        append_file(settings, more, v1.dataset_id, actor=owner)
+    assert err.value.reason == "same_as_saved" and draft.count(v1.dataset_id) == 1
+    draft.fill(v1.dataset_id, [r for r in load_version(settings, v2)][1:], actor=owner, replace=False, action="redo")
+    broken = write(tmp_path / "broken.jsonl", jsonl([{"messages": [{"role": "user", "content": "no answer"}]},
+                                                     {"messages": [{"role": "user", "content": "q9"}, {"role": "assistant", "content": "a9"}]}]))
+    with pytest.raises(ImportRefused):  # all or nothing, as an import
+        append_file(settings, broken, v1.dataset_id, actor=owner)
+    assert store.latest_version(v1.dataset_id).version == 2 and draft.count(v1.dataset_id) == 3
+    alice = add_user("alice", "alice-password", role="member")
+    with pytest.raises(PermissionDenied):  # someone else's dataset
+        append_file(settings, more, v1.dataset_id, actor=alice)
+    assert store.latest_version(v1.dataset_id).version == 2 and draft.count(v1.dataset_id) == 3
 
 
 def test_near_duplicates_and_long_rows_are_flagged_with_the_real_token_count(db, owner, settings, tmp_path, bundled_model):

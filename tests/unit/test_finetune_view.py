@@ -74,6 +74,9 @@ def test_a_preference_run_draws_its_reward_margin_and_rewards_beside_the_loss():
     assert loss[loss["series"] == "margin"]["loss"].tolist() == [0.0, 0.2]
     assert "보상 차이" in set(curves(h, "ko")[0]["series"])
     assert set(curves(History(metrics=[{"step": 1, "loss": 1.0}]), "en")[0]["series"]) == {"train"}  # SFT: as before
+    held_out = History(metrics=[*h.metrics, {"step": 2, "eval_loss": 0.65, "eval_rewards/margins": 0.1}])
+    eval_margin = curves(held_out, "en")[0]
+    assert eval_margin[eval_margin["series"] == "eval margin"].to_dict("records") == [{"step": 2, "loss": 0.1, "series": "eval margin"}]
 
 
 def test_estimate_says_plainly_when_it_will_not_fit():

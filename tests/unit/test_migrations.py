@@ -3,7 +3,7 @@ from storage.migrations import MIGRATIONS, applied_migrations, apply_migrations
 
 FINAL_MESSAGE_COLUMNS = {
     "id", "conversation_id", "role", "content", "model", "params", "ttft_ms", "prompt_tokens", "completion_tokens",
-    "tok_per_s", "duration_ms", "finish_reason", "error", "feedback", "active", "created_at",
+    "tok_per_s", "duration_ms", "finish_reason", "error", "feedback", "active", "created_at", "turn", "reply_to",
 }
 
 
@@ -65,4 +65,19 @@ def test_a_run_row_from_before_m010_keeps_its_data_and_reads_as_local(tmp_path):
     db.close()
     db = connect(url)
     assert db.execute_sql("SELECT name, compute, remote_job_id FROM training_runs").fetchone() == ("old", None, None)
+    db.close()
+
+
+def test_messages_from_before_m011_get_turns_and_a_regenerated_answer_is_a_version_of_its_question(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old10.db'}"
+    db = connect(url, migrate=False)
+    apply_migrations(db, upto=10)
+    db.execute_sql("INSERT INTO conversations (id, title, created_at, updated_at, source) VALUES (1, 't', '2026-01-01', '2026-01-01', 'ui')")
+    for mid, role, active in ((1, "user", 1), (2, "assistant", 0), (3, "assistant", 1), (4, "user", 1), (5, "assistant", 1)):
+        db.execute_sql("INSERT INTO messages (id, conversation_id, role, content, feedback, active, created_at) "
+                       "VALUES (?, 1, ?, 'x', 0, ?, '2026-01-01')", (mid, role, active))
+    db.close()
+    db = connect(url)
+    rows = db.execute_sql("SELECT id, turn, reply_to FROM messages ORDER BY id").fetchall()
+    assert rows == [(1, 1, None), (2, 1, 1), (3, 1, 1), (4, 4, None), (5, 4, 4)]
     db.close()

@@ -186,6 +186,17 @@ def test_servers_table_and_health_pills():
     assert "data-status='external'" in health_html("en", {}, h, external_urls=["http://x/v1"])
     assert "server-pill stopped" in health_html("en", {}, h, no_serve=True)
     assert "data-status='failed'" in health_html("en", {}, h, pending_error="ModelError: gated\nmore")
+    # Where each fine-tune runs: a job on the Ray cluster (its id there), or this machine (its process).
+    from types import SimpleNamespace as Run
+    jobs = [Run(name="on-ray", compute="ray", remote_job_id="chat-studio-7-on-ray-1a2b", pid=None, status="running"),
+            Run(name="here", compute="local", remote_job_id=None, pid=4242, status="running"),
+            Run(name="waiting", compute=None, remote_job_id=None, pid=None, status="queued")]
+    out = health_html("en", {}, h, jobs=jobs)
+    assert "data-job='on-ray' data-compute='ray'" in out and "on-ray · fine-tune running · Ray job chat-studio-7-on-ray-1a2b" in out
+    assert "here · fine-tune running · on this machine (PID 4242)" in out
+    assert "data-job='waiting' data-compute='local'" in out and "fine-tune queued" in out
+    assert "이 컴퓨터에서" in health_html("ko", {}, h, jobs=jobs[1:2])
+    assert "No model server" in out  # a job is not a server: that none runs is still said
 
 
 def test_metric_frames_are_typed_windowed_and_one_line_per_series():

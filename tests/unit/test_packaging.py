@@ -41,8 +41,13 @@ def test_env_example_documents_every_setting():
 def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```(?:bash|sh)\n(.+?)\n```", readme, re.S)[:2]
-    assert "launch.py" in commands[0] and "pytest" in commands[1]
+    assert "launch.py" in commands[0] and "scripts/test.sh" in commands[1]
     assert commands[1].strip() in (ROOT / ".ci/run").read_text()
+    # The suite's script runs every test folder: the browser lane and the other three.
+    script = (ROOT / "scripts/test.sh").read_text()
+    assert "pytest tests/e2e" in script and "pytest tests/unit tests/integration tests/api" in script
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and list(p.glob("test_*.py"))}
+    assert folders == {"unit", "integration", "api", "e2e"}, folders
 
 
 def test_the_training_worker_needs_none_of_the_apps_packages():
