@@ -11,17 +11,20 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 logs=$(mktemp -d -t chat-studio-lanes.XXXXXX)
 
-"$PY" -m pytest tests/e2e "$@" >"$logs/browser.log" 2>&1 &
+# The DPO browser test (a training worker beside the page) runs after the API tests instead: the lanes then end
+# about together (~38 and ~35 min apart from it on CI's machine).
+MOVED=tests/e2e/test_preferences_browser.py
+"$PY" -m pytest tests/e2e --ignore="$MOVED" "$@" >"$logs/browser.log" 2>&1 &
 browser=$!
 trap 'kill "$browser" 2>/dev/null' INT TERM
 
-"$PY" -m pytest tests/unit tests/integration tests/api "$@" 2>&1 | tee "$logs/rest.log"
+"$PY" -m pytest tests/unit tests/integration tests/api "$MOVED" "$@" 2>&1 | tee "$logs/rest.log"
 rest_rc=${PIPESTATUS[0]}
 wait "$browser"
 browser_rc=$?
 
 echo
-echo "==================== browser lane: pytest tests/e2e ===================="
+echo "==================== browser lane: pytest tests/e2e (but $MOVED) ===================="
 cat "$logs/browser.log"
 echo
 echo "==================== both lanes ===================="

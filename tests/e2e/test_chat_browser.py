@@ -474,7 +474,9 @@ def test_kept_versions_of_the_last_turn_are_reachable_with_the_arrows(page: Page
     row, label = page.locator("#versions-row"), page.locator("#ver-label")
     expect(row).to_be_hidden()  # one answer: nothing to move between
     first = answer_text(page)
-    page.locator("#regenerate-btn").click()
+    expect(page.locator("#send-btn")).to_be_visible()  # the turn's events are over: Regenerate is taken now
+    # A DOM click: a pointer click waits for animation frames a loaded page can withhold (see the Stop test).
+    page.locator("#regenerate-btn").dispatch_event("click")
     expect(label).to_have_text("Version 2 of 2", timeout=ANSWER_MS)
     expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE)
     second = answer_text(page)

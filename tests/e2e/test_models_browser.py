@@ -48,21 +48,21 @@ def test_an_admin_adds_and_removes_a_fleet_endpoint_from_the_models_tab(page: Pa
     url.fill("file:///etc/passwd")
     page.locator("#models-fleet-add").click()
     msg = page.locator("#models-action-msg")
-    expect(msg).to_contain_text("✗")  # not an http(s) server URL: said, nothing added
+    expect(msg).to_contain_text("✗", timeout=60_000)  # not an http(s) server URL: said, nothing added
     expect(page.locator("#models-health-box [data-fleet]")).to_have_count(0)
     try:
         url.fill(dead)
         page.locator("#models-fleet-add").click()
-        expect(msg).to_contain_text(f"Added {dead} as an endpoint of SmolLM2-135M-Instruct.")
+        expect(msg).to_contain_text(f"Added {dead} as an endpoint of SmolLM2-135M-Instruct.", timeout=60_000)
         pill = page.locator("#models-health-box [data-fleet='SmolLM2-135M-Instruct']", has_text=dead)
-        expect(pill).to_contain_text("down")
+        expect(pill).to_contain_text("down", timeout=60_000)
         page.mouse.move(1, 1)
         page.locator("#models-tab").screenshot(path=str(tmp_path / "fleet-en.png"))
     finally:
         url.fill(dead)
         page.locator("#models-fleet-remove").click()
-    expect(msg).to_contain_text(f"no longer go to {dead}")
-    expect(page.locator("#models-health-box [data-fleet]", has_text=dead)).to_have_count(0)
+    expect(msg).to_contain_text(f"no longer go to {dead}", timeout=60_000)
+    expect(page.locator("#models-health-box [data-fleet]", has_text=dead)).to_have_count(0, timeout=60_000)
 
 
 def test_the_studio_serves_prometheus_metrics_and_health(studio_url: str) -> None:

@@ -88,6 +88,8 @@ def test_votes_become_a_preference_dataset_a_dpo_run_starts_and_the_judge_is_com
     # Fine-tune: DPO on the saved dataset starts (its progress shows), then it is cancelled.
     page.locator("#tab-finetune-button").click()
     pick(page, "ft-dataset", f"{name} · v1 (4 rows)")
+    # Picked before DPO is: on a loaded machine the objective's check could otherwise see the dataset before it.
+    expect(page.locator("#ft-dataset input")).to_have_value(f"{name} · v1 (4 rows)")
     page.locator("#ft-objective").get_by_text("DPO", exact=True).click()
     expect(page.locator("#ft-beta")).to_be_visible()
     expect(page.locator("#ft-orpo-lambda")).to_be_hidden()
@@ -95,7 +97,7 @@ def test_votes_become_a_preference_dataset_a_dpo_run_starts_and_the_judge_is_com
     page.locator("#ft-output-name textarea, #ft-output-name input").first.fill(run_name)
     page.locator("#ft-max-steps input").fill("2")
     page.locator("#ft-max-steps input").blur()
-    expect(page.locator("#ft-errors-box")).not_to_contain_text("Dataset")
+    expect(page.locator("#ft-errors-box")).not_to_contain_text("Dataset", timeout=60_000)
     expect(page.locator("#ft-start")).to_be_enabled()
     page.locator("#ft-start").click()
     bar = page.locator("[data-testid=ft-progress]")
