@@ -15,7 +15,7 @@ import pandas as pd
 from engines.accounts import PermissionDenied
 from engines.datasets import draft, from_chats, uploads
 from engines.datasets.files import DatasetFileError
-from engines.datasets.formats import FormatError
+from engines.datasets.formats import FormatError, PreferenceLayout
 from engines.datasets.preference_files import FORMAT as PREFERENCE
 from engines.datasets.preference_files import export_preference_version, load_preference_version
 from engines.datasets.versions import (
@@ -337,8 +337,8 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         stem = Path(file if isinstance(file, str) else file.name).stem
         try:
             with staged(file) as path:
-                pref = uploads.inspect_preference_upload(path)
-                found = None if pref else uploads.inspect_upload(settings, path, template_model=template_model)
+                found = uploads.inspect_upload(settings, path, template_model=template_model)
+                pref = uploads.inspect_preference_upload(path) if found.preference else None
         except DatasetFileError as exc:  # too large, or not a dataset file
             return (f"<span class='ds-bad'>✗</span> {exc}", gr.update(visible=False), *[gr.update(choices=[], value=None)] * 4,
                     gr.update(visible=False), stem)
@@ -372,13 +372,14 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
         source = Path(file if isinstance(file, str) else file.name).name
         try:
             with staged(file) as path:
-                if uploads.inspect_preference_upload(path) is not None:
+                try:
+                    report = uploads.import_upload(settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
+                                                   mapping=mapping, template_model=template_model, source_name=source,
+                                                   drop_duplicates=bool(drop))
+                except PreferenceLayout:  # TRL pairs (nothing written yet): a preference dataset (DPO, ORPO) instead
                     return imported_pairs(*uploads.import_preference_upload(
                         settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
                         drop_duplicates=bool(drop), source_name=source), lang)
-                report = uploads.import_upload(settings, path, name, actor=actor_of(request), valid_only=bool(only_valid),
-                                               mapping=mapping, template_model=template_model, source_name=source,
-                                               drop_duplicates=bool(drop))
         except ImportRefused as exc:
             errs = exc.report.errors
             return (gr.skip(), f"<span class='ds-bad'>✗</span> {t(lang, 'ds.refused', n=len({p.row for p in errs}))}",

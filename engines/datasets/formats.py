@@ -32,6 +32,10 @@ class FormatError(ValueError):
     """The file or its layout cannot be read; the message says what was found."""
 
 
+class PreferenceLayout(FormatError):
+    """The file holds preference pairs (a TRL layout), not chat rows: a preference import takes it."""
+
+
 class RowError(ValueError):
     """One record cannot become a conversation."""
 
@@ -309,7 +313,7 @@ def normalise(records: list[tuple[int, Any]], fmt: str | None, mapping: dict[str
             + ". Map the columns (user, assistant, optional system and category) to import it."
         )
     if fmt in PREFERENCE_FORMATS and not mapping:
-        raise FormatError("This file holds preference pairs (prompt, chosen, rejected): import it as a preference dataset.")
+        raise PreferenceLayout("This file holds preference pairs (prompt, chosen, rejected): import it as a preference dataset.")
     rows, problems = [], []
     for source, rec in records:
         try:

@@ -18,7 +18,15 @@ from typing import BinaryIO
 from engines.accounts import Actor
 from engines.datasets import draft
 from engines.datasets.files import MAX_UPLOAD_BYTES, DatasetFileError
-from engines.datasets.formats import READABLE, FormatError, PreferenceRow, Problem, fields_found, read_records
+from engines.datasets.formats import (
+    READABLE,
+    FormatError,
+    PreferenceLayout,
+    PreferenceRow,
+    Problem,
+    fields_found,
+    read_records,
+)
 from engines.datasets.preference_files import import_preference_file, inspect_preference_file
 from engines.datasets.render import ModelFormat
 from engines.datasets.versions import ImportReport, append_file, import_file, inspect_file
@@ -88,6 +96,7 @@ class Inspection:
     error: str | None = None
     fields: list[str] | None = None
     guess: dict[str, str | None] | None = None
+    preference: bool = False  # TRL preference pairs: `inspect_preference_upload` reads them
 
 
 def guess_mapping(fields: list[str]) -> dict[str, str | None]:
@@ -99,6 +108,8 @@ def inspect_upload(settings: Settings, path: Path, *, fmt: str | None = None, ma
     try:
         return Inspection(inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format_for(settings, template_model),
                                        max_tokens=settings.vllm_max_model_len))
+    except PreferenceLayout as exc:
+        return Inspection(None, error=str(exc), preference=True)
     except FormatError as exc:
         try:
             found = fields_found(read_records(path)[0])
@@ -117,7 +128,8 @@ class PreferenceInspection:
 
 
 def inspect_preference_upload(path: Path) -> PreferenceInspection | None:
-    """The file's preference pairs when it is in a TRL preference layout; None when it holds something else."""
+    """The file's preference pairs when it is in a TRL preference layout; None when it holds something else. (Ask
+    after `inspect_upload` says `preference`, or `import_upload` raises PreferenceLayout: a chat file is read once.)"""
     try:
         layout, rows, problems = inspect_preference_file(path)
     except FormatError:

@@ -169,6 +169,8 @@ def append_file(settings: Settings, path: Path, dataset_id: int, *, actor: Actor
     left out unless drop_duplicates is False); the working copy's unsaved changes go into the new version with them.
     Either the rows are added and the version saved, or nothing changes."""
     ds = draft.writable(actor, dataset_id)  # before reading the file: a refusal costs nothing
+    if ds.kind == "preference":  # its versions hold pairs: chat rows appended would make a version of another kind
+        raise ValueError(f"{ds.name!r} holds preference pairs: chat rows cannot be appended to it.")
     report = inspect_file(path, fmt=fmt, mapping=mapping, model_format=model_format, max_tokens=max_tokens)
     keep = _kept_rows(report, valid_only=valid_only, drop_duplicates=drop_duplicates,
                       existing={row_key(r) for r in draft.all_rows(dataset_id)})

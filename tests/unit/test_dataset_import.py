@@ -173,6 +173,14 @@ def test_a_file_appended_to_a_dataset_becomes_its_next_version(db, owner, settin
     with pytest.raises(ImportRefused):  # all or nothing, as an import
         append_file(settings, broken, v1.dataset_id, actor=owner)
     assert store.latest_version(v1.dataset_id).version == 2 and draft.count(v1.dataset_id) == 3
+    from engines.datasets.formats import PreferenceRow
+    from engines.datasets.preference_files import create_preference_dataset
+
+    pairs = create_preference_dataset(settings, "pairs", [PreferenceRow([{"role": "user", "content": "q"}], "a", "b")],
+                                      actor=owner)
+    with pytest.raises(ValueError, match="holds preference pairs"):  # chat rows never land in a preference dataset
+        append_file(settings, more, pairs.dataset_id, actor=owner)
+    assert store.latest_version(pairs.dataset_id).version == 1 and draft.count(pairs.dataset_id) == 0
     alice = add_user("alice", "alice-password", role="member")
     with pytest.raises(PermissionDenied):  # someone else's dataset
         append_file(settings, more, v1.dataset_id, actor=alice)

@@ -84,3 +84,21 @@ def test_a_fine_tunes_dataset_is_named_by_id_name_version_or_sample(db, owner, s
     tampered = store.add_version(store.get_dataset(v1.dataset_id), path=str(outside), content_hash="x", row_count=1)
     with pytest.raises(DatasetFileError, match="not inside"):
         training_file(settings, "", tampered.id)
+
+
+def test_a_trl_preference_file_is_told_apart_by_the_chat_inspection_itself(settings, tmp_path):
+    """The chat inspection says "preference" (one read of the file); only then are the pairs read as pairs."""
+    import json
+
+    from engines.datasets import uploads
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "2 + 2?", "chosen": "4", "rejected": "5"}) + "\n", encoding="utf-8")
+    found = uploads.inspect_upload(settings, path)
+    assert found.report is None and found.preference and "preference pairs" in found.error
+    pairs = uploads.inspect_preference_upload(path)
+    assert pairs is not None and pairs.layout == "preference" and [r.chosen for r in pairs.rows] == ["4"]
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n",
+                    encoding="utf-8")
+    assert not uploads.inspect_upload(settings, chat).preference and uploads.inspect_preference_upload(chat) is None
