@@ -294,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         # enabled account's name and password whenever the studio asks for logins.
         monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers), auth=check,
                                   auth_required=lambda: demo.app.auth is not None)
-        import openai  # noqa: F401  # warm the chat client's import while nobody is waiting on it
-
         demo.block_thread()
     except KeyboardInterrupt:
         pass

@@ -45,8 +45,14 @@ def resolve_actor(request: Request) -> Actor:
         if actor is None:
             raise NotAuthenticated("Invalid API key: it is unknown, revoked, or its account is disabled.")
         return actor
-    if not accounts.login_required() and from_loopback(request):
-        return accounts.actor_for(None)  # a laptop studio without accounts: the local owner, from this machine only
+    if from_loopback(request):  # a laptop studio without accounts: the local owner, from this machine only
+        owner = accounts.local_owner()
+        if owner is not None:
+            return owner
+        try:  # no owner yet (a fresh database): actor_for makes one, unless the studio asks for logins
+            return accounts.actor_for(None)
+        except accounts.PermissionDenied:  # the studio has logins: a key is needed
+            pass
     raise NotAuthenticated("An API key is required: send it as 'Authorization: Bearer cs-…' "
                            "(create one in the Team tab or with: python launch.py keys create NAME).")
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from engines.services import Services
 
 CONVERSATION_HEADER = "X-Studio-Conversation"
+CHECK_MODELS_AGE_S = 10.0
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call")  # the studio's chats are text only
 
 
@@ -118,7 +119,10 @@ def inference_error(exc: InferenceError) -> GatewayError:
 def check_model(services: Services, model: str) -> None:
     """Refuse an unknown model (404) or one whose server is not ready (503) before anything is stored."""
     servers = services.servers
-    if model in {r.name for r in servers.served_models()}:
+    # A list up to CHECK_MODELS_AGE_S old will do: a model unloaded since is answered 404 by its server (after the
+    # user's message is stored, as an error). The default age (2 s) started a background refresh, an HTTP call to every
+    # server, on nearly every request, beside the store on the path to the first token.
+    if model in {r.name for r in servers.served_models(max_age=CHECK_MODELS_AGE_S)}:
         return
     # The list above may be seconds old: an adapter loaded since (by another studio or a script on a shared server)
     # is looked for once more, now, before the request is refused.

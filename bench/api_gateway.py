@@ -26,7 +26,7 @@ top_p 1, max_tokens 64, seed 1234, no system prompt, the prompts of relay_overhe
    gateway, 'ui' for the Chat tab) must equal what was sent through each, warm-ups included; the script exits
    non-zero after writing its figures when they do not. A missed timing target is reported, never an error.
 
-Run: .venv/bin/python bench/api_gateway.py [--requests 32] [--concurrency 32] [--rounds 3] [--skip-single]
+Run: .venv/bin/python bench/api_gateway.py [--requests 32] [--concurrency 32] [--rounds 3] [--skip-single | --skip-concurrent]
 Results are appended to bench/results/api_gateway.md. ~6-10 min on 2 cores.
 """
 
@@ -171,6 +171,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=32, help="streams per concurrent batch")
     p.add_argument("--rounds", type=int, default=3, help="concurrent rounds (one batch per path each)")
     p.add_argument("--skip-single", action="store_true", help="only the concurrent part")
+    p.add_argument("--skip-concurrent", action="store_true", help="only the single-stream part")
     args = p.parse_args()
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1:
         raise BenchError("--requests, --concurrency and --rounds must be at least 1")
@@ -272,58 +273,59 @@ def main() -> int:
                          f"tok/s p50 {rr:.3f} ({verdict(rr, SINGLE_TPS_TARGET, at_most=False)})")
 
         # ---- 2. concurrent batches ------------------------------------------------------------------------------
-        n = args.concurrency
-        runners: dict[str, Callable[[int, str], Any]] = {
-            "direct": lambda i, q: direct(oai, q),
-            "gateway": lambda i, q: gateway(q),
-            "ui": lambda i, q: ui(q, i),  # stream i is browser tab i: its Gradio session lives across batches
-        }
-        names = list(runners)
-        ttft: dict[str, list[float]] = {k: [] for k in names}
-        tps: dict[str, list[float]] = {k: [] for k in names}
-        walls: dict[str, list[float]] = {k: [] for k in names}
-        echoes: list[float] = []
-        failed: dict[str, list[str]] = {k: [] for k in names}  # concurrent requests that got an error
-        studio_ttft: dict[str, list[float]] = {"gateway": [], "ui": []}
-        _, newest = stored_ttfts_after(db, 0)
-        print(f"concurrent: one untimed batch of {n} per path, then {args.rounds} round(s)...")
-        for name in names:
-            _, _, errs = batch(runners[name], n)
-            failed[name] += errs
-        _, newest = stored_ttfts_after(db, 0)
-        for rnd in range(args.rounds):
-            order = names[rnd % 3:] + names[: rnd % 3]
-            for name in order:
-                out, wall, errs = batch(runners[name], n)
+        if not args.skip_concurrent:
+            n = args.concurrency
+            runners: dict[str, Callable[[int, str], Any]] = {
+                "direct": lambda i, q: direct(oai, q),
+                "gateway": lambda i, q: gateway(q),
+                "ui": lambda i, q: ui(q, i),  # stream i is browser tab i: its Gradio session lives across batches
+            }
+            names = list(runners)
+            ttft: dict[str, list[float]] = {k: [] for k in names}
+            tps: dict[str, list[float]] = {k: [] for k in names}
+            walls: dict[str, list[float]] = {k: [] for k in names}
+            echoes: list[float] = []
+            failed: dict[str, list[str]] = {k: [] for k in names}  # concurrent requests that got an error
+            studio_ttft: dict[str, list[float]] = {"gateway": [], "ui": []}
+            _, newest = stored_ttfts_after(db, 0)
+            print(f"concurrent: one untimed batch of {n} per path, then {args.rounds} round(s)...")
+            for name in names:
+                _, _, errs = batch(runners[name], n)
                 failed[name] += errs
-                samples = [o[0] if isinstance(o, tuple) else o for o in out]
-                if name == "ui":
-                    echoes += [o[1] for o in out]
-                ttft[name] += [s.ttft for s in samples]
-                tps[name] += [s.tok_per_s() for s in samples if s.tokens]
-                walls[name].append(wall)
-                if name in studio_ttft:
-                    got, newest = stored_ttfts_after(db, newest)
-                    studio_ttft[name] += got
-                print(f"round {rnd + 1} {name:<8} TTFT p50 {ms(percentile([s.ttft for s in samples], 50))}, "
-                      f"p95 {ms(percentile([s.ttft for s in samples], 95))}, wall {wall:5.1f} s"
-                      + (f", {len(errs)} FAILED: {errs[0]}" if errs else ""))
-        lines.append(f"concurrent: batches of {n} streams started together, {args.rounds} round(s) per path after one untimed "
-                     f"batch each, order rotating; max_tokens {MAX_TOKENS}, temperature 0")
-        lines.append("| path | streams | TTFT p50 | TTFT p95 | studio-stored TTFT p50 | first update p50 | batch wall p50 |")
-        lines.append("|---|---|---|---|---|---|---|")
-        for name in names:
-            st = ms(percentile(studio_ttft[name], 50)) if studio_ttft.get(name) else "—"
-            ec = ms(percentile(echoes, 50)) if name == "ui" else "—"
-            lines.append(f"| {name} | {len(ttft[name])} | {ms(percentile(ttft[name], 50))} | {ms(percentile(ttft[name], 95))} "
-                         f"| {st} | {ec} | {median(walls[name]):.1f} s |")
-        d50 = percentile(ttft["direct"], 50)
-        rg, ru = percentile(ttft["gateway"], 50) / d50, percentile(ttft["ui"], 50) / d50
-        lines.append(f"ratio concurrent gateway/direct: TTFT p50 {rg:.3f} ({verdict(rg, GATEWAY_TTFT_TARGET)})")
-        lines.append(f"ratio concurrent ui/direct: TTFT p50 {ru:.3f} ({verdict(ru, UI_TTFT_TARGET)})")
-        for name, errs in failed.items():
-            if errs:
-                problems.append(f"{name}: {len(errs)} concurrent requests failed, first: {errs[0]}")
+            _, newest = stored_ttfts_after(db, 0)
+            for rnd in range(args.rounds):
+                order = names[rnd % 3:] + names[: rnd % 3]
+                for name in order:
+                    out, wall, errs = batch(runners[name], n)
+                    failed[name] += errs
+                    samples = [o[0] if isinstance(o, tuple) else o for o in out]
+                    if name == "ui":
+                        echoes += [o[1] for o in out]
+                    ttft[name] += [s.ttft for s in samples]
+                    tps[name] += [s.tok_per_s() for s in samples if s.tokens]
+                    walls[name].append(wall)
+                    if name in studio_ttft:
+                        got, newest = stored_ttfts_after(db, newest)
+                        studio_ttft[name] += got
+                    print(f"round {rnd + 1} {name:<8} TTFT p50 {ms(percentile([s.ttft for s in samples], 50))}, "
+                          f"p95 {ms(percentile([s.ttft for s in samples], 95))}, wall {wall:5.1f} s"
+                          + (f", {len(errs)} FAILED: {errs[0]}" if errs else ""))
+            lines.append(f"concurrent: batches of {n} streams started together, {args.rounds} round(s) per path after one untimed "
+                         f"batch each, order rotating; max_tokens {MAX_TOKENS}, temperature 0")
+            lines.append("| path | streams | TTFT p50 | TTFT p95 | studio-stored TTFT p50 | first update p50 | batch wall p50 |")
+            lines.append("|---|---|---|---|---|---|---|")
+            for name in names:
+                st = ms(percentile(studio_ttft[name], 50)) if studio_ttft.get(name) else "—"
+                ec = ms(percentile(echoes, 50)) if name == "ui" else "—"
+                lines.append(f"| {name} | {len(ttft[name])} | {ms(percentile(ttft[name], 50))} | {ms(percentile(ttft[name], 95))} "
+                             f"| {st} | {ec} | {median(walls[name]):.1f} s |")
+            d50 = percentile(ttft["direct"], 50)
+            rg, ru = percentile(ttft["gateway"], 50) / d50, percentile(ttft["ui"], 50) / d50
+            lines.append(f"ratio concurrent gateway/direct: TTFT p50 {rg:.3f} ({verdict(rg, GATEWAY_TTFT_TARGET)})")
+            lines.append(f"ratio concurrent ui/direct: TTFT p50 {ru:.3f} ({verdict(ru, UI_TTFT_TARGET)})")
+            for name, errs in failed.items():
+                if errs:
+                    problems.append(f"{name}: {len(errs)} concurrent requests failed, first: {errs[0]}")
         ui_http.close()
     except BaseException:
         broke = True

@@ -250,6 +250,12 @@ def bootstrap(auth_pair: tuple[str, str] | None) -> Actor:
     return _actor(owner)
 
 
+def local_owner() -> Actor | None:
+    """The local owner (first admin) while the studio asks for no logins; None once it does (or before bootstrap)."""
+    owner = store.owner_if_no_logins()
+    return _actor(owner) if owner is not None else None
+
+
 def actor_for(name: str | None) -> Actor:
     """The Actor for a logged-in name; with no login (a local studio) the first admin. Unknown or disabled: refused."""
     if not name:

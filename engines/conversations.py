@@ -205,9 +205,23 @@ def store_api_turn_and_open(actor: Actor, conversation_id: int | None, messages:
                             params: ChatParams) -> tuple[int, str | None, OpenedAnswer]:
     """`store_api_turn` and `open_answer` in one write transaction (the gateway's hot path: one commit, not two):
     (conversation, system prompt, the opened answer)."""
-    with database.atomic():
-        cid, system = store_api_turn(actor, conversation_id, messages, model=model)
-        return cid, system, open_answer(cid, model, params, system_prompt=system)
+    if conversation_id:
+        with database.atomic():
+            cid, system = store_api_turn(actor, conversation_id, messages, model=model)
+            return cid, system, open_answer(cid, model, params, system_prompt=system)
+    # A new conversation (most API calls): its history is the request itself, so nothing needs to be read back.
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system").strip() or None
+    rows = [(m["role"], m["content"].strip() if m["role"] == "user" else m["content"],
+             None if m["role"] == "user" else "given") for m in messages if m["role"] != "system"]
+    if not rows or rows[-1][0] != "user":
+        raise ValueError("The last message must be the user's (role 'user').")
+    if any(not content for role, content, _ in rows if role == "user"):
+        raise ValueError("A user message is empty.")
+    cid, answer_id = chats.start_with_answer(owner_id=actor.id, source="api", model=model, system_prompt=system,
+                                             messages=rows, params=json.dumps(params.as_dict()))
+    history = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": role, "content": content} for role, content, _ in rows if role == "user" or content]
+    return cid, system, OpenedAnswer(history, answer_id)
 
 
 def start_conversation(actor: Actor, conversation_id: int | None, *, model: str | None = None,

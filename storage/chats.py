@@ -87,6 +87,31 @@ def add_message(conversation_id: int, role: str, content: str, **fields: Any) ->
     return msg
 
 
+def start_with_answer(*, owner_id: int | None, source: str, model: str, system_prompt: str | None,
+                      messages: list[tuple[str, str, str | None]], params: str) -> tuple[int, int]:
+    """A new conversation holding `messages` (role, content, finish_reason) and the empty answer row that follows them,
+    in one transaction of n + 3 statements: (conversation id, answer id). What `create_conversation`, `add_message`
+    for each message and the answer's `add_message` store, without their reads (the gateway's hot path)."""
+    first_user = next((c for r, c, _ in messages if r == "user"), "")
+    title = " ".join(first_user.split())[:TITLE_CHARS] or "New chat"
+    now = utcnow()
+    with database.atomic():
+        cid = Conversation.insert(title=title, model=model, system_prompt=system_prompt, owner_id=owner_id,
+                                  source=source, created_at=now, updated_at=now).execute()
+        question: int | None = None  # the last user message: the turn (and question) of what follows it
+        for role, content, finish in messages:
+            if role == "user":
+                question = Message.insert(conversation=cid, role=role, content=content, created_at=now).execute()
+            else:
+                Message.insert(conversation=cid, role=role, content=content, finish_reason=finish, turn=question,
+                               reply_to=question, created_at=now).execute()
+        # A new question starts a turn of its own: its id (one statement for all of them).
+        Message.update(turn=Message.id).where((Message.conversation == cid) & (Message.role == "user")).execute()
+        answer = Message.insert(conversation=cid, role="assistant", content="", model=model, params=params,
+                                finish_reason="streaming", turn=question, reply_to=question, created_at=now).execute()
+    return cid, answer
+
+
 def get_message(message_id: int) -> Message | None:
     return Message.get_or_none(Message.id == message_id)
 

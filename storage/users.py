@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from peewee import fn
+
 from storage.db import database
 from storage.models import ApiKey, Battle, Conversation, Dataset, EvalRun, TrainingRun, User, utcnow
 
@@ -27,6 +29,13 @@ def count_users() -> int:
 def first_admin() -> User | None:
     """The oldest enabled admin: the owner of rows that existed before accounts."""
     return (User.select().where((User.role == "admin") & (User.disabled == False))  # noqa: E712
+            .order_by(User.id).first())
+
+
+def owner_if_no_logins() -> User | None:
+    """`first_admin()`, but only while `any_login()` is false, in one query (the API's hot path for keyless calls)."""
+    logins = User.select(User.id).where((User.password_hash.is_null(False)) & (User.disabled == False))  # noqa: E712
+    return (User.select().where((User.role == "admin") & (User.disabled == False) & ~fn.EXISTS(logins))  # noqa: E712
             .order_by(User.id).first())
 
 

@@ -24,9 +24,20 @@ def strings(lang: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# The placeholders that count what a string names ("{n} rows", "{rows} rows"): when one of them is 1, the language's
+# own `KEY.one` form is used if it has one ("1 row"). Korean does not inflect ("1개 행"), so ko.json has no such keys.
+COUNTS = ("n", "rows", "total")
+SINGULAR = ".one"
+
+
 def t(lang: str, key: str, **fmt: Any) -> str:
-    """The string for `key` in `lang` (English if missing there, the key itself as a last resort)."""
-    text = strings(lang).get(key) or strings("en").get(key) or key
+    """The string for `key` in `lang` (English if missing there, the key itself as a last resort); with a count of 1
+    (see COUNTS), the language's singular form `KEY.one` where it has one."""
+    table = strings(lang)
+    text = None
+    if any(str(fmt.get(c, "")).strip() == "1" for c in COUNTS):  # callers may pass "1" (formatted) or 1
+        text = table.get(key + SINGULAR) or (None if key in table else strings("en").get(key + SINGULAR))
+    text = text or table.get(key) or strings("en").get(key) or key
     return text.format(**fmt) if fmt else text
 
 

@@ -1,4 +1,4 @@
-"""Streaming chat through the openai client, with timings and clear errors; bounded batch generation."""
+"""Streaming chat over HTTP to OpenAI-compatible servers, with timings and clear errors; bounded batch generation."""
 
 from engines.inference.batch import Generation, generate_many
 from engines.inference.chat import (

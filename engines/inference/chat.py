@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 
 from engines.endpoints import Endpoint
-
-if TYPE_CHECKING:
-    import openai
 
 log = structlog.get_logger(__name__)
 
@@ -85,48 +82,79 @@ class Finished:
     tok_per_s: float | None  # decode speed: completion tokens after the first, over the time after it
 
 
-_clients: dict[tuple, openai.AsyncOpenAI] = {}
+_clients: dict[tuple, httpx.AsyncClient] = {}
 
 
-def _client(endpoint: Endpoint, timeout: float) -> openai.AsyncOpenAI:
-    """One client (and connection pool) per endpoint and event loop: no new TCP handshake per message."""
-    import openai  # 1 s to import: deferred so the UI answers sooner (launch.py warms it up after start)
+def _client(endpoint: Endpoint, timeout: float) -> httpx.AsyncClient:
+    """One HTTP client (and connection pool) per endpoint and event loop: no new TCP handshake per message.
 
+    Plain httpx, not the openai SDK: the SDK spends ~1.3 ms building each request and parses every chunk into pydantic
+    models, on the path of every token the studio relays; the wire format (JSON, then one `data:` line per chunk) is
+    all the studio needs."""
     try:
         loop_id = id(asyncio.get_running_loop())
     except RuntimeError:
         loop_id = 0
     key = (loop_id, endpoint.base_url, endpoint.api_key, timeout)
     client = _clients.get(key)
-    if client is None or client.is_closed():
-        client = _clients[key] = openai.AsyncOpenAI(
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key,
+    if client is None or client.is_closed:
+        client = _clients[key] = httpx.AsyncClient(
+            base_url=endpoint.base_url.rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {endpoint.api_key}"},
             timeout=httpx.Timeout(timeout, connect=5.0),
-            max_retries=0,  # retrying a half-streamed answer would duplicate text
-        )
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        )  # no retries: retrying a half-streamed answer would duplicate text
     return client
 
 
-def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
-    import openai
+def _error_message(status: int, body: bytes) -> str:
+    """The server's own sentence from an error body (OpenAI's {"error": {"message"}} or vLLM's {"message"})."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:300] or f"HTTP {status}"
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    if isinstance(err, str):
+        return err
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])
+    return str(data)[:300]
 
-    if isinstance(exc, openai.APITimeoutError):
-        return RequestTimedOut(f"{endpoint.model} did not answer in time.")
-    if isinstance(exc, openai.APIConnectionError):
-        return ServerUnavailable(f"The model server for {endpoint.model} is not reachable (it may be starting or restarting).")
-    if isinstance(exc, openai.NotFoundError):
+
+def _status_error(status: int, body: bytes, endpoint: Endpoint) -> InferenceError:
+    """An HTTP error answer of the server as the engines' error."""
+    msg = _error_message(status, body)
+    if status == 404:
         return UnknownModel(f"The server does not serve a model named {endpoint.model!r}.")
-    if isinstance(exc, openai.BadRequestError):
-        msg = str(getattr(exc, "message", exc))
+    if status == 400:
         if "context length" in msg or "max_model_len" in msg or "too long" in msg:
             return ContextTooLong(f"The conversation is too long for {endpoint.model}: {msg}")
         return InferenceError(f"The server refused the request: {msg}")
-    if isinstance(exc, openai.APIStatusError):
-        return InferenceError(f"The server answered {exc.status_code}: {str(exc)[:300]}")
-    if isinstance(exc, (httpx.HTTPError, openai.APIError)):
+    if status in (502, 503):
+        return ServerUnavailable(f"The model server for {endpoint.model} is not available ({status}: {msg[:200]}).")
+    return InferenceError(f"The server answered {status}: {msg[:300]}")
+
+
+def _translate(exc: Exception, endpoint: Endpoint) -> InferenceError:
+    """A transport error as the engines' error (status errors go through `_status_error`)."""
+    if isinstance(exc, InferenceError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return RequestTimedOut(f"{endpoint.model} did not answer in time.")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return ServerUnavailable(f"The model server for {endpoint.model} is not reachable (it may be starting or restarting).")
+    if isinstance(exc, (httpx.HTTPError, json.JSONDecodeError)):
         return StreamInterrupted(f"The connection to {endpoint.model} broke during the answer ({exc.__class__.__name__}).")
     return InferenceError(str(exc))
+
+
+def _body(endpoint: Endpoint, messages: list[dict], params: ChatParams, *, stream: bool) -> dict:
+    body = {"model": endpoint.model, "messages": messages, **params.as_request()}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
 
 
 def _may_fail_over(err: InferenceError) -> tuple[bool, bool]:
@@ -185,29 +213,35 @@ async def _stream_once(
     finish_reason, usage = "stop", None
     chunks = 0
     try:
-        stream = await client.chat.completions.create(
-            model=endpoint.model,
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            **params.as_request(),
-        )
+        request = client.build_request("POST", "chat/completions", json=_body(endpoint, messages, params, stream=True))
+        response = await client.send(request, stream=True)
     except Exception as exc:
         raise _translate(exc, endpoint) from exc
     try:
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        if first is None:
-                            first = time.perf_counter()
-                        chunks += 1
-                        yield Delta(text)
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
+        if response.status_code >= 400:
+            raise _status_error(response.status_code, await response.aread(), endpoint)
+        async for line in response.aiter_lines():
+            # Server-sent events: one `data: {json}` line per chunk, `data: [DONE]` at the end; other lines are blank
+            # separators or comments.
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if chunk.get("error"):  # an error after the stream began (vLLM sends it as a chunk)
+                raise InferenceError(f"The server stopped the answer: {_error_message(200, data.encode())}")
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    if first is None:
+                        first = time.perf_counter()
+                    chunks += 1
+                    yield Delta(text)
+                if choice.get("finish_reason"):
+                    finish_reason = choice["finish_reason"]
     except InferenceError:
         raise
     except Exception as exc:
@@ -217,14 +251,16 @@ async def _stream_once(
         if first is not None and isinstance(err, ServerUnavailable):
             err = StreamInterrupted(f"The connection to {endpoint.model} broke during the answer.")
         raise err from exc
+    finally:
+        await response.aclose()  # a consumer that went away closes the stream: vLLM aborts the request
     ended = time.perf_counter()
-    completion = usage.completion_tokens if usage else chunks
+    completion = usage.get("completion_tokens") if usage else chunks
     ttft = (first - started) * 1000 if first is not None else None
     decode_s = ended - first if first is not None else 0.0
     tps = (completion - 1) / decode_s if completion and completion > 1 and decode_s > 0 else None
     done = Finished(
         finish_reason=finish_reason,
-        prompt_tokens=usage.prompt_tokens if usage else None,
+        prompt_tokens=usage.get("prompt_tokens") if usage else None,
         completion_tokens=completion,
         ttft_ms=ttft,
         duration_ms=(ended - started) * 1000,
@@ -267,16 +303,23 @@ async def _complete_once(
     client = _client(endpoint, timeout)
     started = time.perf_counter()
     try:
-        resp = await client.chat.completions.create(model=endpoint.model, messages=messages, **params.as_request())
+        response = await client.post("chat/completions", json=_body(endpoint, messages, params, stream=False))
     except Exception as exc:
         raise _translate(exc, endpoint) from exc
+    if response.status_code >= 400:
+        raise _status_error(response.status_code, response.content, endpoint)
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise InferenceError(f"The server's answer is not JSON: {response.text[:200]}") from exc
     duration = (time.perf_counter() - started) * 1000
-    choice = resp.choices[0] if resp.choices else None
-    usage = resp.usage
+    choices = data.get("choices") or []
+    choice = choices[0] if choices else {}
+    usage = data.get("usage") or {}
     done = Finished(
-        finish_reason=(choice.finish_reason if choice else None) or "stop",
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
+        finish_reason=choice.get("finish_reason") or "stop",
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
         ttft_ms=None, duration_ms=duration, tok_per_s=None,
     )
-    return (choice.message.content or "") if choice and choice.message else "", done
+    return (choice.get("message") or {}).get("content") or "", done

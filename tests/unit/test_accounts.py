@@ -122,3 +122,13 @@ def test_tries_sent_together_each_count_and_wait_longer(db):
     name, failures, delay = accounts.reserve_login_attempt("eve", max_failures=5)
     assert delay == accounts.MAX_DELAY_S and accounts.verify_login(name, "eve-password-1", failures=failures)
     assert accounts.reserve_login_attempt("eve", max_failures=5)[2] == 0.0  # a success resets the count
+
+
+def test_the_local_owner_acts_for_keyless_calls_only_while_nobody_logs_in(db):
+    """`local_owner` (one query, the API's keyless path) answers as `actor_for(None)` does, and None once logins exist."""
+    owner = accounts.bootstrap(None)
+    assert accounts.local_owner() == owner == accounts.actor_for(None)
+    accounts.set_password(owner.name, "a long passphrase 1", by=owner)  # the owner's password turns logins on
+    assert accounts.local_owner() is None
+    with pytest.raises(accounts.PermissionDenied):
+        accounts.actor_for(None)

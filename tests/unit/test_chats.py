@@ -114,3 +114,36 @@ def test_regenerated_and_edited_versions_of_the_last_turn_are_kept_and_shown_on_
         conversations.turn_versions(other, cid)
     with pytest.raises(conversations.ConversationNotFound):
         conversations.show_version(other, cid, 1)
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "  Explain LoRA   in two sentences. "}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "첫 질문"},
+     {"role": "assistant", "content": "첫 답"}, {"role": "assistant", "content": ""},
+     {"role": "user", "content": "둘째 질문"}],
+])
+def test_the_gateways_fast_store_keeps_what_the_general_path_keeps(owner, messages):
+    """`store_api_turn_and_open` for a new conversation writes with `chats.start_with_answer` (no reads); it must store
+    the same rows (roles, text, turns, questions, title, system prompt) and send the model the same history as
+    `store_api_turn` followed by `open_answer`."""
+    from engines import conversations as turns
+    from engines.inference import ChatParams
+
+    params = ChatParams(temperature=0.0, max_tokens=64, seed=7)
+    cid_slow, system_slow = turns.store_api_turn(owner, None, messages, model="m")
+    opened_slow = turns.open_answer(cid_slow, "m", params, system_prompt=system_slow)
+    cid_fast, system_fast, opened_fast = turns.store_api_turn_and_open(owner, None, messages, model="m", params=params)
+    assert cid_fast != cid_slow and system_fast == system_slow
+    assert opened_fast.history == opened_slow.history
+
+    def shape(cid: int, answer_id: int) -> tuple:
+        conv = chats.get_conversation(cid)
+        rows = list(chats.Message.select().where(chats.Message.conversation == cid).order_by(chats.Message.id))
+        ids = {m.id: i for i, m in enumerate(rows)}  # ids as positions: the two conversations' ids differ
+        return ((conv.title, conv.model, conv.system_prompt, conv.source, conv.owner_id),
+                [(m.role, m.content, m.finish_reason, m.model, m.params, m.active, ids.get(m.turn), ids.get(m.reply_to))
+                 for m in rows], ids[answer_id])
+
+    assert shape(cid_fast, opened_fast.message_id) == shape(cid_slow, opened_slow.message_id)
+    fast_rows = list(chats.Message.select().where(chats.Message.conversation == cid_fast))
+    assert all(m.turn is not None for m in fast_rows)  # every message belongs to a turn

@@ -1,16 +1,28 @@
 import json
 import re
 
-from studio.i18n import I18N_DIR, LANGUAGES, t
+from studio.i18n import I18N_DIR, LANGUAGES, SINGULAR, t
 
 
 def test_every_language_has_every_key_and_placeholder():
     en = json.loads((I18N_DIR / "en.json").read_text())
+    base = {k: v for k, v in en.items() if not k.endswith(SINGULAR)}  # singular forms are a language's own
     for code in LANGUAGES:
         other = json.loads((I18N_DIR / f"{code}.json").read_text())
-        assert other.keys() == en.keys(), code
-        for key, text in en.items():
+        assert {k for k in other if not k.endswith(SINGULAR)} == base.keys(), code
+        for key, text in base.items():
             assert set(re.findall(r"{(\w+)}", other[key])) == set(re.findall(r"{(\w+)}", text)), key
+        for key, text in other.items():
+            if key.endswith(SINGULAR):  # a singular form names no placeholder its plural lacks
+                plural = key.removesuffix(SINGULAR)
+                assert plural in other and set(re.findall(r"{(\w+)}", text)) <= set(re.findall(r"{(\w+)}", other[plural])), key
+
+
+def test_a_count_of_one_takes_the_languages_singular_form():
+    assert t("en", "ds.n_rows", n=1) == "1 row" and t("en", "ds.n_rows", n="1") == "1 row"
+    assert t("en", "ds.n_rows", n=2) == "2 rows" and t("en", "ds.n_rows", n=0) == "0 rows"
+    assert t("en", "hist.lin.chats", n=1) == "from 1 chat" and t("en", "hist.count", n=1, ms="3") == "1 item · 3 ms"
+    assert t("ko", "ds.n_rows", n=1) == t("ko", "ds.n_rows", n=2).replace("2", "1")  # Korean has no singular: not English's
 
 
 def test_lookup_and_fallback():
