@@ -242,6 +242,7 @@ def build_app(services: Services) -> gr.Blocks:
             relabel_tables, [language, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
             api_name=False, **compare.refresh).then(
             api_name=False, **datasets.refresh).then(
+            api_name=False, **datasets.relabel).then(
             api_name=False, **history.relabel).then(
             api_name=False, **finetune.relabel)
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",

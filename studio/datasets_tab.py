@@ -61,6 +61,7 @@ class DatasetsTab:
     dataset: gr.Dropdown
     dataset_id: gr.Textbox
     refresh: dict  # fn/inputs/outputs that re-read the current page (wired to the tab's select in app.py)
+    relabel: dict  # fn/inputs/outputs that redraw the picked file's detection line in the page's language (language switch)
 
 
 def version_choices(dataset_id: int | None, lang: str = "en") -> list[tuple[str, str]]:
@@ -738,4 +739,9 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
     gr.api(diff_versions_api, api_name="diff_versions")
     gr.api(bulk_delete_api, api_name="bulk_delete")
     gr.api(export_version_api, api_name="export_version")
-    return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh)
+    def detection_line(file: Any, template_model: str, lang: str):
+        """The picked file's detection line again, in `lang` (the column mapping the user chose is left as it is)."""
+        return gr.skip() if file is None else on_file(file, template_model, lang)[0]
+
+    relabel = {"fn": detection_line, "inputs": [upload, template_of, lang_state], "outputs": [detected], "show_progress": "hidden"}
+    return DatasetsTab(dataset=dataset, dataset_id=dataset_id, refresh=refresh, relabel=relabel)

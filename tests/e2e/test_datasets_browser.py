@@ -117,7 +117,8 @@ def test_a_chat_conversation_becomes_a_dataset_row(page: Page, studio_url: str) 
     open_datasets(page)
     page.locator("#ds-picker input").click()
     page.locator("[role=option]", has_text=name).click()
-    expect(page.locator("#ds-page-info")).to_contain_text("1 rows")
+    expect(page.locator("#ds-page-info")).to_contain_text("1 row")
+    expect(page.locator("#ds-page-info")).not_to_contain_text("1 rows")  # singular for one
     expect(page.locator("#ds-table")).to_contain_text("Name one colour.")
 
 
@@ -245,16 +246,21 @@ def test_duplicates_are_left_out_and_a_second_file_appends_a_version(page: Page,
     expect(page.locator("#ds-drop-dups input")).to_be_checked()  # on by default
     import_as(page, first, name)
     expect(outcome).to_contain_text(f"Imported 2 rows into “{name}”")
-    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(outcome).to_contain_text("1 exact duplicate row was left out.")
     expect(page.locator("#ds-problems")).to_contain_text("same as row 1")
     expect(page.locator("#ds-page-info")).to_contain_text("2 rows")
 
     page.locator("#ds-file").get_by_label(re.compile(r"^(Clear|Remove this file)$")).first.click()  # the first file out
     page.locator("#ds-file input[type=file]").set_input_files(str(second))
     expect(page.locator("#ds-detected")).to_contain_text("OpenAI messages, 3 rows")
+    # The detection line follows the page's language (it is drawn again from the picked file on a switch).
+    page.locator("#language-switch label", has_text="한국어").click()
+    expect(page.locator("#ds-detected")).to_contain_text("OpenAI 메시지 형식 감지, 3행", timeout=30_000)
+    page.locator("#language-switch label", has_text="English").click()
+    expect(page.locator("#ds-detected")).to_contain_text("OpenAI messages, 3 rows", timeout=30_000)
     page.locator("#ds-append-btn").click()
     expect(outcome).to_contain_text(f"Appended 2 rows to “{name}”: saved as version 2 (4 rows).")
-    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(outcome).to_contain_text("1 exact duplicate row was left out.")
     expect(page.locator("#ds-problems")).to_contain_text("already in the dataset")
     expect(page.locator("#ds-version-list input")).to_have_value(re.compile(r"^v2 · 4 rows"))
     expect(page.locator("#ds-page-info")).to_contain_text("4 rows · saved as v2")
@@ -307,7 +313,7 @@ def test_a_trl_preference_file_imports_as_pairs_that_show_and_export(page: Page,
     page.locator("#ds-import-btn").click()
     outcome = page.locator("#ds-import-msg")
     expect(outcome).to_contain_text(f"Imported 2 preference pairs into “{name}”")
-    expect(outcome).to_contain_text("1 exact duplicate rows were left out.")
+    expect(outcome).to_contain_text("1 exact duplicate row was left out.")
     expect(page.locator("#ds-picker input")).to_have_value(re.compile(re.escape(f"{name} · 2 preference pairs · v1")))
     expect(page.locator("#ds-page-info")).to_contain_text("2 preference pairs in v1")
     table = page.locator("#ds-table")
