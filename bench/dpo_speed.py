@@ -82,8 +82,13 @@ def run_studio(jobs, dataset: str, steps: int, i: int) -> dict:  # noqa: ANN001
 
     t0 = time.perf_counter()
     rid = jobs.submit(job_spec(steps, f"studio-{i}", dataset), actor=accounts.bootstrap(None))
-    jobs.tick()  # launch now
+    jobs.tick()  # launch now: the run is prepared (dataset staged, spec written) in a thread, then spawned
     run = runs.get_run(rid)
+    start_by = time.monotonic() + 120
+    while (run.status == "queued" or not run.pid) and run.status not in ("failed", "cancelled") and time.monotonic() < start_by:
+        time.sleep(0.05)
+        jobs.tick()
+        run = runs.get_run(rid)
     if run.status != "running" or not run.pid:
         raise BenchError(f"studio job did not start: {run.status} {run.error}")
     peak = watch_peak(run.pid, lambda: pid_alive(run.pid))
