@@ -87,6 +87,8 @@ def test_download_a_hub_model_from_the_models_tab(page: Page, studio_url: str) -
 
     repo.fill("studio-test/gated")
     page.locator("#dl-start").click()
+    # The box shows the newest download when the tab opens (an earlier test's may have ended in error): wait for this one.
+    expect(box).to_have_attribute("data-job", re.compile("download-studio-test-gated$"), timeout=30_000)
     expect(box).to_have_attribute("data-status", "error", timeout=30_000)
     expect(box).to_contain_text("is gated")
 
