@@ -169,6 +169,20 @@ def store_user_turn(actor: Actor, conversation_id: int | None, text: str, *, mod
     return cid
 
 
+def _request_parts(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
+    """An OpenAI-style request as (system prompt, the other messages in order); the last message must be the user's."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system").strip() or None
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] != "user":
+        raise ValueError("The last message must be the user's (role 'user').")
+    return system, turns
+
+
+def _check_user_messages(messages: list[dict[str, str]]) -> None:
+    if any(not m["content"].strip() for m in messages if m["role"] == "user"):
+        raise ValueError("A user message is empty.")
+
+
 def store_api_turn(actor: Actor, conversation_id: int | None, messages: list[dict[str, str]], *,
                    model: str | None = None) -> tuple[int, str | None]:
     """An OpenAI-style request's messages, stored before the model is called, in one commit: (conversation, system prompt).
@@ -177,10 +191,7 @@ def store_api_turn(actor: Actor, conversation_id: int | None, messages: list[dic
     the system prompt, the other messages are stored in order. Naming one of the actor's conversations continues it:
     only the user messages after the request's last assistant message are added, and the request's system message
     (if any) replaces the stored one. Either way the last message must be the user's."""
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system").strip() or None
-    turns = [m for m in messages if m["role"] != "system"]
-    if not turns or turns[-1]["role"] != "user":
-        raise ValueError("The last message must be the user's (role 'user').")
+    system, turns = _request_parts(messages)
     if conversation_id:
         conv = own_conversation(actor, conversation_id)
         last_assistant = max((i for i, m in enumerate(turns) if m["role"] == "assistant"), default=-1)
@@ -188,8 +199,7 @@ def store_api_turn(actor: Actor, conversation_id: int | None, messages: list[dic
         system = system or conv.system_prompt
     else:
         conv, new = None, turns
-    if any(not m["content"].strip() for m in new if m["role"] == "user"):
-        raise ValueError("A user message is empty.")
+    _check_user_messages(new)
     with database.atomic():
         cid = conv.id if conv is not None else chats.create_conversation(
             model=model, system_prompt=system, owner_id=actor.id, source="api").id
@@ -210,13 +220,10 @@ def store_api_turn_and_open(actor: Actor, conversation_id: int | None, messages:
             cid, system = store_api_turn(actor, conversation_id, messages, model=model)
             return cid, system, open_answer(cid, model, params, system_prompt=system)
     # A new conversation (most API calls): its history is the request itself, so nothing needs to be read back.
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system").strip() or None
-    rows = [(m["role"], m["content"].strip() if m["role"] == "user" else m["content"],
-             None if m["role"] == "user" else "given") for m in messages if m["role"] != "system"]
-    if not rows or rows[-1][0] != "user":
-        raise ValueError("The last message must be the user's (role 'user').")
-    if any(not content for role, content, _ in rows if role == "user"):
-        raise ValueError("A user message is empty.")
+    system, turns = _request_parts(messages)
+    _check_user_messages(turns)
+    rows = [(m["role"], m["content"].strip(), None) if m["role"] == "user" else (m["role"], m["content"], "given")
+            for m in turns]
     cid, answer_id = chats.start_with_answer(owner_id=actor.id, source="api", model=model, system_prompt=system,
                                              messages=rows, params=json.dumps(params.as_dict()))
     history = ([{"role": "system", "content": system}] if system else []) + [
