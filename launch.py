@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         for slot in settings.model_slots():
             servers.start_in_background(lambda s=slot: resolve_base_model(settings, s.path), gpu=slot.gpu, port=slot.port)
 
-    from studio.app import CSS, THEME, build_app
+    from studio.app import CSS, PAGE_JS, THEME, build_app
     from studio.services import Services
 
     services = Services(settings=settings, servers=servers, jobs=jobs, mlflow_ui=mlflow_ui, no_serve=args.no_serve,
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             share=args.share,
             theme=THEME,
             css=CSS,
+            js=PAGE_JS,
             allowed_paths=[str(settings.exports_path)],
             show_error=True,
             footer_links=["api", "gradio"],

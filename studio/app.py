@@ -40,6 +40,29 @@ GRADIO_LOCALE_JS = """
   return lang;
 }
 """
+# Runs once when the page loads. The Models tab's server log (a CodeMirror box) follows its newest line, as a terminal
+# does, unless the reader has scrolled up to read: then it stays where they are until they scroll back down.
+PAGE_JS = """
+() => {
+  let watched = null;
+  const follow = (box) => {
+    const sc = box.querySelector('.cm-scroller');
+    if (!sc) return false;
+    let stick = true;
+    sc.addEventListener('scroll', () => { stick = sc.scrollTop + sc.clientHeight >= sc.scrollHeight - 8; }, {passive: true});
+    const down = () => { if (stick && sc.scrollTop + sc.clientHeight < sc.scrollHeight - 1) sc.scrollTop = sc.scrollHeight; };
+    new MutationObserver(down).observe(box, {childList: true, subtree: true, characterData: true});
+    down();
+    return true;
+  };
+  const look = () => {
+    const box = document.getElementById('models-log');
+    if (box && box !== watched && follow(box)) watched = box;
+  };
+  new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
+  look();
+}
+"""
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
 
 

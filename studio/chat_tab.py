@@ -385,17 +385,20 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     async def on_edit(edit: gr.EditData, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float,
                       lang: str, request: gr.Request):
-        """The chatbot's own edit icon: any user message may be edited; what followed it is kept inactive."""
+        """The chatbot's own edit icon: any user message may be edited; what followed it is kept inactive.
+        Stop shows with the first update (the edit's data comes with this event only, so it cannot follow a "busy" one)."""
         lang = lang or lang0
         cid = _own(actor_of(request), cid_value, lang) if cid_value not in (None, "") else None
         rows = chats.active_messages(cid) if cid else []
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         if not rows or index >= len(rows) or rows[index].role != "user":
-            yield chatbot_view(rows, lang)
+            yield {chatbot: chatbot_view(rows, lang)}
             return
         turns.replace_user_message(cid, rows[index].id, flatten_content(edit.value))
+        first = busy(True)
         async for display in stream_turn(cid, _model_or_error(model_name, lang), system_prompt, _params(temp, tp, mt, sd), lang):
-            yield display
+            yield {chatbot: display, **first}
+            first = {}
 
     async def show_stopped(cid_value: str, lang: str, request: gr.Request):
         """After Stop: the conversation as stored, so the cut answer carries its "stopped" mark at once."""
@@ -566,11 +569,18 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     ev_send_api = send_api_btn.click(send, [message, *gen_inputs, lang_state, editing_state],
                                      [chatbot, conversation_id, message, conversation_list],
                                      api_name="send", **STREAMING)
-    ev_regen = regen_btn.click(regenerate, [*gen_inputs, lang_state], [chatbot], api_name="regenerate", **STREAMING)
-    ev_retry = chatbot.retry(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry", api_visibility="private", **STREAMING)
-    ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot], api_name="edit", api_visibility="private", **STREAMING)
-    for trigger, ev in ((regen_btn.click, ev_regen), (chatbot.retry, ev_retry), (chatbot.edit, ev_edit)):
-        trigger(lambda: busy(True), None, [*buttons, versions_row], api_name=False, show_progress="hidden")
+    # Stop shows first, then the answer streams, then Send is back: one chain, so a slow "busy" update can never land
+    # after the answer ended (two events on one click raced: Stop stayed and the new version's arrows were hidden).
+    def busy_first(trigger):
+        return trigger(lambda: busy(True), None, [*buttons, versions_row], api_name=False, show_progress="hidden",
+                       concurrency_limit=None)
+    ev_regen = busy_first(regen_btn.click).then(regenerate, [*gen_inputs, lang_state], [chatbot], api_name="regenerate",
+                                               **STREAMING)
+    ev_retry = busy_first(chatbot.retry).then(on_retry, [*gen_inputs, lang_state], [chatbot], api_name="retry",
+                                             api_visibility="private", **STREAMING)
+    ev_edit = chatbot.edit(on_edit, [*gen_inputs, lang_state], [chatbot, *buttons, versions_row], api_name="edit",
+                           api_visibility="private", **STREAMING)
+    for ev in (ev_regen, ev_retry, ev_edit):
         ev.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
     edit_btn.click(start_edit, [conversation_id, lang_state], edit_mode_outputs, api_name=False)
     edit_cancel_btn.click(leave_edit, [editing_state, lang_state], edit_mode_outputs, api_name=False, show_progress="hidden")

@@ -47,7 +47,17 @@ def _labels(lang: str, round_: dict, n: int) -> list[str]:
     names = round_.get("models", [])
     if round_.get("blind") and not round_.get("revealed"):
         return [f"### {t(lang, 'cmp.model_x', x='AB'[i])}" if i < 2 else "" for i in range(n)]
+    if len(names) == 2:  # a vote of two: the letters on the vote buttons name the panes
+        return [f"### {'AB'[i]} · {html.escape(names[i])}" if i < 2 else "" for i in range(n)]
     return [f"### {html.escape(names[i])}" if i < len(names) else "" for i in range(n)]
+
+
+def vote_prompt(lang: str, round_: dict) -> str:
+    """What to do once the answers are in: a blind pair hides the names until the vote, a named pair is voted as it
+    is, and three or four models are not a battle (votes are pairwise)."""
+    if round_.get("battle_id"):
+        return t(lang, "cmp.vote_now" if round_.get("blind") else "cmp.vote_now_named")
+    return t(lang, "cmp.vote_two_only") if len(round_.get("models", [])) > 2 else ""
 
 
 def interval_text(lang: str, r: Any) -> str:
@@ -213,7 +223,7 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                 yield _frame(histories, heads, pane_stats, state, "", voting=False)
         if battle:
             save_battle_answers(actor_of(request), battle, histories[0][-1]["content"], histories[1][-1]["content"])
-        yield _frame(histories, heads, pane_stats, state, t(lang, "cmp.vote_now") if battle else "", voting=bool(battle))
+        yield _frame(histories, heads, pane_stats, state, vote_prompt(lang, state), voting=bool(battle))
 
     def _frame(histories, heads, pane_stats, state, reveal_text, *, voting: bool):
         return [*[gr.update(value=h) for h in histories], *heads, *pane_stats, state, gr.update(visible=voting), reveal_text, ""]
@@ -228,7 +238,8 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
             raise gr.Error(str(exc)) from None
         state.update(voted=True, revealed=True)
         winner = {"a": b.model_a, "b": b.model_b}.get(choice)
-        text = t(lang, "cmp.revealed", a=b.model_a, b=b.model_b) + " " + (
+        said = t(lang, "cmp.revealed", a=b.model_a, b=b.model_b) if state.get("blind") else t(lang, "cmp.recorded")
+        text = said + " " + (
             t(lang, "cmp.winner", model=winner) if winner else t(lang, f"cmp.result_{choice}"))
         return (state, gr.update(visible=False), html.escape(text),
                 *_labels(lang, state, MAX_PANES), *leaderboard_outputs(lang, since_v, cat_v, blind_v))

@@ -26,6 +26,7 @@ from studio.models_view import (
     servers_signature,
     start_choices,
     start_options,
+    x_span,
     y_limits,
 )
 from studio.people import actor_of, admin_controls
@@ -178,8 +179,11 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
                                               y_title="tok/s", y_lim=lims0["tokens_per_s"], elem_id="models-plot-tps",
                                               **plot_common),
                                   label="models.plot.tokens_per_s", **plot_tr)
-                ttft_plot = tr.add(gr.LinePlot(frames0["ttft_ms"], y="ttft_ms", label=ttft_label(lang0, raw0),
-                                               y_title="ms", y_lim=lims0["ttft_ms"], elem_id="models-plot-ttft", **plot_common),
+                # Dots, not a line: TTFT exists only for the intervals that had requests, so a line would join busy
+                # spells across the idle time between them, and a lone busy interval would draw nothing.
+                ttft_plot = tr.add(gr.ScatterPlot(frames0["ttft_ms"], y="ttft_ms", label=ttft_label(lang0, raw0),
+                                                  y_title="ms", y_lim=lims0["ttft_ms"], x_lim=x_span(raw0),
+                                                  elem_id="models-plot-ttft", **plot_common),
                                    label="models.plot.ttft_ms", **plot_tr)
             log_box = tr.add(gr.Code(servers.logs(names0[0], LOG_LINES) if names0 else "", label=t(lang0, "models.log"), language=None,
                                      interactive=False, max_lines=16, elem_id="models-log"), label="models.log")
@@ -313,7 +317,8 @@ def build_models_tab(services: Services, tr: Translatable, lang_state: Any, hist
             out["plots"] = [gr.update(value=plot_value(frames["requests"]), y_lim=lims["requests"]),
                             plot_value(frames["kv_cache"]),
                             gr.update(value=plot_value(frames["tokens_per_s"]), y_lim=lims["tokens_per_s"]),
-                            gr.update(value=plot_value(frames["ttft_ms"]), y_lim=lims["ttft_ms"], label=ttft_label(lang, frames))]
+                            gr.update(value=plot_value(frames["ttft_ms"]), y_lim=lims["ttft_ms"], x_lim=x_span(frames),
+                                      label=ttft_label(lang, frames))]
         else:
             out["plots"] = [gr.skip()] * 4
         log_text = servers.logs(selected, LOG_LINES) if selected else ""

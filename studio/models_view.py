@@ -19,6 +19,7 @@ from studio.i18n import t
 STATUS_ICON = {"starting": "○", "ready": "●", "crashed": "✗", "failed": "✗", "stopped": "■"}
 KIND_ORDER = {"base": 0, "adapter": 1, "external": 2}
 PLOT_WINDOW_S = 600.0  # the plots show the last 10 minutes
+GAP_S = 12.0  # two points of one line further apart than this (a stopped server, failed polls) are not joined
 
 
 @dataclass(frozen=True)
@@ -194,9 +195,30 @@ def fleet_pill(lang: str, v: FleetEndpointView) -> str:
             f"{html.escape(detail)}</span>")
 
 
+def _with_breaks(rows: list[dict[str, Any]], y: str) -> list[dict[str, Any]]:
+    """Each line cut where it has no value: a NaN row (drawn as a break) between points more than GAP_S apart, and
+    one in place of each run of NaN values already there; none at either end, and a line with no value at all is
+    left out. Sorted by series, then time."""
+    out: list[dict[str, Any]] = []
+    last: dict[str, dict[str, Any]] = {}  # the last row kept per series
+    for row in sorted(rows, key=lambda r: (r["series"], r["time"])):
+        name, prev = row["series"], last.get(row["series"])
+        if math.isnan(row[y]):
+            if prev is not None and not math.isnan(prev[y]):
+                last[name] = row
+                out.append(row)
+            continue
+        if prev is not None and not math.isnan(prev[y]) and row["time"] - prev["time"] > GAP_S:
+            out.append({"time": (prev["time"] + row["time"]) / 2, y: math.nan, "series": name})
+        last[name] = row
+        out.append(row)
+    ends = {name for name, row in last.items() if math.isnan(row[y])}  # trailing breaks
+    return [r for r in out if not (r["series"] in ends and r is last[r["series"]])]
+
+
 def _frame(rows: list[dict[str, Any]], y: str) -> pd.DataFrame:
     # Typed even when empty: the plot fixes its axis types on the first value it gets (object dtype = categories).
-    df = pd.DataFrame(rows, columns=["time", y, "series"])
+    df = pd.DataFrame(_with_breaks(rows, y), columns=["time", y, "series"])
     df["time"] = pd.to_datetime(df["time"].astype("float64"), unit="s")
     return df.astype({y: "float64", "series": "str"})
 
@@ -224,10 +246,19 @@ def metric_frames(lang: str, history: MetricsHistory, names: Iterable[str] | Non
                 continue
             if r.generation_tps is not None:
                 tps.append({"time": r.t, "tokens_per_s": r.generation_tps, "series": name})
-            if r.mean_ttft_ms is not None:
+            if r.mean_ttft_ms is not None:  # no request in the interval: no TTFT (the plot shows dots, not a line)
                 ttft.append({"time": r.t, "ttft_ms": r.mean_ttft_ms, "series": name})
     return {"requests": _frame(requests, "requests"), "kv_cache": _frame(kv, "kv_cache_pct"),
             "tokens_per_s": _frame(tps, "tokens_per_s"), "ttft_ms": _frame(ttft, "ttft_ms")}
+
+
+def x_span(frames: Mapping[str, pd.DataFrame]) -> list[float] | None:
+    """[first, last] time shown by any plot, in epoch seconds (what a plot's x_lim takes for times): the TTFT dots,
+    which exist only for busy intervals, share the time axis of the lines instead of spanning only themselves."""
+    times = [f["time"] for f in frames.values() if len(f)]
+    if not times:
+        return None
+    return [min(t.min() for t in times).timestamp(), max(t.max() for t in times).timestamp()]
 
 
 # Minimum y ranges: an idle server's flat zero line sits on a readable axis (0, 1, 2…) instead of one "0.000000" tick.

@@ -23,7 +23,7 @@ from engines.accounts import Actor, require_admin
 from engines.endpoints import Endpoint, Router
 from engines.models.registry import ModelRecord, Registry
 from engines.processes import pid_alive, spawn_detached, start_time, stop_tree, tail
-from engines.serving import fleet_file
+from engines.serving import fleet_file, metrics
 from engines.serving.fleet import Fleet
 from engines.serving.targets import write_scrape_targets
 from engines.settings import Settings, endpoint_root, environment_for_children, parse_fleet
@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 Status = Literal["starting", "ready", "crashed", "failed", "stopped"]
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 600.0
+# The watcher also reads every ready server's /metrics this often, so the Models tab's plots show the traffic of
+# before it was opened (its own timer polls every 2 s while it is open; a poll of less than 1.5 s ago is skipped).
+BACKGROUND_METRICS_S = 3
 SERVERS_ACTION = "start or stop model servers"
 
 __all__ = ["Endpoint", "Router", "ServerError", "ServerManager", "ServerState", "ServerStopped", "free_port", "pid_alive", "tail"]
@@ -119,6 +122,8 @@ class ServerManager:
         self._models_http: httpx.Client | None = None  # one pool for the listings: no new client per request
         self._watcher: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self.metrics_history = metrics.HISTORY  # what the Models tab plots
+        self.metrics_every_s = BACKGROUND_METRICS_S  # 0: no background polling
         self._pending_error: str | None = None  # why a background start failed (shown in the badge)
         key = settings.fleet_api_key.get_secret_value() if settings.fleet_api_key else None
         # More endpoints per base (FLEET_ENDPOINTS, or added by an admin): endpoint_for routes over them.
@@ -404,6 +409,7 @@ class ServerManager:
             self._watcher.start()
 
     def _watch(self) -> None:
+        ticks = 0
         while not self._stop_event.wait(1.0):
             with self._lock:
                 states = list(self._servers.values())
@@ -411,6 +417,9 @@ class ServerManager:
                 if st.wanted and st.status == "ready" and not self._alive(st):
                     self._restart(st)
             write_scrape_targets(self)  # Prometheus's list of vLLM servers (only when it changed)
+            ticks += 1
+            if self.metrics_every_s and ticks % self.metrics_every_s == 0:
+                metrics.poll(self, self.metrics_history, min_interval=1.5)  # never raises
 
     def _restart(self, st: ServerState) -> None:
         now = time.monotonic()

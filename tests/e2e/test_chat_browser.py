@@ -501,3 +501,31 @@ def test_kept_versions_of_the_last_turn_are_reachable_with_the_arrows(page: Page
     send_and_wait(page, f"And another one? #{token}")
     expect(row).to_be_hidden()  # a new turn has one answer so far
     expect(bot_bubbles(page)).to_have_count(2)
+
+
+def test_the_bubble_retry_and_pencil_edit_keep_versions_and_bring_send_back(page: Page, studio_url: str) -> None:
+    """The answer's ↻ and the question's ✎ each add a version of the last turn; Stop shows while the new answer
+    streams and Send is back after it (the "busy" update comes before the stream, never after it)."""
+    token = uuid.uuid4().hex[:8]
+    open_app(page, studio_url)
+    set_max_tokens(page, 16)
+    send_and_wait(page, f"Name a fruit. #{token}")
+    label, send, stop = page.locator("#ver-label"), page.locator("#send-btn"), page.locator("#stop-btn")
+    expect(send).to_be_visible()
+    bot_bubbles(page).last.hover()
+    page.locator("#chatbot button[aria-label='Retry']").last.dispatch_event("click")
+    expect(label).to_have_text("Version 2 of 2", timeout=ANSWER_MS)
+    expect(send).to_be_visible()
+    expect(stop).to_be_hidden()
+
+    user_bubbles(page).last.hover()
+    page.locator("#chatbot button[aria-label='Edit']").first.dispatch_event("click")
+    editor = page.locator("#chatbot textarea").first
+    expect(editor).to_be_visible()
+    editor.fill(f"Name a vegetable. #{token}")
+    page.locator("#chatbot").get_by_role("button", name=re.compile(r"^submit$", re.I)).first.click()
+    expect(user_bubbles(page).last).to_contain_text("vegetable", timeout=30_000)
+    expect(label).to_have_text("Version 3 of 3", timeout=ANSWER_MS)
+    expect(bot_bubbles(page).last.locator(".msg-stats")).to_have_text(STATS_RE)
+    expect(send).to_be_visible()
+    expect(stop).to_be_hidden()

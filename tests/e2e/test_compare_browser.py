@@ -72,11 +72,25 @@ def test_side_by_side_with_named_models(page: Page, studio_url: str, served_adap
     set_max_tokens(page, 24)
     page.locator("#cmp-prompt textarea").fill("Say hello.")
     page.locator("#cmp-send").click()
-    expect(page.locator("#cmp-head-1")).to_contain_text("SmolLM2-135M-Instruct")
-    expect(page.locator("#cmp-head-2")).to_contain_text(served_adapter)
+    # Named panes carry the letters of the vote buttons.
+    expect(page.locator("#cmp-head-1")).to_contain_text("A · SmolLM2-135M-Instruct")
+    expect(page.locator("#cmp-head-2")).to_contain_text(f"B · {served_adapter}")
     expect(page.locator("#cmp-stats-2")).to_contain_text("tokens", timeout=ANSWER_MS)
     expect(page.locator("#cmp-stats-1")).to_contain_text("tokens", timeout=ANSWER_MS)
     expect(page.locator("#cmp-bot-1 [data-testid=bot]").first).not_to_be_empty()
+    # A named pair is a battle too: a vote is asked for (no names to "see": they are shown) and goes on the board.
+    revealed = page.locator("#cmp-reveal")
+    expect(page.locator("#cmp-vote-a")).to_be_visible(timeout=ANSWER_MS)
+    expect(revealed).to_contain_text("leaderboard")
+    expect(revealed).not_to_contain_text("see the names")
+    page.locator("#cmp-refresh").click()
+    expect(page.locator("#cmp-refresh")).to_be_enabled()
+    before = {m: battles_of(page, m) for m in ("SmolLM2-135M-Instruct", served_adapter)}
+    page.locator("#cmp-vote-a").click()
+    expect(revealed).to_contain_text("Vote recorded. You preferred SmolLM2-135M-Instruct.")
+    expect(page.locator("#cmp-vote-a")).to_be_hidden()
+    # The vote's own reply carries the leaderboard (as in the blind test).
+    assert {m: battles_of(page, m) for m in before} == {m: n + 1 for m, n in before.items()}
 
 
 def pick(page: Page, elem_id: str, value: str) -> None:

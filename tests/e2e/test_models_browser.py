@@ -11,14 +11,24 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import MODELS_DIR
-from tests.e2e.test_chat_browser import DOCS, open_app, reload_app, screenshot
+from tests.e2e.test_chat_browser import DOCS, open_app, reload_app, screenshot, send_and_wait, set_max_tokens
 
 pytestmark = pytest.mark.browser
 
 
 def test_models_tab_shows_the_server_healthy_with_metrics(page: Page, studio_url: str) -> None:
     open_app(page, studio_url)
+    # Two chats with a quiet spell between, before the tab is ever opened: the metrics are read in the background.
+    set_max_tokens(page, 16)
+    send_and_wait(page, "Say one. #ttft-a")
+    page.wait_for_timeout(8_000)  # more than two background polls with no request
+    send_and_wait(page, "Say two. #ttft-b")
     page.locator("#tab-models-button").click()
+    # TTFT as dots, one per busy interval: both chats show, and no line joins them across the quiet spell.
+    page.wait_for_function("""() => [...document.querySelectorAll('#models-plot-ttft g.mark-symbol path')]
+        .filter(p => getComputedStyle(p).opacity !== '0' && p.getAttribute('opacity') !== '0').length >= 2""",
+                           timeout=30_000)
+    expect(page.locator("#models-plot-ttft g.mark-line path")).to_have_count(0)
     expect(page.locator("#models-table")).to_contain_text("SmolLM2-135M-Instruct")
     pill = page.locator("#models-health-box [data-server='SmolLM2-135M-Instruct']")
     expect(pill).to_have_attribute("data-status", "ready")
@@ -28,6 +38,10 @@ def test_models_tab_shows_the_server_healthy_with_metrics(page: Page, studio_url
         line = page.locator(f"{plot} [aria-roledescription='line mark']").first
         expect(line).to_have_attribute("d", re.compile(r"^M[^L]+(L[^L]+){2,}$"), timeout=30_000)
     expect(page.locator("#models-log")).to_contain_text("INFO", timeout=30_000)  # the server log tail
+    # Longer than its box, the log shows its newest lines (scrolled to the bottom), as a terminal does.
+    page.wait_for_function("""() => { const s = document.querySelector('#models-log .cm-scroller');
+        return s && s.scrollHeight > s.clientHeight + 20 && s.scrollTop + s.clientHeight >= s.scrollHeight - 8; }""",
+                           timeout=30_000)
     page.wait_for_timeout(800)
     screenshot(page, "models.png")
 

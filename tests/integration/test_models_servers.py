@@ -73,6 +73,20 @@ def wait_for(manager: ServerManager, name: str, status: str, timeout: float, see
     raise AssertionError(f"{name} not {status}: saw {seen}, error {manager.pending_error()}\n{manager.logs(name, 40)}")
 
 
+def test_metrics_are_collected_in_the_background_with_no_tab_open(server_manager, live_endpoint):
+    """The manager's watcher reads /metrics by itself, so the Models tab opened later plots the traffic before it."""
+    name, history = live_endpoint.model, server_manager.metrics_history
+    assert server_manager.metrics_every_s > 0
+    n0 = len(history.snapshots(name))
+    first = history.latest(name)
+    deadline = time.monotonic() + 6 * server_manager.metrics_every_s
+    while time.monotonic() < deadline and len(history.snapshots(name)) < n0 + 2:
+        time.sleep(0.5)  # nobody polls here: only the watcher can add snapshots
+    assert len(history.snapshots(name)) >= n0 + 2, "no background metrics poll"
+    latest = history.latest(name)
+    assert latest.ok and (first is None or latest.t > first.t)
+
+
 def test_a_second_server_starts_restarts_and_stops_through_the_tab(settings, bundled_model, endpoint, db):  # db: who acts
     second = ServerManager(settings)
     second.registry.add(ModelRecord(name=SECOND, kind="base", source=bundled_model.source))

@@ -32,6 +32,7 @@ from studio.models_view import (
     servers_frame,
     start_choices,
     start_options,
+    x_span,
     y_limits,
 )
 
@@ -218,6 +219,37 @@ def test_metric_frames_are_typed_windowed_and_one_line_per_series():
     assert both["requests"]["series"].nunique() == 4 and both["requests"]["series"].str.startswith("b · ").sum() == 2
     empty = metric_frames("en", MetricsHistory())
     assert all(len(v) == 0 for v in empty.values()) and str(empty["ttft_ms"]["time"].dtype).startswith("datetime64")
+
+
+def test_lines_break_where_there_is_no_value_instead_of_joining_across_the_gap():
+    """A stopped server leaves a hole in time that the lines do not bridge; TTFT exists only for busy intervals."""
+    h = MetricsHistory()
+    # Requests in the 1st and 4th intervals only (count moves), none in the 2nd, 3rd and 5th.
+    counts = [0, 1, 1, 1, 2, 2]
+    for i, c in enumerate(counts):
+        h.record("a", snap(1000.0 + 2 * i, running=0, waiting=0, kv_cache_usage=0.1, generation_tokens=10.0 * i,
+                           ttft_sum_s=0.1 * c, ttft_count=float(c)))
+    for i in range(2):  # the server stopped for a minute, then served again
+        h.record("a", snap(1070.0 + 2 * i, running=0, waiting=0, kv_cache_usage=0.1, generation_tokens=100.0,
+                           ttft_sum_s=0.2, ttft_count=2.0))
+    f = metric_frames("en", h)
+    # TTFT only where there were requests (the plot draws dots: nothing joins the two busy intervals)
+    assert list(f["ttft_ms"]["ttft_ms"]) == pytest.approx([100.0, 100.0])
+    kv = f["kv_cache"]
+    assert len(kv) == 9 and kv["kv_cache_pct"].isna().sum() == 1  # 8 points and one break in the minute-long hole
+    hole = kv[kv["kv_cache_pct"].isna()]["time"].iloc[0]
+    assert pd.Timestamp(1010.0, unit="s") < hole < pd.Timestamp(1070.0, unit="s")
+    assert y_limits(f)["ttft_ms"] == [0.0, 125.0]
+    assert x_span(f) == [1000.0, 1072.0]  # the dots share the lines' time axis (epoch seconds)
+    assert x_span(metric_frames("en", MetricsHistory())) is None
+    idle = MetricsHistory()
+    for i in range(3):
+        idle.record("a", snap(1000.0 + 2 * i, running=0, waiting=0, ttft_sum_s=0.0, ttft_count=0.0))
+    assert len(metric_frames("en", idle)["ttft_ms"]) == 0  # no request at all: nothing to plot
+    gone = MetricsHistory()  # a series with no value at all (NaN throughout) is left out, not drawn as breaks
+    gone.record("a", snap(1000.0, running=0, waiting=0, kv_cache_usage=float("nan")))
+    gone.record("a", snap(1002.0, running=0, waiting=0, kv_cache_usage=float("nan")))
+    assert len(metric_frames("en", gone)["kv_cache"]) == 0
 
 
 def test_start_form_is_checked_and_blank_fields_keep_the_settings():
