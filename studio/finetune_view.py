@@ -125,6 +125,8 @@ def estimate_markdown(lang: str, est: Estimate | NoEstimate | None, hw: Hardware
         f"**{t(lang, 'ft.estimate')}**{where} · {est.params / 1e6:,.0f}M {t(lang, 'ft.params')}, "
         f"{est.trainable / 1e6:,.2f}M {t(lang, 'ft.trainable')} · ~{est.memory_gb:.1f} / {est.budget_gb:.0f} GiB · "
         f"{est.steps} {t(lang, 'ft.steps')}, ~{duration_text(lang, est.seconds)}"
+        + (f" <span class='ft-calibrated'>({t(lang, 'ft.calibrated', n=est.calibrated_runs)})</span>"
+           if est.calibrated_runs else "")
     )
     fit = (
         f"\n\n<span class='ft-fit ok'>✓ {t(lang, 'ft.fits')}</span>" if est.fits

@@ -34,6 +34,9 @@ class ModelShape:
         return self.hidden // max(self.heads, 1)
 
 
+STARTUP_S = 15.0  # loading the model and the data before the first step, when no earlier run says better
+
+
 @dataclass(frozen=True)
 class Estimate:
     params: int
@@ -46,6 +49,9 @@ class Estimate:
     seconds: float
     tokens_per_step: int
     device: str
+    step_seconds: float = 0.0  # the FLOP model's time per optimizer step, before calibration
+    overhead_s: float = STARTUP_S  # time outside the training loop: loading, tokenising, saving
+    calibrated_runs: int = 0  # earlier runs on this machine the time was corrected by (0: the FLOP model alone)
 
     def summary(self) -> str:
         return (
@@ -152,5 +158,6 @@ def estimate(
     return Estimate(
         params=shape.params, trainable=trainable, memory_gb=total / GIB,
         memory_parts={k: v / GIB for k, v in parts.items()}, budget_gb=budget, fits=total / GIB <= budget * 0.95,
-        steps=steps, seconds=steps * flops / rate + 15, tokens_per_step=tokens_per_step, device=device,
+        steps=steps, seconds=steps * flops / rate + STARTUP_S, tokens_per_step=tokens_per_step, device=device,
+        step_seconds=flops / rate,
     )

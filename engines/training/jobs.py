@@ -337,6 +337,7 @@ class JobManager:
                 progress = _DownloadLog(run_dir / "events.jsonl", spec.base_model, self._download.get(run_id, {}))
                 model_path = resolve_base_model(self.settings, spec.base_model, progress=progress).source
                 dataset_path = str(resolve_dataset(self.settings, spec.dataset))
+                self._note_estimate(run, spec)
             except (ModelError, DatasetFileError, OutsideDataFolder) as exc:
                 with self._lock:
                     if (now := runs.get_run(run_id)) is not None and now.status == "queued":
@@ -377,6 +378,24 @@ class JobManager:
                 self._preparing.pop(run_id, None)
                 self._download.pop(run_id, None)
             self._wake.set()
+
+    def _note_estimate(self, run: TrainingRun, spec: TrainSpec) -> None:
+        """Keep the FLOP model's time per step in a local run's metrics: once the run completes, its measured time
+        corrects the next estimates on this machine (engines/training/calibration.py). Best effort."""
+        backend = self.backend_of(run)
+        if backend is None or backend.remote:
+            return
+        try:
+            from engines.training.hardware import detect
+            from engines.training.planning import estimate_for
+
+            est = estimate_for(self.settings, spec, detect(), calibrate=False)
+        except Exception as exc:  # noqa: BLE001  # an estimate is never a reason not to train
+            log.warning("train.estimate_failed", run=run.id, error=str(exc)[:300])
+            return
+        if hasattr(est, "step_seconds"):
+            note = {"step_s": round(est.step_seconds, 6), "steps": est.steps, "seconds": round(est.seconds, 1)}
+            runs.update_run(run.id, metrics=runs.run_metrics(run) | {"estimate": note})
 
     def _bundle(self, run: TrainingRun, slot: str | None, backend: JobBackend, *, model_path: str,
                 dataset_path: str) -> JobBundle:

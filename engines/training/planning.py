@@ -10,6 +10,7 @@ from pathlib import Path
 from engines.datasets.files import DatasetFileError, resolve_dataset
 from engines.models.folders import model_folder
 from engines.settings import Settings
+from engines.training.calibration import calibrated, calibration
 from engines.training.estimate import Estimate, estimate, model_shape
 from engines.training.hardware import Hardware
 from engines.training.spec import TrainSpec, spec_to_yaml
@@ -65,8 +66,9 @@ class NoEstimate:
     detail: str = ""
 
 
-def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate | NoEstimate:
-    """The estimate, or why there is none yet."""
+def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware, *, calibrate: bool = True) -> Estimate | NoEstimate:
+    """The estimate (its time corrected by this machine's earlier runs unless `calibrate` is False), or why there is
+    none yet."""
     folder = model_folder(settings, spec.base_model)
     if folder is None:
         return NoEstimate("no_model")
@@ -74,7 +76,8 @@ def estimate_for(settings: Settings, spec: TrainSpec, hw: Hardware) -> Estimate 
         rows, avg = dataset_stats(settings, spec.dataset, spec.base_model)
     except DatasetFileError as exc:
         return NoEstimate("dataset", str(exc))
-    return estimate(spec, model_shape(folder), hw, rows=rows, avg_tokens=avg)
+    raw = estimate(spec, model_shape(folder), hw, rows=rows, avg_tokens=avg)
+    return calibrated(raw, calibration(hw.has_gpu)) if calibrate else raw
 
 
 def save_spec_yaml(settings: Settings, spec: TrainSpec) -> Path:

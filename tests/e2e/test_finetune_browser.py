@@ -101,6 +101,11 @@ def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_
     expect(plot.locator("[aria-roledescription='line mark']").first).to_be_visible()
     expect(plot.locator("[aria-roledescription='point']")).to_have_count(4)
     expect(page.locator("#ft-log")).to_contain_text("done: step 4")
+    # The next estimate's time comes from what this machine measured (this run at least), and says so.
+    page.locator("#ft-max-steps input").fill("6")
+    page.locator("#ft-max-steps input").blur()
+    expect(page.locator("#ft-estimate")).to_contain_text("6 steps")
+    expect(page.locator("#ft-estimate")).to_contain_text(re.compile(r"time from \d+ earlier runs? on this machine"))
 
     # A reopened page shows the newest run again: closing the browser loses nothing.
     reload_app(page)

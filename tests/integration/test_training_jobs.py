@@ -71,6 +71,13 @@ def test_tiny_job_runs_to_done_with_events_adapter_and_mlflow(jobs, owner, setti
     h = jobs.history(rid)
     assert [m["step"] for m in h.metrics if "loss" in m] == [1, 2, 3, 4]
     assert any("eval_loss" in m for m in h.metrics)
+    # The FLOP model's time per step was noted at the start; with the measured one it calibrates the next estimate.
+    summary = runs.run_metrics(run)
+    assert summary["estimate"]["step_s"] > 0 and summary["estimate"]["steps"] == 4 and summary["steps_per_s"] > 0
+    from engines.training.calibration import calibration
+
+    cal = calibration(gpu=False)
+    assert cal is not None and cal.runs >= 1 and cal.factor > 0 and cal.overhead_s > 0
 
     from mlflow import MlflowClient
 
