@@ -44,6 +44,10 @@ def test_import_edit_save_version_and_train_on_it(page: Page, studio_url: str, t
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     open_app(page, studio_url)
     open_datasets(page)
+    # The box's label (two lines in this narrow column) sits above "Drop File Here", not over it.
+    label, drop = page.locator("#ds-file [data-testid=block-label]"), page.locator("#ds-file button.upload-container")
+    expect(drop).to_be_visible()
+    assert label.bounding_box()["y"] + label.bounding_box()["height"] <= drop.bounding_box()["y"] + 1
     page.locator("#ds-file input[type=file]").set_input_files(str(sharegpt_file(tmp_path)))
     detected = page.locator("#ds-detected")
     expect(detected).to_contain_text("ShareGPT")
