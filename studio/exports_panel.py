@@ -32,7 +32,8 @@ ACTION_CHOICES = [(f"exp.action.{a}", a) for a in ("merge", "gguf", "push")]
 def jobs_frame(lang: str, jobs: list[ExportJob]) -> pd.DataFrame:
     cols = [t(lang, f"exp.col.{c}") for c in ("started", "action", "model", "status", "progress", "result")]
     rows = [[dt.datetime.fromtimestamp(j.started).strftime("%Y-%m-%d %H:%M"), t(lang, f"exp.action.{j.action}"), j.model,
-             t(lang, f"exp.status.{j.status}"), f"{j.pct:.0f}% {j.stage}".strip(), j.result or j.error or ""] for j in jobs]
+             t(lang, f"exp.status.{j.status}") + (f" · {t(lang, 'exp.where.ray')}" if j.compute == "ray" else ""),
+             f"{j.pct:.0f}% {j.stage}".strip(), j.result or j.error or ""] for j in jobs]
     return pd.DataFrame(rows, columns=cols)
 
 

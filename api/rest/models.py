@@ -87,6 +87,8 @@ class Job(BaseModel):
     error: str | None = None
     started_at: Timestamp
     progress: dict[str, float] = Field(default_factory=dict, description="A download's bytes/files done and total, rate.")
+    compute: Literal["local", "ray"] = Field("local", description="Where it runs: this machine, or the Ray cluster (merges with RAY_ADDRESS).")
+    remote_job_id: str | None = Field(None, description="The Ray submission id of a job on the cluster.")
 
 
 class ExportRequest(BaseModel):
@@ -116,7 +118,8 @@ def job_out(job: ExportJob, settings) -> Job:
         result = shown_path(result, settings.data_roots)
     return Job(id=job.id, action=job.action, model=job.model, status=job.status, stage=job.stage, pct=job.pct, result=result,
                error=job.error, started_at=dt.datetime.fromtimestamp(job.started, dt.UTC),
-               progress={k: float(v) for k, v in job.detail.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+               progress={k: float(v) for k, v in job.detail.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+               compute=job.compute if job.compute in ("local", "ray") else "local", remote_job_id=job.remote_job_id)
 
 
 @router.get("", response_model=list[ServedModel], summary="The models that can be chatted with now")

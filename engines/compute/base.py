@@ -2,8 +2,9 @@
 
 A job is a worker module run on a bundle: `python -m MODULE FOLDER` on this machine, or the same module on a Ray
 node with the bundle's files as its working directory. Whatever the backend, the job's events and log arrive in the
-studio's own folder for the job (events.jsonl, train.log), so everything that reads them works unchanged, and the
-finished artifact (a LoRA adapter) is put in that folder before the studio registers it.
+studio's own folder for the job (events.jsonl, and train.log or the bundle's `log`), so everything that reads them
+works unchanged, and the finished artifact (a LoRA adapter, a merged model) is put in the studio's folders before
+the studio uses it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class JobBundle:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the worker
     slot: str | None = None  # a local GPU index (CUDA_VISIBLE_DEVICES); None on CPU or on a cluster
     grace_s: float = 30.0  # how long a stopped worker may take to save a checkpoint before it is killed
+    log: str = "train.log"  # the file in `folder` the worker's output (other than its events) goes to
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class JobRef:
     job_id: str | None = None
     pid: int | None = None
     pid_started: str | None = None
+    log: str = "train.log"  # as in its JobBundle
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The default job backend: the worker is a detached subprocess on this machine, writing into the job's folder itself.
 
 `python -m MODULE FOLDER` with the app's (or SERVER_PYTHON's) interpreter, in its own session so it outlives the
-browser and the app, output appended to FOLDER/train.log (never an unread pipe). SIGTERM asks it to checkpoint and
-exit; SIGKILL the group once the grace period is over. After an app restart a worker is recognised by its pid and the
-kernel's start time of that pid.
+browser and the app, output appended to FOLDER/train.log (or the bundle's `log`; never an unread pipe). SIGTERM asks
+it to checkpoint and exit; SIGKILL the group once the grace period is over. After an app restart a worker is
+recognised by its pid and the kernel's start time of that pid.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class LocalBackend:
         env.update(bundle.env)
         if bundle.slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = bundle.slot
-        with open(bundle.folder / "train.log", "ab") as fh:
+        with open(bundle.folder / bundle.log, "ab") as fh:
             fh.write(f"\n=== start {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n".encode())
             fh.flush()
             proc = subprocess.Popen(

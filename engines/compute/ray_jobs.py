@@ -164,7 +164,7 @@ class RayBackend:
         if r.status_code != 200:
             raise ComputeError(f"the Ray cluster refused the job ({r.status_code}): {r.text[-300:]}")
         _write_state(bundle.folder, {"address": self.address, "job_id": job_id, "log_offset": 0})
-        with open(bundle.folder / "train.log", "a", encoding="utf-8") as fh:
+        with open(bundle.folder / bundle.log, "a", encoding="utf-8") as fh:
             fh.write(f"\n=== submitted {time.strftime('%Y-%m-%d %H:%M:%S')} to the Ray cluster at {self.address} as {job_id}"
                      f" ({self.settings.ray_num_cpus:g} CPU, {gpus:g} GPU): {body['entrypoint']}\n")
         log.info("ray.submitted", job=job_id, name=bundle.name, gpus=gpus, files_bytes=len(files), code_bytes=len(code))
@@ -192,7 +192,7 @@ class RayBackend:
 
     def pull(self, ref: JobRef, *, final: bool = False) -> bool:
         """Read the job's log from where the last pull stopped: marked event lines go to events.jsonl, the rest to
-        train.log. A last line without its newline waits, unless the job has ended (`final`)."""
+        train.log (`ref.log`). A last line without its newline waits, unless the job has ended (`final`)."""
         state = _read_state(ref.folder)
         if not ref.job_id:
             return False
@@ -222,7 +222,7 @@ class RayBackend:
             with open(ref.folder / "events.jsonl", "a", encoding="utf-8") as fh:
                 fh.write("".join(line + "\n" for line in good))
         if other:
-            with open(ref.folder / "train.log", "a", encoding="utf-8") as fh:
+            with open(ref.folder / ref.log, "a", encoding="utf-8") as fh:
                 fh.write("".join(line + "\n" for line in other))
         _write_state(ref.folder, state | {"job_id": ref.job_id, "log_offset": offset + end})
         return bool(good or other)

@@ -1,4 +1,5 @@
-"""Fine-tunes on a real Ray cluster through the Ray Jobs REST API (the `ray` job backend), with no shared file system.
+"""Fine-tunes and merges on a real Ray cluster through the Ray Jobs REST API (the `ray` job backend), with no shared
+file system.
 
 The module starts a real Ray head (`ray start --head --num-cpus=1`, token auth on, every address on 127.0.0.1) and a
 real `mlflow server` (artifact proxying) on loopback, and stops both at the end. The studio side is a JobManager
@@ -26,8 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engines.accounts import Actor
 from engines.compute import mlflow_store
 from engines.events import read_events
+from engines.models.exports import BUNDLE_JOB, REMOTE_FILE, ExportManager
 from engines.paths import is_inside
 from engines.processes import stop_tree, working_in
 from engines.training import JobManager
@@ -83,7 +86,7 @@ if _root and _log:
         _cmd = open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace")
     except OSError:
         _cmd = ""
-    if "engines.training.worker" in _cmd:
+    if "engines.training.worker" in _cmd or "engines.models.export" in _cmd:
         _note(f"{os.getpid()} armed {_cmd}")
     sys.addaudithook(_hook)
 '''
@@ -311,3 +314,117 @@ def test_a_cluster_that_cannot_be_reached_fails_the_run_with_one_clear_sentence(
     run = runs.get_run(rid)
     assert run.status == "failed" and "cannot be reached" in run.error and "\n" not in run.error
     assert run.compute is None and run.remote_job_id is None
+
+
+# ---- merges on Ray ------------------------------------------------------------------------------------------------------
+ADMIN = Actor(id=1, name="admin", role="admin")  # exports are admin-only
+
+
+def lora_adapter(settings, parent: str, base_folder: Path, name: str) -> Path:
+    """A LoRA adapter of `base_folder` with random, non-zero weights (a merge changes the model), saved in the studio's
+    runs folder and registered as `name` (its base: `parent`)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = settings.runs_path / name / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base_folder), config).save_pretrained(folder)
+    catalog.upsert_model(name, "adapter", path=str(folder), parent=parent)
+    return folder
+
+
+def ray_job(cluster: Cluster, job_id: str) -> dict:
+    return httpx.get(f"{cluster.ray_url}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {cluster.token}"},
+                     timeout=10).json()
+
+
+def test_a_merge_on_ray_comes_back_into_the_studios_exports_as_a_model_that_loads(db, cluster, ray_settings, tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lora_adapter(ray_settings, str(tiny_model), tiny_model, "ray-merge-tiny")
+    job_id = ExportManager(ray_settings).submit("merge", "ray-merge-tiny", actor=ADMIN)
+    folder = ray_settings.exports_path / "jobs" / job_id
+    first = ExportManager(ray_settings).job(job_id)
+    assert first.compute == "ray" and first.remote_job_id.startswith("chat-studio-0-")
+    assert json.loads((folder / "job.json").read_text())["compute"] == "ray"
+    assert json.loads((folder / REMOTE_FILE).read_text())["job_id"] == first.remote_job_id
+    assert not (folder / "pid").exists()  # nothing of it runs under the studio
+    # The bundle carries the adapter, not the base model: the node reads that where it sees the model folders.
+    assert json.loads((folder / BUNDLE_JOB).read_text())["base"] == str(tiny_model)
+
+    job = ExportManager(ray_settings).wait(job_id, 240)  # a new manager each read: what a restarted app sees
+    assert job.status == "done", (job.error, (folder / "export.log").read_text()[-3000:])
+    out = ray_settings.exports_path / "merged" / "ray-merge-tiny-merged"
+    assert job.result == str(out) and job.remote_job_id == first.remote_job_id
+    wait_for(lambda: ray_job(cluster, job.remote_job_id)["status"] == "SUCCEEDED", timeout=30)  # its process exiting
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg.get("torch_dtype", cfg.get("dtype")) == "bfloat16" and "peft_type" not in cfg
+    assert not (folder / "merged").exists() and not out.with_name(out.name + ".partial").exists()
+    # Where it ran is shown: the Models tab's exports table and the REST API's job.
+    from api.rest.models import job_out
+    from studio.exports_panel import jobs_frame
+
+    assert jobs_frame("en", [job]).iloc[0, 3] == "done · on Ray" and jobs_frame("ko", [job]).iloc[0, 3] == "완료 · Ray에서"
+    rest = job_out(job, ray_settings)
+    assert rest.compute == "ray" and rest.remote_job_id == first.remote_job_id and rest.status == "done"
+
+    # A plain model: it loads without peft, its attention weights moved by the adapter, and it generates.
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[q], base.state_dict()[q])
+    assert torch.equal(merged.state_dict()["model.layers.0.mlp.up_proj.weight"], base.state_dict()["model.layers.0.mlp.up_proj.weight"])
+    tok = AutoTokenizer.from_pretrained(out)
+    generated = merged.generate(**tok("Hello", return_tensors="pt"), max_new_tokens=1, do_sample=False)
+    assert generated.shape[1] == len(tok("Hello")["input_ids"]) + 1
+
+    # Where it ran: a scratch folder of the node's (gone now), never the studio's data folder.
+    events = read_events(folder / "events.jsonl")[0]
+    start = next(e for e in events if e["type"] == "start")
+    assert not is_inside(start["work_dir"], (cluster.studio_dir,)) and not Path(start["work_dir"]).exists()
+    assert [e["type"] for e in events][-2:] == ["done", "done"]  # the worker's (stored) and the studio's (fetched)
+    assert "submitted" in (folder / "export.log").read_text()
+    audit = cluster.audit_log.read_text().splitlines()
+    assert any(" armed " in line and "engines.models.export" in line for line in audit), audit
+    assert [line for line in audit if " armed " not in line] == []
+
+
+def test_cancelling_a_merge_on_ray_stops_its_job_and_leaves_no_merged_folder(db, cluster, ray_settings, bundled_model):
+    lora_adapter(ray_settings, bundled_model.name, Path(bundled_model.source), "ray-merge-cancel")
+    exports = ExportManager(ray_settings)
+    job_id = exports.submit("merge", "ray-merge-cancel", actor=ADMIN)
+    folder = ray_settings.exports_path / "jobs" / job_id
+
+    def merging() -> bool:
+        j = exports.job(job_id)
+        assert j.status == "running", (j.status, j.error, (folder / "export.log").read_text()[-3000:])
+        return j.pct > 0  # the worker is loading the base model
+    wait_for(merging, timeout=180)
+    assert exports.cancel(job_id, actor=ADMIN)
+    remote_id = exports.job(job_id).remote_job_id
+    assert ray_job(cluster, remote_id)["status"] == "STOPPED"  # cancel waited for the cluster to stop it
+    assert not exports.cancel(job_id, actor=ADMIN)  # not running any more
+
+    time.sleep(2)  # a download that was under way would have finished by now: it must not land anywhere
+    job = ExportManager(ray_settings).job(job_id)  # as a restarted app sees it
+    assert job.status == "cancelled" and job.result is None
+    out = ray_settings.exports_path / "merged" / "ray-merge-cancel-merged"
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists() and not (folder / "merged").exists()
+    events = read_events(folder / "events.jsonl")[0]
+    assert [e["type"] for e in events][-1] == "cancelled" and "done" not in [e["type"] for e in events]  # stopped mid-merge
+    start = next(e for e in events if e["type"] == "start")
+    wait_for(lambda: not Path(start["work_dir"]).exists(), timeout=30)  # the worker removed its scratch folder
+    assert [line for line in cluster.audit_log.read_text().splitlines() if " armed " not in line] == []
+
+
+def test_a_merge_the_cluster_cannot_take_is_an_error_job_with_one_sentence(db, cluster, session_dir, tiny_model):
+    dead = studio_settings(cluster, session_dir, ray_address=f"http://127.0.0.1:{free_port()}")
+    lora_adapter(dead, str(tiny_model), tiny_model, "ray-merge-unreachable")
+    job = ExportManager(dead).job(ExportManager(dead).submit("merge", "ray-merge-unreachable", actor=ADMIN))
+    assert job.status == "error" and job.compute == "ray" and job.remote_job_id is None
+    assert "cannot be reached" in job.error and "\n" not in job.error
+    assert not (dead.exports_path / "merged" / "ray-merge-unreachable-merged").exists()
