@@ -13,7 +13,7 @@ the job-logs API on Ray); steps/s inside trainer.train(); wall submit → comple
 adapter back from the artifact store). Medians and the ratio steps/s Ray/local (target >= 0.95). Appends a dated
 section to bench/results/ray_jobs.md. No assertion on timings.
 
-    .venv/bin/python bench/ray_jobs.py [--steps 20] [--rounds 2]
+    .venv/bin/python bench/ray_jobs.py [--steps 20] [--rounds 2] [--poll-s 1.0]
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ def start_cluster(tmp: Path, cores: int) -> tuple[list, str, str, str]:
     return procs, f"http://127.0.0.1:{dash}", token, f"http://127.0.0.1:{mlflow_port}"
 
 
-def one_run(settings, name: str, steps: int) -> dict:  # noqa: ANN001
+def one_run(settings, name: str, steps: int, poll_s: float) -> dict:  # noqa: ANN001
     """One job through a JobManager of its own (one studio's manager at a time: they share the data folder and DB)."""
     from engines.training import JobManager
     from storage import runs
 
-    jobs = JobManager(settings, None, poll_s=0.1)
+    jobs = JobManager(settings, None, poll_s=poll_s)
     jobs.start()
     try:
         return _one_run(jobs, name, steps)
@@ -143,6 +143,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--poll-s", type=float, default=1.0,
+                    help="the job manager's tick (the studio's default 1.0; 'first step seen' is only as fine as this)")
     args = ap.parse_args()
     if not (MODEL_CACHE / MODEL / "config.json").is_file():
         raise BenchError(f"{MODEL_CACHE / MODEL} is missing: start the app once (it converts the bundled model)")
@@ -165,13 +167,15 @@ def main() -> int:
         connect(local_settings.db_url)
         local, ray = [], []
         for i in range(args.rounds):
-            local.append(one_run(local_settings, f"local-{i}", args.steps))
+            local.append(one_run(local_settings, f"local-{i}", args.steps, args.poll_s))
             print(f"round {i + 1}: local {local[-1]}", flush=True)
-            ray.append(one_run(ray_settings, f"ray-{i}", args.steps))
+            ray.append(one_run(ray_settings, f"ray-{i}", args.steps, args.poll_s))
             print(f"round {i + 1}: ray   {ray[-1]}", flush=True)
 
         def med(rows: list[dict], key: str) -> float:
             return median([r[key] for r in rows])
+
+        from engines.training.jobs import REMOTE_PULL_S
 
         ratio = med(ray, "steps_per_s") / med(local, "steps_per_s")
         rows = [f"| {side} {i + 1}{' (cold)' if side == 'ray' and i == 0 else ''} | {r['first_step_worker_s']:.1f} | "
@@ -180,7 +184,8 @@ def main() -> int:
         lines = [
             f"job: bundled {MODEL}, LoRA r=16 on 7 projections, batch 4, max_seq_len 512, {args.steps} steps, {DATASET}, "
             f"fp32 on CPU, {cores} threads both sides; {args.rounds} rounds alternating local/ray; both log to one "
-            f"`mlflow server` on loopback; Ray head with --num-cpus={cores}, RAY_NUM_CPUS={cores}, token auth",
+            f"`mlflow server` on loopback; Ray head with --num-cpus={cores}, RAY_NUM_CPUS={cores}, token auth; "
+            f"job manager tick {args.poll_s:g} s (a Ray job's log is read every {REMOTE_PULL_S:g} s)",
             f"Ray head + MLflow server up (started side by side): {cluster_s:.1f} s",
             "| run | submit → first step done, worker clock (s) | submit → first step seen by the studio (s) | steps/s | "
             "wall submit → completed (s) | final loss |",
