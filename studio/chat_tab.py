@@ -203,7 +203,9 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     # ---- the streaming core shared by send / regenerate / edit ----------------------
     async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
-        rows = chats.active_messages(cid)
+        # Database work in a thread: on the event loop it would hold up every other chat's stream (32 at once add up).
+        # Read before the answer's row is opened, which the answer's own task does.
+        rows = await asyncio.to_thread(chats.active_messages, cid)
         view = chatbot_view(rows, lang, answer_pending=True)  # the votes shown are this turn's, not the replaced one's
         display = view["value"]
         # The request starts before the user's message is rendered, not after.
@@ -218,7 +220,7 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
                     display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, error=str(upd.error))}
                     gr.Warning(str(upd.error))
                 elif upd.finished is not None:
-                    row = chats.get_message(upd.message_id)
+                    row = await asyncio.to_thread(chats.get_message, upd.message_id)
                     display[-1] = {"role": "assistant", "content": display_assistant(lang, upd.text, row)}
                 else:
                     display[-1] = {"role": "assistant", "content": upd.text}
@@ -339,11 +341,11 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """`/send` for gradio_client: store the message, then stream the answer; every update carries the conversation id."""
         lang = lang or lang0
         actor = actor_of(request)
-        cid = store_turn(message_text, cid_value, model_name, system_prompt, lang, editing, actor)
+        cid = await asyncio.to_thread(store_turn, message_text, cid_value, model_name, system_prompt, lang, editing, actor)
         if cid is None:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        listed = gr.update(choices=conversation_choices(actor), value=str(cid))
+        listed = gr.update(choices=await asyncio.to_thread(conversation_choices, actor), value=str(cid))
         async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             yield display, str(cid), "", listed
             listed = gr.skip()
@@ -558,10 +560,13 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     version_outputs = [versions_row, ver_label, ver_prev, ver_next]
     idle_inputs, idle_outputs = [conversation_id, lang_state], [*buttons, *version_outputs]
     # In the page: store and echo at once, then stream into the Chatbot alone (see `accept`); Stop shows meanwhile.
-    ev_submit = message.submit(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
+    # Not queued behind each other: 32 people pressing Enter at once each wait for their own message's store only.
+    ev_submit = message.submit(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden",
+                               concurrency_limit=None).success(
         stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
     ev_submit.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
-    ev_send = send_btn.click(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden").success(
+    ev_send = send_btn.click(accept, accept_inputs, accept_outputs, api_name=False, show_progress="hidden",
+                             concurrency_limit=None).success(
         stream_pending, stream_inputs, [chatbot], api_name=False, **STREAMING)
     ev_send.then(idle, idle_inputs, idle_outputs, api_name=False, show_progress="hidden")
     # For gradio_client: the whole turn in one event, the conversation id in every update.
