@@ -58,6 +58,7 @@ REMOTE_FILE = "remote.json"  # where a remote job runs: {"compute": "ray", "job_
 BUNDLE_JOB = "bundle-job.json"  # the job.json a remote worker gets (paths relative to its bundle or on its node)
 FETCHED = "merged"  # in the job's folder: the download from the artifact store, moved to `out` once whole
 SUBMIT_GRACE_S = 180.0  # a remote job with no submission id yet is still being sent (its files uploaded)
+READ_TIMEOUT_S = 5.0  # each call to the Ray cluster for a merge (the upload at submit takes as long as it needs)
 STOP_GRACE_S = 10.0  # Ray's SIGKILL follows its SIGTERM after this (a merge has nothing to save)
 _fetching: set[str] = set()  # remote merges whose result this process is downloading
 _fetching_lock = threading.Lock()
@@ -137,7 +138,8 @@ class ExportManager:
         if self._ray_backend is None and self.settings.ray_address:
             from engines.compute.ray_jobs import RayBackend
 
-            self._ray_backend = RayBackend(self.settings)
+            # Read on every refresh of the exports table: a cluster that does not answer must not hold it for 2 × 15 s.
+            self._ray_backend = RayBackend(self.settings, timeout=READ_TIMEOUT_S)
         return self._ray_backend
 
     def _sources(self, model: str) -> tuple[Path | None, Path | None]:
