@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             ssr_mode=False,  # a Node front proxy would serve pages around the gate
         )
         instance.update(port=demo.server_port or settings.port)
+        from studio.app import install_page_routes
+
+        install_page_routes(demo.app, services)
         from engines import monitoring
 
         monitoring.track_servers(servers)

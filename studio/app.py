@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -11,7 +12,7 @@ from studio import datasets_view
 from studio.account_tab import build_account_tab, whoami_html
 from studio.agreement_panel import build_agreement_panel
 from studio.batch_eval_tab import build_batch_eval_tab, run_choices
-from studio.chat_tab import build_chat_tab, conversation_choices, status_html
+from studio.chat_tab import build_chat_tab, conversation_choices, status_html, status_signature
 from studio.choices import model_choices
 from studio.compare_tab import build_compare_tab
 from studio.datasets_tab import build_datasets_tab
@@ -40,8 +41,10 @@ GRADIO_LOCALE_JS = """
   return lang;
 }
 """
+STATUS_POLL_MS = 3000  # how often an open page asks whether the server badge changed
 # Runs once when the page loads. The Models tab's server log (a CodeMirror box) follows its newest line, as a terminal
-# does, unless the reader has scrolled up to read: then it stays where they are until they scroll back down.
+# does, unless the reader has scrolled up to read: then it stays where they are until they scroll back down. The
+# server badge is kept current without a Gradio timer (see `studio.chat_tab.status_signature`).
 PAGE_JS = """
 () => {
   let watched = null;
@@ -61,9 +64,38 @@ PAGE_JS = """
   };
   new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
   look();
+  // The server badge and the model picker: a plain fetch of their digest every few seconds, and Gradio's
+  // poll_status event (the hidden #status-poll button) only when it changed or could not be read.
+  let sig = null;
+  const pulse = async () => {
+    if (document.hidden) return;
+    try {
+      const r = await fetch('studio/status', {cache: 'no-store', credentials: 'same-origin'});
+      if (r.ok) {
+        const now = (await r.json()).sig;
+        if (now === sig) return;
+        sig = now;
+      }
+    } catch (e) { /* unreachable for a moment: ask Gradio, which says so */ }
+    document.getElementById('status-poll')?.click();
+  };
+  setInterval(pulse, STATUS_POLL_MS);
+  document.addEventListener('visibilitychange', pulse);
 }
-"""
+""".replace("STATUS_POLL_MS", str(STATUS_POLL_MS))
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
+
+
+def install_page_routes(app: Any, services: Services) -> None:
+    """What the page's own script reads besides Gradio: GET /studio/status, the digest of the server badge.
+
+    Behind the login gate like every route that is not public; it reads state only."""
+    from fastapi.responses import JSONResponse
+
+    def get_status() -> JSONResponse:
+        return JSONResponse({"sig": status_signature(services)}, headers={"Cache-Control": "no-store"})
+
+    app.add_api_route("/studio/status", get_status, methods=["GET"], include_in_schema=False)
 
 
 def _focus_run() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ UI_UPDATE_S = 0.2
 # updates/s each would ask the event loop for ~6 s of work per second. One or two chats keep UI_UPDATE_S; the first
 # and the last update are never held back.
 UI_UPDATES_PER_S_ALL = 40
+
+
+Prepared = tuple[list, turns.OpenedAnswer]  # a turn's rows as shown before its answer, and the answer's stored row
 
 
 @dataclass
@@ -113,6 +117,15 @@ def status_html(services: Services, lang: str) -> str:
     if not pills:
         pills.append(f"<span class='server-pill stopped'>{t(lang, 'status.no_server_mode' if services.no_serve else 'status.none')}</span>")
     return f"<div class='server-status' data-testid='server-status'>{''.join(pills)}</div>"
+
+
+def status_signature(services: Services) -> str:
+    """A short digest of what the badge and the model picker show: the page asks for it every few seconds (a plain
+    fetch, `PAGE_JS`) and starts Gradio's `poll_status` event only when it changed. A Gradio event costs an open
+    page far more than a fetch (each one makes the page walk and snapshot its whole state, more so with every tab
+    it has mounted), and an idle page used to start one every 3 s for nothing."""
+    seen = status_html(services, "en") + repr(model_choices(services))
+    return hashlib.blake2s(seen.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> ChatTab:
@@ -202,15 +215,24 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     gen_inputs = [conversation_id, model, system, temperature, top_p, max_tokens, seed]
 
     # ---- the streaming core shared by send / regenerate / edit ----------------------
-    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
-        # Database work in a thread: on the event loop it would hold up every other chat's stream (32 at once add up).
-        # Read before the answer's row is opened, which the answer's own task does.
-        rows = await asyncio.to_thread(chats.active_messages, cid)
+    def prepare_answer(cid: int, model_name: str, system_prompt: str, params: ChatParams) -> Prepared:
+        """The conversation as shown before the answer (read before its row exists) and the answer's stored empty row."""
+        rows = chats.active_messages(cid)
+        return rows, turns.open_answer(cid, model_name, params, system_prompt=system_prompt)
+
+    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str,
+                          prepared: Prepared | None = None) -> AsyncIterator[list[dict]]:
+        # Database work in one trip to a worker thread (`prepared`: the caller's own trip did it): on the event loop
+        # it would hold up every other chat's stream, and each trip waits for a free worker (32 chats at once add up).
+        if prepared is None:
+            prepared = await asyncio.to_thread(prepare_answer, cid, model_name, system_prompt, params)
+        rows, opened = prepared
         view = chatbot_view(rows, lang, answer_pending=True)  # the votes shown are this turn's, not the replaced one's
         display = view["value"]
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
-            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
+            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt,
+                         timeout=settings.request_timeout, opened=opened),
             min_interval=UI_UPDATE_S, total_rate=UI_UPDATES_PER_S_ALL,
         )
         try:
@@ -341,12 +363,23 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """`/send` for gradio_client: store the message, then stream the answer; every update carries the conversation id."""
         lang = lang or lang0
         actor = actor_of(request)
-        cid = await asyncio.to_thread(store_turn, message_text, cid_value, model_name, system_prompt, lang, editing, actor)
-        if cid is None:
+        params = _params(temp, tp, mt, sd)
+
+        def store_and_open() -> tuple[int, Prepared, list] | None:
+            # One worker-thread trip from the message to the model call: 32 chats sent at once each waited for a
+            # free worker three times before their request went out (bench/api_gateway.py, the UI path).
+            cid = store_turn(message_text, cid_value, model_name, system_prompt, lang, editing, actor)
+            if cid is None:
+                return None
+            return cid, prepare_answer(cid, model_name, system_prompt, params), conversation_choices(actor)
+
+        stored = await asyncio.to_thread(store_and_open)
+        if stored is None:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        listed = gr.update(choices=await asyncio.to_thread(conversation_choices, actor), value=str(cid))
-        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
+        cid, prepared, choices = stored
+        listed = gr.update(choices=choices, value=str(cid))
+        async for display in stream_turn(cid, model_name, system_prompt, params, lang, prepared):
             yield display, str(cid), "", listed
             listed = gr.skip()
 
@@ -463,8 +496,11 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
 
     # ---- conversation list ---------------------------------------------------------
     def new_chat():
-        """Start an empty conversation (stored when its first message is sent)."""
-        return gr.update(value=[], feedback_value=[]), "", "", gr.update(value=None), ""
+        """Start an empty conversation (stored when its first message is sent).
+
+        The input box is left as it is: a reply landing after the person started typing wiped what they typed (an
+        edit in progress is ended, and its text emptied, by `leave_edit` when the conversation id changes)."""
+        return gr.update(value=[], feedback_value=[]), "", "", gr.update(value=None), gr.skip()
 
     def open_chat(cid_value: str, lang: str, request: gr.Request):
         """Load one of your conversations into the chat (outputs: chatbot, id, system prompt, rename box, model)."""
@@ -513,10 +549,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         return html_now, gr.update(choices=model_choices(services) or [(settings.default_model, settings.default_model)])
 
     def poll_status(lang: str, shown: str):
-        """Timer tick: the badge and the model choices only when they changed since the last tick (`shown`).
-
-        Every tick of an open page lands here; each component update makes Gradio's page search its whole layout
-        tree, which was most of what an idle page cost."""
+        """The badge and the model choices, only when they changed since the last poll (`shown`): each component
+        update makes Gradio's page search its whole layout tree."""
         html_now, models = refresh(lang)
         now = html_now + repr(models["choices"])
         return (html_now, models, now) if now != shown else (gr.skip(), gr.skip(), shown)
@@ -622,10 +656,12 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     to_dataset.focus(lambda lang: gr.update(choices=dataset_choices(lang)), [lang_state], [to_dataset], api_name=False, show_progress="hidden")
     export_btn.click(export_chat, [conversation_id, lang_state], [export_files], api_name="export_chat")
     refresh_btn.click(refresh, [lang_state], [status, model], api_name="refresh_models")
-    timer = gr.Timer(3.0)
-    status_shown = gr.State("")  # what the last tick sent (badge + choices): an unchanged state is not sent again
-    timer.tick(poll_status, [lang_state, status_shown], [status, model, status_shown], api_name="poll_status",
-               api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    # Clicked by the page's own script (PAGE_JS) when /studio/status says the badge or the choices changed: no Gradio
+    # timer, so an idle page starts no event at all.
+    status_poll = gr.Button(visible="hidden", elem_id="status-poll")
+    status_shown = gr.State("")  # what the last poll sent (badge + choices): an unchanged state is not sent again
+    status_poll.click(poll_status, [lang_state, status_shown], [status, model, status_shown], api_name="poll_status",
+                      api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
     tab = ChatTab(
         chatbot=chatbot, conversation_id=conversation_id, conversation_list=conversation_list, model=model,

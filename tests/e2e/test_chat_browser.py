@@ -389,13 +389,18 @@ def test_edit_last_message_replaces_the_last_turn(page: Page, studio_url: str, s
 
 
 def test_search_refilters_when_the_term_is_deleted(page: Page, studio_url: str) -> None:
-    """Backspace, select-and-delete and clearing the search box bring the other conversations back."""
+    """Backspace, select-and-delete and clearing the search box bring the other conversations back (and New chat
+    keeps what is typed in the message box)."""
     token_a, token_b = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
     open_app(page, studio_url)
     set_max_tokens(page, 16)
     send_and_wait(page, f"Say yes. #{token_a}")
+    # Typed before New chat's reply lands (here: before the click): the text stays. New chat used to empty the box,
+    # so a message typed right after the click was wiped when the reply arrived and Enter sent nothing.
+    page.locator("#message-box textarea").fill(f"Say no. #{token_b}")
     page.locator("#new-chat").click()
     expect(user_bubbles(page)).to_have_count(0)
+    expect(page.locator("#message-box textarea")).to_have_value(f"Say no. #{token_b}")
     send_and_wait(page, f"Say no. #{token_b}")
     conv_a = page.locator("#conversation-list label", has_text=token_a)
     conv_b = page.locator("#conversation-list label", has_text=token_b)

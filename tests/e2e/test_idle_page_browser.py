@@ -59,10 +59,9 @@ def test_finetune_poll_runs_only_while_its_tab_is_open(page, bare_studio: str) -
     page.goto(bare_studio)
     page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
 
-    # On Chat (the tab a page opens on): Chat's own status poll runs (every 3 s), Fine-tune's (every 1.5 s) does not.
+    # On Chat (the tab a page opens on): Fine-tune's poll (every 1.5 s) does not run.
     since = time.monotonic()
     page.wait_for_timeout(7_000)
-    assert started(joins, ids["poll_status"], since) >= 1, "the Chat tab's status poll never ran: nothing was recorded"
     assert started(joins, ids["poll_training"], since) == 0, "the Fine-tune poll runs while the Chat tab is open"
 
     # Fine-tune opened: its poll starts (a tick waits for the one before it, which takes a while on a loaded machine).
@@ -78,3 +77,43 @@ def test_finetune_poll_runs_only_while_its_tab_is_open(page, bare_studio: str) -
     since = time.monotonic()
     page.wait_for_timeout(6_000)
     assert started(joins, ids["poll_training"], since) == 0, "the Fine-tune poll kept running after leaving its tab"
+
+
+def record_status_reads(page) -> list[float]:
+    reads: list[float] = []
+    page.on("request", lambda r: reads.append(time.monotonic()) if r.url.split("?")[0].endswith("/studio/status") else None)
+    return reads
+
+
+def test_an_idle_page_starts_no_gradio_event_until_the_badge_changes(page, bare_studio: str) -> None:
+    """The badge is watched by a plain fetch of its digest; Gradio's poll_status runs only when the digest moves."""
+    ids = event_ids(bare_studio, {"poll_status"})
+    joins = record_joins(page)
+    reads = record_status_reads(page)
+    page.goto(bare_studio)
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+    badge = page.get_by_test_id("server-status")
+    badge.wait_for(timeout=30_000)
+    page.wait_for_timeout(4_000)  # the first read (digest unknown until then) may start one poll
+
+    since = time.monotonic()
+    page.wait_for_timeout(9_000)
+    assert sum(1 for at in reads if at >= since) >= 2, "the page stopped asking /studio/status"
+    assert started(joins, ids["poll_status"], since) == 0, "an idle page with nothing changed still starts Gradio events"
+    direct = httpx.get(bare_studio + "studio/status", timeout=10)
+    assert direct.status_code == 200 and len(direct.json()["sig"]) == 16, direct.text
+
+    # The digest changes (as when a server starts or an adapter appears): the page asks Gradio for the new badge.
+    served = iter(range(10_000))
+    page.route("**/studio/status", lambda route: route.fulfill(json={"sig": f"moved-{next(served)}"}))
+    since = time.monotonic()
+    page.wait_for_timeout(7_000)
+    assert started(joins, ids["poll_status"], since) >= 1, "a changed digest did not refresh the badge"
+
+    # The digest cannot be read (a restart, a proxy): the page falls back to asking Gradio, so the badge stays true.
+    page.unroute("**/studio/status")
+    page.route("**/studio/status", lambda route: route.fulfill(status=502, body="bad gateway"))
+    since = time.monotonic()
+    page.wait_for_timeout(7_000)
+    assert started(joins, ids["poll_status"], since) >= 1, "an unreadable digest left the badge unwatched"
+    assert badge.is_visible()

@@ -401,3 +401,20 @@ def test_y_limits_have_a_floor_and_follow_the_peak() -> None:
     busy = {"requests": pd.DataFrame({"requests": [0.0, 7.0]}), "tokens_per_s": pd.DataFrame({"tokens_per_s": [30.0, 80.0]}),
             "ttft_ms": pd.DataFrame({"ttft_ms": [400.0]})}
     assert y_limits(busy) == {"requests": [0.0, 9.0], "tokens_per_s": [0.0, 100.0], "ttft_ms": [0.0, 500.0]}
+
+
+def test_the_badge_digest_moves_when_a_server_changes_and_only_then(tmp_path):
+    """The page fetches this digest every 3 s and starts Gradio's poll_status only when it moved."""
+    from engines.services import Services
+    from studio.chat_tab import status_signature
+
+    m = manager_with(tmp_path)
+    services = Services(settings=m.settings, servers=m)
+    empty = status_signature(services)
+    assert empty == status_signature(services) and len(empty) == 16
+    m._servers["tiny"] = ServerState(name="tiny", source="/m", port=closed_port(), status="starting")
+    starting = status_signature(services)
+    assert starting != empty
+    assert status_signature(services) == starting  # nothing changed: the page asks Gradio for nothing
+    m._servers["tiny"].status = "failed"
+    assert status_signature(services) not in (empty, starting)
