@@ -43,9 +43,6 @@ UI_UPDATE_S = 0.2
 UI_UPDATES_PER_S_ALL = 40
 
 
-Prepared = tuple[list, turns.OpenedAnswer]  # a turn's rows as shown before its answer, and the answer's stored row
-
-
 @dataclass
 class ChatTab:
     chatbot: gr.Chatbot
@@ -215,24 +212,15 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     gen_inputs = [conversation_id, model, system, temperature, top_p, max_tokens, seed]
 
     # ---- the streaming core shared by send / regenerate / edit ----------------------
-    def prepare_answer(cid: int, model_name: str, system_prompt: str, params: ChatParams) -> Prepared:
-        """The conversation as shown before the answer (read before its row exists) and the answer's stored empty row."""
-        rows = chats.active_messages(cid)
-        return rows, turns.open_answer(cid, model_name, params, system_prompt=system_prompt)
-
-    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str,
-                          prepared: Prepared | None = None) -> AsyncIterator[list[dict]]:
-        # Database work in one trip to a worker thread (`prepared`: the caller's own trip did it): on the event loop
-        # it would hold up every other chat's stream, and each trip waits for a free worker (32 chats at once add up).
-        if prepared is None:
-            prepared = await asyncio.to_thread(prepare_answer, cid, model_name, system_prompt, params)
-        rows, opened = prepared
+    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
+        # Database work in a thread: on the event loop it would hold up every other chat's stream (32 at once add up).
+        # Read before the answer's row is opened, which the answer's own task does.
+        rows = await asyncio.to_thread(chats.active_messages, cid)
         view = chatbot_view(rows, lang, answer_pending=True)  # the votes shown are this turn's, not the replaced one's
         display = view["value"]
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
-            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt,
-                         timeout=settings.request_timeout, opened=opened),
+            turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
             min_interval=UI_UPDATE_S, total_rate=UI_UPDATES_PER_S_ALL,
         )
         try:
@@ -363,23 +351,12 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         """`/send` for gradio_client: store the message, then stream the answer; every update carries the conversation id."""
         lang = lang or lang0
         actor = actor_of(request)
-        params = _params(temp, tp, mt, sd)
-
-        def store_and_open() -> tuple[int, Prepared, list] | None:
-            # One worker-thread trip from the message to the model call: 32 chats sent at once each waited for a
-            # free worker three times before their request went out (bench/api_gateway.py, the UI path).
-            cid = store_turn(message_text, cid_value, model_name, system_prompt, lang, editing, actor)
-            if cid is None:
-                return None
-            return cid, prepare_answer(cid, model_name, system_prompt, params), conversation_choices(actor)
-
-        stored = await asyncio.to_thread(store_and_open)
-        if stored is None:
+        cid = await asyncio.to_thread(store_turn, message_text, cid_value, model_name, system_prompt, lang, editing, actor)
+        if cid is None:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        cid, prepared, choices = stored
-        listed = gr.update(choices=choices, value=str(cid))
-        async for display in stream_turn(cid, model_name, system_prompt, params, lang, prepared):
+        listed = gr.update(choices=await asyncio.to_thread(conversation_choices, actor), value=str(cid))
+        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
             yield display, str(cid), "", listed
             listed = gr.skip()
 
