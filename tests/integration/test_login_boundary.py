@@ -114,11 +114,16 @@ def test_a_logged_out_visitor_gets_the_login_form_and_nothing_else(studio):
     r = httpx.post(url + "/gradio_api/call/list_models", json={"data": []}, timeout=30)
     assert r.status_code == 401
     bodies["call"] = r.text
+    # The page's own route (the server badge's digest) exists and is behind the gate like Gradio's.
+    r = httpx.get(url + "/studio/status", timeout=30)
+    assert r.status_code == 401 and "sig" not in r.text, r.text
+    bodies["/studio/status"] = r.text
 
     # Logged in, the same page carries the app: the secrets are there to leak (so this test can fail).
     client = login(url, BOSS, BOSS_PW)
     inside = client.get("/").text
     assert client.get("/config").status_code == 200 and client.get("/gradio_api/info").status_code == 200
+    assert len(client.get("/studio/status").json()["sig"]) == 16
     client.close()
     assert "named_endpoints" in inside and "/send" in inside
     shown = [s for s in (SECRET_DATASET, SECRET_UPLOAD, SECRET_RUN) if s in inside]
