@@ -127,9 +127,10 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         """Who you are, your keys and (admins) the team's accounts; members see the user controls disabled, with why."""
         lang = lang or lang0
         actor = actor_of(request)
-        who = t(lang, "acct.me", name=actor.name, role=t(lang, f"acct.role.{actor.role}"))
-        if not getattr(request, "username", None):
-            who += "  \n" + t(lang, "acct.local_help")
+        if getattr(request, "username", None):
+            who = t(lang, "acct.me", name=actor.name, role=t(lang, f"acct.role.{actor.role}"))
+        else:  # the passwordless local owner: said in the page's language, not by its stored name
+            who = t(lang, "acct.me_local") + "  \n" + t(lang, "acct.local_help")
         keys = _keys_frame(lang, accounts.list_api_keys(actor, everyone=actor.is_admin))
         if actor.is_admin:
             users, note = _users_frame(lang, accounts.list_users(actor)), ""

@@ -299,7 +299,8 @@ def build_app(services: Services) -> gr.Blocks:
             api_name=False, **datasets.refresh).then(
             api_name=False, **datasets.relabel).then(
             api_name=False, **history.relabel).then(
-            api_name=False, **finetune.relabel)
+            api_name=False, **finetune.relabel).then(
+            api_name=False, show_progress="hidden", **account.refresh)  # Team's own lines, if it is the tab on show
         demo.load(on_load, [lang_state], [lang_state, *components, whoami, chat.conversation_list, finetune.base_model, finetune.dataset, finetune.run_id, datasets.dataset, ready], api_name="load", api_visibility="private", show_progress="hidden",
                   js=GRADIO_LOCALE_JS)
         for spec in (models.show, exports.refresh, finetune.show):
