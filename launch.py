@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import signal
 import sys
 import time
@@ -298,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         # enabled account's name and password whenever the studio asks for logins.
         monitoring.install_routes(demo.app, lambda: monitoring.health_report(servers), auth=check,
                                   auth_required=lambda: demo.app.auth is not None)
+        # Everything built so far (Gradio's blocks and config, the engines) lives as long as the process: out of the
+        # garbage collector's sight, a full collection no longer walks it, which stalled every open stream at once.
+        gc.freeze()
         demo.block_thread()
     except KeyboardInterrupt:
         pass

@@ -14,6 +14,8 @@ Then the same page is used for --minutes: chats (send and stream, some stopped, 
 conversations, search and clear the search), every tab opened in turn (Datasets, Fine-tune, Compare and its batch
 sub-tab, History, Models, Team) and back to Chat, the language switched to Korean and back now and then. The
 same figures are taken again, and the ratios after/fresh printed (targets: idle CPU and heap <= 1.5x, Stop < 1 s).
+Last, the page is closed and a new one opened on the same studio (every tab once): after/that new page is what the
+old page accumulated, apart from what the hour's data (conversations, runs) costs any page.
 
     .venv/bin/python bench/page_endurance.py [--minutes 60] [--idle-s 30] [--stops 3]
 
@@ -440,6 +442,19 @@ def main() -> int:
             if args.profile_s:
                 print("after idle profile:\n" + "\n".join(profile_top(page, cdp, args.profile_s)), flush=True)
             after_stops = stop_latencies(page, cdp, args.stops)
+            # The hour also left data behind (conversations, datasets, runs) that any page now shows: a new page on
+            # the same studio, every tab opened once, tells what the old page accumulated from what the data costs.
+            print("a new page on the same studio, every tab opened once, then idle...", flush=True)
+            page.close()
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+            cdp = context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            tabs_round(page, random.Random(args.seed), dict.fromkeys(("tabs",), 0))
+            reopened = snapshot(page, cdp, tag, args.idle_s)
+            print(f"reopened: {reopened}", flush=True)
             browser.close()
 
         def stop_line(name: str, xs: list[dict[str, float]]) -> str:
@@ -464,12 +479,17 @@ def main() -> int:
             fmt_snapshot("fresh", fresh),
             fmt_snapshot("every tab opened once", warm),
             fmt_snapshot(f"after {used_min:.0f} min", after),
+            fmt_snapshot("a new page then, every tab opened once", reopened),
             f"idle renderer CPU after/fresh: {cpu_r:.2f}x (main-thread tasks {task_r:.2f}x) (target <= 1.5x: "
             f"{'met' if cpu_r <= 1.5 else 'NOT met'})",
             f"JS heap after/fresh: {heap_r:.2f}x (target <= 1.5x: {'met' if heap_r <= 1.5 else 'NOT met'})",
             f"after/every tab opened once (what grew with use, not with the first visit of each tab): idle CPU "
             f"{ratio(after['cpu_pct'], warm['cpu_pct']):.2f}x, JS heap {ratio(after['heap_mib'], warm['heap_mib']):.2f}x, "
             f"DOM nodes {ratio(after['nodes'], warm['nodes']):.2f}x, listeners {ratio(after['listeners'], warm['listeners']):.2f}x",
+            f"after/a new page then (every tab opened once; same data): idle CPU "
+            f"{ratio(after['cpu_pct'], reopened['cpu_pct']):.2f}x, JS heap {ratio(after['heap_mib'], reopened['heap_mib']):.2f}x, "
+            f"DOM nodes {ratio(after['nodes'], reopened['nodes']):.2f}x, listeners "
+            f"{ratio(after['listeners'], reopened['listeners']):.2f}x",
             f"DOM nodes after/fresh: {ratio(after['nodes'], fresh['nodes']):.2f}x; listeners after/fresh: "
             f"{ratio(after['listeners'], fresh['listeners']):.2f}x",
             stop_line("Stop, fresh page", fresh_stops),

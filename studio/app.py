@@ -21,6 +21,7 @@ from studio.exports_panel import build_exports_panel
 from studio.finetune_tab import base_model_choices, build_finetune_tab, training_file_choices
 from studio.history_tab import build_history_tab
 from studio.i18n import LANGUAGES, Translatable, t
+from studio.loading_status import bound_progress_targets
 from studio.models_tab import build_models_tab
 from studio.people import actor_of
 from studio.preference_panel import build_preference_panel
@@ -313,4 +314,5 @@ def build_app(services: Services) -> gr.Blocks:
 
         demo.load(relabel_tables_at_load, [lang_state, *tr.tables], tr.tables, api_name=False, show_progress="hidden").then(
             api_name=False, **compare.refresh)
+    bound_progress_targets(demo)
     return demo

@@ -212,12 +212,20 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
     gen_inputs = [conversation_id, model, system, temperature, top_p, max_tokens, seed]
 
     # ---- the streaming core shared by send / regenerate / edit ----------------------
-    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str) -> AsyncIterator[list[dict]]:
+    async def stream_turn(cid: int, model_name: str, system_prompt: str, params: ChatParams, lang: str, *,
+                          votes: bool = True) -> AsyncIterator[list[dict] | dict]:
+        """The conversation with the answer streaming into it: first all of it, then each change of the answer.
+
+        `votes`: the first update also redraws the 👍/👎 (a property update: Gradio builds a new Chatbot for it, ~10 ms
+        of the event loop that every other chat waits for). Not needed where the page already shows this turn's votes
+        (`accept` drew them) or for gradio_client, which sees only the messages."""
         # Database work in a thread: on the event loop it would hold up every other chat's stream (32 at once add up).
         # Read before the answer's row is opened, which the answer's own task does.
         rows = await asyncio.to_thread(chats.active_messages, cid)
         view = chatbot_view(rows, lang, answer_pending=True)  # the votes shown are this turn's, not the replaced one's
         display = view["value"]
+        if not votes:
+            view = list(display)
         # The request starts before the user's message is rendered, not after.
         updates = turns.Prefetched(
             turns.answer(services.servers, cid, model_name, params, system_prompt=system_prompt, timeout=settings.request_timeout),
@@ -343,7 +351,8 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         if cid is None:
             yield gr.skip()
             return
-        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang or lang0):
+        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang or lang0,
+                                         votes=False):
             yield display
 
     async def send(message_text: str, cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
@@ -355,10 +364,13 @@ def build_chat_tab(services: Services, tr: Translatable, lang_state: Any) -> Cha
         if cid is None:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        display: list[dict] = []
+        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang, votes=False):
+            yield display, str(cid), "", gr.skip()
+        # The conversation list last, with the whole answer again: reading and sending it first held up the first
+        # tokens of every chat started at the same time (32 at once: 1.8x vLLM's own time to the first token).
         listed = gr.update(choices=await asyncio.to_thread(conversation_choices, actor), value=str(cid))
-        async for display in stream_turn(cid, model_name, system_prompt, _params(temp, tp, mt, sd), lang):
-            yield display, str(cid), "", listed
-            listed = gr.skip()
+        yield display, str(cid), "", listed
 
     async def regenerate(cid_value: str, model_name: str, system_prompt: str, temp: float, tp: float, mt: float, sd: float, lang: str,
                          request: gr.Request):

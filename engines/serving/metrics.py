@@ -78,11 +78,25 @@ def parse_metrics(text: str, *, t: float | None = None) -> MetricsSnapshot:
     return MetricsSnapshot(t=time.time() if t is None else t, kv_cache_usage=sum(kv) / len(kv) if kv else None, **sums)
 
 
+_POLL_CLIENT: httpx.Client | None = None
+_POLL_CLIENT_LOCK = threading.Lock()
+
+
+def _poll_client() -> httpx.Client:
+    """One client for every background poll: `httpx.get` builds a client, and with it a TLS context (~15 ms of CPU
+    holding the GIL, which the UI's event loop waits for), on every call. httpx clients are thread-safe."""
+    global _POLL_CLIENT
+    with _POLL_CLIENT_LOCK:
+        if _POLL_CLIENT is None:
+            _POLL_CLIENT = httpx.Client()
+        return _POLL_CLIENT
+
+
 def fetch_metrics(root_url: str, *, timeout: float = POLL_TIMEOUT_S, client: httpx.Client | None = None) -> MetricsSnapshot:
     """GET `{root_url}/metrics` and parse it; never raises (a failure is a snapshot with `error` set)."""
     now = time.time()
     try:
-        r = (client or httpx).get(f"{root_url.rstrip('/')}/metrics", timeout=timeout)
+        r = (client or _poll_client()).get(f"{root_url.rstrip('/')}/metrics", timeout=timeout)
     except httpx.HTTPError:
         return MetricsSnapshot(t=now, error=UNREACHABLE)
     if r.status_code != 200:

@@ -27,12 +27,12 @@ def client(studio_url):
     return _client(studio_url)
 
 
-def _send(client, text: str, conversation_id: str = "", max_tokens: int = 24):
+def _send(client, text: str, conversation_id: str = "", max_tokens: int = 24, *, with_list: bool = False):
     """The README's loop: iterate the streamed updates; the last one holds the answer and the conversation id."""
     job = client.submit(text, conversation_id, MODEL, "", 0.0, 1.0, max_tokens, 1, "en", api_name="/send")
-    for chatbot, conversation_id, *_ in job:  # noqa: B007  # as the README writes it
+    for chatbot, conversation_id, _box, listed in job:  # noqa: B007  # as the README writes it
         pass
-    return chatbot, conversation_id
+    return (chatbot, conversation_id, listed) if with_list else (chatbot, conversation_id)
 
 
 def _unique(prefix: str) -> str:
@@ -43,8 +43,10 @@ def test_two_turns_through_send_stay_in_one_conversation(client):
     chatbot, cid = _send(client, "Name a colour.")
     assert isinstance(cid, str) and cid.isdigit(), cid  # not an update dict
     assert isinstance(chatbot, list) and [m["role"] for m in chatbot] == ["user", "assistant"]
-    chatbot, cid2 = _send(client, "Name another one.", cid)
+    chatbot, cid2, listed = _send(client, "Name another one.", cid, with_list=True)
     assert cid2 == cid
+    # The conversation list comes with the last update (not the first, where it held up the first tokens), picked.
+    assert listed["value"] == cid and cid in [value for _label, value in listed["choices"]], listed
     assert [m["role"] for m in chatbot] == ["user", "assistant", "user", "assistant"]
     shown, opened_id, *_ = client.predict(cid, "en", api_name="/open_chat")
     assert opened_id == cid and len(shown["value"] if isinstance(shown, dict) else shown) == 4
