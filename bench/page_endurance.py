@@ -350,10 +350,55 @@ def switch_language(page, rnd: random.Random, counts: dict[str, int]) -> None:
     counts["language"] += 1
 
 
+USE_COUNTS = ("sent", "stopped", "regenerated", "opened", "searched", "tabs", "language", "rounds", "errors")
+
+
+def new_counts() -> dict[str, int]:
+    """The tallies `chat_round`, `tabs_round` and `switch_language` keep of what they did."""
+    return dict.fromkeys(USE_COUNTS, 0)
+
+
+def require_model() -> None:
+    if not (MODEL_CACHE / MODEL / "tokenizer.json").is_file():
+        raise BenchError(f"{MODEL_CACHE / MODEL} is missing: start the app once (it converts the bundled model)")
+
+
+def start_studio(tmp: Path):  # noqa: ANN201 - the spawned process, as common.spawn returns it
+    """`launch.py` on a temporary DATA_DIR under `tmp` with the bundled model: (process, port) once its page answers."""
+    port = free_port()
+    env = {**os.environ, "DATA_DIR": str(tmp / "data"), "MODEL_CACHE_DIR": str(MODEL_CACHE), "PORT": str(port),
+           "VLLM_START_TIMEOUT": "600"}
+    print("starting the studio (launch.py, bundled model on the CPU vLLM server)...", flush=True)
+    app = spawn([PYTHON, "launch.py"], env=env, log=tmp / "app.log")
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/", app, 180, log=tmp / "app.log")
+    except BaseException:
+        stop(app)
+        raise
+    return app, port
+
+
+def new_context(pw, tag: str = ""):  # noqa: ANN001, ANN201 - Playwright objects
+    """Debian's Chromium as tests/conftest.py launches it (plus `tag`, to find its renderers): (browser, context)."""
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *([tag] if tag else [])])
+    return browser, browser.new_context(viewport={"width": 1400, "height": 950}, locale="en-US")
+
+
+def open_page(context, port: int):  # noqa: ANN001, ANN201 - Playwright objects
+    """A new page on the studio, once its server is ready and its load event done: (page, CDP session)."""
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.locator("#server-status-box .server-pill.ready").first.wait_for(timeout=600_000)
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    return page, cdp
+
+
 def use(page, minutes: float, seed: int) -> dict[str, int]:
     rnd = random.Random(seed)
-    counts = dict.fromkeys(("sent", "stopped", "regenerated", "opened", "searched", "tabs", "language", "rounds",
-                            "errors"), 0)
+    counts = new_counts()
     end = time.monotonic() + minutes * 60
     while time.monotonic() < end:
         steps = [chat_round, tabs_round] + ([switch_language] if counts["rounds"] % 4 == 3 else [])
@@ -393,33 +438,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile-s", type=float, default=0, help="also print the top functions of an idle CPU profile this long")
     args = ap.parse_args()
-    if not (MODEL_CACHE / MODEL / "tokenizer.json").is_file():
-        raise BenchError(f"{MODEL_CACHE / MODEL} is missing: start the app once (it converts the bundled model)")
+    require_model()
     machine_before = machine()
     print(f"machine: {machine_before}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-page-"))
     app = None
     try:
-        port = free_port()
-        env = {**os.environ, "DATA_DIR": str(tmp / "data"), "MODEL_CACHE_DIR": str(MODEL_CACHE), "PORT": str(port),
-               "VLLM_START_TIMEOUT": "600"}
-        print("starting the studio (launch.py, bundled model on the CPU vLLM server)...", flush=True)
-        app = spawn([PYTHON, "launch.py"], env=env, log=tmp / "app.log")
-        wait_http_ok(f"http://127.0.0.1:{port}/", app, 180, log=tmp / "app.log")
+        app, port = start_studio(tmp)
 
         from playwright.sync_api import sync_playwright
 
         tag = f"--bench-page-endurance={uuid.uuid4().hex}"
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, tag])
-            context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="en-US")
-            page = context.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#server-status-box .server-pill.ready").first.wait_for(timeout=600_000)
-            page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
-            cdp = context.new_cdp_session(page)
-            cdp.send("Performance.enable")
+            browser, context = new_context(pw, tag)
+            page, cdp = open_page(context, port)
             print("fresh page: idle, then Stop...", flush=True)
             fresh = snapshot(page, cdp, tag, args.idle_s)
             print(f"fresh: {fresh}", flush=True)
@@ -446,12 +478,7 @@ def main() -> int:
             # the same studio, every tab opened once, tells what the old page accumulated from what the data costs.
             print("a new page on the same studio, every tab opened once, then idle...", flush=True)
             page.close()
-            page = context.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
-            cdp = context.new_cdp_session(page)
-            cdp.send("Performance.enable")
+            page, cdp = open_page(context, port)
             tabs_round(page, random.Random(args.seed), dict.fromkeys(("tabs",), 0))
             reopened = snapshot(page, cdp, tag, args.idle_s)
             print(f"reopened: {reopened}", flush=True)

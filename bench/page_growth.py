@@ -14,15 +14,26 @@ Appends a dated section to bench/results/page_growth.md. No assertion on the fig
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from common import MODEL, MODEL_CACHE, PYTHON, BenchError, free_port, machine, report, run_main, spawn, stop, wait_http_ok
-from page_endurance import CHROMIUM_ARGS, TABS, chat_round, metrics, open_tab, switch_language, tabs_round
+from common import machine, report, run_main, stop
+from page_endurance import (
+    TABS,
+    chat_round,
+    metrics,
+    new_context,
+    new_counts,
+    open_page,
+    open_tab,
+    require_model,
+    start_studio,
+    switch_language,
+    tabs_round,
+)
 
 
 def counters(cdp) -> tuple[int, int, float]:
@@ -37,33 +48,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    if not (MODEL_CACHE / MODEL).exists():
-        raise BenchError(f"{MODEL_CACHE / MODEL} is missing: start the app once (it converts the bundled model)")
+    require_model()
     machine_before = machine()
     print(f"machine: {machine_before}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-growth-"))
     app = None
     try:
-        port = free_port()
-        env = {**os.environ, "DATA_DIR": str(tmp / "data"), "MODEL_CACHE_DIR": str(MODEL_CACHE), "PORT": str(port),
-               "VLLM_START_TIMEOUT": "600"}
-        app = spawn([PYTHON, "launch.py"], env=env, log=tmp / "app.log")
-        wait_http_ok(f"http://127.0.0.1:{port}/", app, 180, log=tmp / "app.log")
+        app, port = start_studio(tmp)
         from playwright.sync_api import sync_playwright
 
         rows: list[tuple[str, int, tuple[int, int, float], tuple[int, int, float]]] = []
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="en-US")
-            page = context.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#server-status-box .server-pill.ready").first.wait_for(timeout=600_000)
-            page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
-            cdp = context.new_cdp_session(page)
-            cdp.send("Performance.enable")
-            counts = dict.fromkeys(("sent", "stopped", "regenerated", "opened", "searched", "tabs", "language",
-                                    "rounds", "errors"), 0)
+            browser, context = new_context(pw)
+            page, cdp = open_page(context, port)
+            counts = new_counts()
             rnd = random.Random(1)
             now = counters(cdp)
             print(f"fresh: {now}", flush=True)
