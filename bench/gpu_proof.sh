@@ -228,8 +228,8 @@ md = [f"## {when} — {gpu}{' (DRY RUN on CPU: not a GPU result)' if dry and not
       f"torch {torch.__version__} (CUDA {torch.version.cuda}), python {platform.python_version()}; "
       + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "torch"),
       f"Model: bundled SmolLM2-135M-Instruct ({note or 'weights: the converted bundled model'}); {len(rows)} chat rows, batch {batch}, max_seq_len 256, LoRA r=16 on all 7 "
-      f"projections, {steps} steps. Command: `bash bench/gpu_proof.sh{' --dry-run' if dry else ''} --steps {steps}`"
-      + (f" --wheels {os.environ['PROOF_WHEELS']}" if os.environ["PROOF_WHEELS"] else ""), "",
+      f"projections, {steps} steps. Command: `bash bench/gpu_proof.sh{' --dry-run' if dry else ''} --steps {steps}"
+      + (f" --wheels {os.environ['PROOF_WHEELS']}" if os.environ["PROOF_WHEELS"] else "") + "`", "",
       "| run | backend | device | 4-bit | steps | steps/s | tokens/s | peak GPU allocated | peak GPU reserved | peak RSS | "
       "train loss | wall | adapter back with PEFT |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
