@@ -146,7 +146,7 @@ def build_compare_tab(services: Services, tr: Translatable, lang_state: Any) -> 
         board = tr.add(gr.Dataframe(table0, interactive=False, elem_id="cmp-board"), headers=BOARD_KEYS, cells={3: ("cmp.ci_na",)})
         with gr.Row():
             matrix = gr.HTML(matrix0, elem_id="cmp-matrix")
-            counts_plot = tr.add(gr.BarPlot(counts0, x="model", y="battles", label=t(lang0, "cmp.battle_counts"), height=240,
+            counts_plot = tr.add(gr.BarPlot(counts0, x="model", y="battles", label=t(lang0, "cmp.battle_counts"),
                                             x_title=t(lang0, "cmp.col.model"), y_title=t(lang0, "cmp.col.battles"),
                                             elem_id="cmp-counts", y_lim=[0, None]),
                                  label="cmp.battle_counts", x_title="cmp.col.model", y_title="cmp.col.battles")

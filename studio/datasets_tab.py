@@ -211,16 +211,16 @@ def build_datasets_tab(services: Services, tr: Translatable, lang_state: Any) ->
                 with gr.Row():
                     # Axis titles are words: each plot's are relabelled with the page (the columns keep their names).
                     tok_titles = {"x_title": "ds.axis.tokens", "y_title": "ds.axis.messages", "color_title": "ds.col.role"}
-                    tok_plot = tr.add(gr.BarPlot(x="tokens", y="messages", color="role", label=t(lang0, "ds.token_plot"), height=280,
+                    tok_plot = tr.add(gr.BarPlot(x="tokens", y="messages", color="role", label=t(lang0, "ds.token_plot"),
                                                  elem_id="ds-token-plot", sort=TOKEN_LABELS, y_lim=[0, None], scale=2, x_label_angle=-40,
                                                  **{p: t(lang0, k) for p, k in tok_titles.items()}),
                                       label="ds.token_plot", **tok_titles)
                     turns_titles = {"x_title": "ds.col.turns", "y_title": "ds.axis.rows"}
-                    turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"), height=280,
+                    turns_plot = tr.add(gr.BarPlot(x="turns", y="rows", label=t(lang0, "ds.turns_plot"),
                                                    elem_id="ds-turns-plot", y_lim=[0, None], **{p: t(lang0, k) for p, k in turns_titles.items()}),
                                         label="ds.turns_plot", **turns_titles)
                     cat_titles = {"x_title": "ds.col.category", "y_title": "ds.axis.rows"}
-                    cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"), height=280,
+                    cat_plot = tr.add(gr.BarPlot(x="category", y="rows", label=t(lang0, "ds.category_plot"),
                                                  elem_id="ds-category-plot", sort="-y", y_lim=[0, None],
                                                  **{p: t(lang0, k) for p, k in cat_titles.items()}),
                                       label="ds.category_plot", **cat_titles)

@@ -216,11 +216,11 @@ def build_finetune_tab(services: Services, tr: Translatable, lang_state: Any) ->
             mlflow_link = gr.Markdown("", elem_id="ft-mlflow-link")
             with gr.Row():
                 loss_plot = tr.add(gr.LinePlot(
-                    x="step", y="loss", color="series", label=t(lang0, "ft.loss_plot"), height=240, elem_id="ft-loss-plot",
+                    x="step", y="loss", color="series", label=t(lang0, "ft.loss_plot"), elem_id="ft-loss-plot",
                     x_title=t(lang0, "ft.step"), y_title=t(lang0, "ft.axis.loss"), color_title=t(lang0, "ft.series")),
                     label="ft.loss_plot", x_title="ft.step", y_title="ft.axis.loss", color_title="ft.series")
                 lr_plot = tr.add(gr.LinePlot(
-                    x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), height=240, elem_id="ft-lr-plot",
+                    x="step", y="learning_rate", label=t(lang0, "ft.lr_plot"), elem_id="ft-lr-plot",
                     x_title=t(lang0, "ft.step"), y_title=t(lang0, "ft.axis.lr")), label="ft.lr_plot", x_title="ft.step",
                     y_title="ft.axis.lr")
             log_box = tr.add(gr.Code(label=t(lang0, "ft.log"), language=None, interactive=False, max_lines=14, elem_id="ft-log"), label="ft.log")

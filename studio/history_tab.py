@@ -97,13 +97,13 @@ def build_history_tab(services: Services, tr: Translatable, lang_state: Any) -> 
                            label="hist.lin.model")
         with gr.Row():
             lin_text = gr.Markdown("", elem_id="lin-tree")
-            lin_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=260,
+            lin_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"),
                                           elem_id="lin-curves", **curve_titles(lang0)), label="hist.curves", **CURVE_TITLES)
     with tr.add(gr.Accordion(t(lang0, "hist.compare_runs"), open=False, elem_id="hist-runs"), label="hist.compare_runs"):
         rc_runs = tr.add(gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang0, "hist.pick_runs"), elem_id="rc-runs"),
                          label="hist.pick_runs", choices=run_choices)
         with gr.Row():
-            rc_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"), height=300,
+            rc_plot = tr.add(gr.LinePlot(x="step", y="loss", color="series", label=t(lang0, "hist.curves"),
                                          elem_id="rc-curves", **curve_titles(lang0)), label="hist.curves", **CURVE_TITLES)
             rc_params = gr.Dataframe(interactive=False, elem_id="rc-params", wrap=True)
     with tr.add(gr.Accordion(t(lang0, "hist.archive"), open=False, elem_id="hist-archive"), label="hist.archive"):

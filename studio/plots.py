@@ -6,6 +6,12 @@ series in the value it has then; a new value only swaps the data. A series outsi
 Sending a new setting with the value does not help: Gradio applies an update's settings before its value, so the
 rebuilt spec would hold the old data. Hence a second step after every new value: a `color_map` naming exactly the
 series shown, which rebuilds the spec from the value already there when the series changed (and nothing otherwise).
+
+No chart of the studio gets a `height` (tests/unit/test_plots.py checks the page): with one, Gradio sizes the Vega
+chart to its container, which makes Vega listen to the window's resizes. A language switch redraws each chart twice
+without waiting for the first drawing, so the first one was never finalised and its window listener kept the whole
+chart alive: ~100 listeners, 400 DOM nodes and 1.3 MiB per switch for as long as the page stayed open. Without a
+height the chart takes Vega's default (about 300 px) and a chart left behind is collected.
 """
 
 from __future__ import annotations

@@ -117,3 +117,39 @@ def test_an_idle_page_starts_no_gradio_event_until_the_badge_changes(page, bare_
     page.wait_for_timeout(7_000)
     assert started(joins, ids["poll_status"], since) >= 1, "an unreadable digest left the badge unwatched"
     assert badge.is_visible()
+
+
+def vega_window_listeners(cdp, sources: dict[str, bool]) -> int:
+    """How many of the window's event listeners belong to a Vega chart (their script is Vega's bundle)."""
+    win = cdp.send("Runtime.evaluate", {"expression": "window"})["result"]["objectId"]
+    count = 0
+    for listener in cdp.send("DOMDebugger.getEventListeners", {"objectId": win})["listeners"]:
+        sid = listener["scriptId"]
+        if sid not in sources:
+            sources[sid] = "vega-embed" in cdp.send("Debugger.getScriptSource", {"scriptId": sid})["scriptSource"]
+        count += sources[sid]
+    return count
+
+
+def test_charts_redrawn_by_a_language_switch_leave_nothing_on_the_window(page, bare_studio: str) -> None:
+    """Each language switch redraws every chart twice at once; a chart of fixed height listened to the window's
+    resizes, and the first redraw's listener (with its whole chart) was never removed: ~100 listeners, 400 DOM nodes
+    and 1.3 MiB per switch, for as long as the page stayed open."""
+    page.goto(bare_studio)
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Debugger.enable")
+    page.locator("#tab-compare-button").click()
+    axis_title = page.locator("#cmp-counts .role-axis-title text")
+    axis_title.last.wait_for(timeout=30_000)  # the battle-count chart is drawn
+    sources: dict[str, bool] = {}
+    for label, send in (("한국어", "보내기"), ("English", "Send"), ("한국어", "보내기"), ("English", "Send")):
+        before = axis_title.all_text_contents()
+        page.locator(f"#language-switch label:has-text('{label}')").click()
+        page.locator("#send-btn", has_text=send).wait_for(state="attached", timeout=30_000)
+        page.wait_for_function("([sel, old]) => { const t = [...document.querySelectorAll(sel)].map(e => e.textContent);"
+                               " return t.length && JSON.stringify(t) !== JSON.stringify(old); }",
+                               arg=["#cmp-counts .role-axis-title text", before], timeout=30_000)  # redrawn, relabelled
+        page.wait_for_timeout(1_500)
+    assert vega_window_listeners(cdp, sources) == 0
+    assert page.locator("#cmp-counts .vega-embed svg").count() == 1

@@ -1,15 +1,9 @@
 """Events that hide their progress leave no loading status on the page (it slowed every later chat update)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import gradio as gr
 
 from studio.loading_status import bound_progress_targets
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.studio_config import studio_config
 
 
 def _deps(demo: gr.Blocks) -> list[dict]:
@@ -34,31 +28,16 @@ def test_a_hidden_event_gets_no_targets_and_a_shown_one_its_first_drawn_output()
 def test_the_studio_page_keeps_loading_status_only_where_progress_shows(tmp_path):
     """The real app: no hidden event (load, language switch, tab redraws) targets anything but a chatbot, a shown
 one at most one other component, and the page can gather few loading statuses however long it is used."""
-    code = """
-import json, sys
-from engines.settings import load_settings
-from engines.serving import MlflowUI, ServerManager
-from engines.training import JobManager
-from storage import connect
-from studio.app import build_app
-from studio.services import Services
-s = load_settings(data_dir=sys.argv[1])
-connect(s.db_url)
-servers = ServerManager(s)
-demo = build_app(Services(settings=s, servers=servers, jobs=JobManager(s, servers), mlflow_ui=MlflowUI(s), no_serve=True))
-cfg = demo.get_config_file()
-types = {c["id"]: c["type"] for c in cfg["components"]}
-hidden = [d for d in cfg["dependencies"] if d["show_progress"] == "hidden"]
-shown = [d for d in cfg["dependencies"] if d["show_progress"] != "hidden"]
-print(json.dumps({"shown_max": max(len([i for i in d["show_progress_on"] if types[i] != "chatbot"]) for d in shown),
-                  "distinct": len({i for d in cfg["dependencies"] for i in d["show_progress_on"]}),
-                  "all_outputs": len({i for d in cfg["dependencies"] for i in d["outputs"]}),"hidden": len(hidden), "outputs": sum(len(d["outputs"]) for d in hidden),
-                  "targets": sorted({types[i] for d in hidden for i in (d["show_progress_on"] or [])}),
-                  "untargeted": sum(d["show_progress_on"] is None for d in hidden)}))
-"""
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
-    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    cfg = studio_config(tmp_path)
+    types = {c["id"]: c["type"] for c in cfg["components"]}
+    hidden = [d for d in cfg["dependencies"] if d["show_progress"] == "hidden"]
+    shown = [d for d in cfg["dependencies"] if d["show_progress"] != "hidden"]
+    seen = {"shown_max": max(len([i for i in d["show_progress_on"] if types[i] != "chatbot"]) for d in shown),
+            "distinct": len({i for d in cfg["dependencies"] for i in d["show_progress_on"]}),
+            "all_outputs": len({i for d in cfg["dependencies"] for i in d["outputs"]}), "hidden": len(hidden),
+            "outputs": sum(len(d["outputs"]) for d in hidden),
+            "targets": sorted({types[i] for d in hidden for i in (d["show_progress_on"] or [])}),
+            "untargeted": sum(d["show_progress_on"] is None for d in hidden)}
     assert seen["hidden"] > 100 and seen["outputs"] > 500  # the load event and the switch relabel hundreds
     assert seen["untargeted"] == 0
     assert seen["targets"] == ["chatbot"]
