@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +27,14 @@ print(json.dumps(demo.get_config_file(), default=str))
 """
 
 
-def studio_config(data_dir: Path) -> dict:
-    """`build_app(...).get_config_file()` of a studio on `data_dir` without a model server."""
-    r = subprocess.run([sys.executable, "-c", _BUILD, str(data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+@functools.cache
+def _built() -> str:
+    with tempfile.TemporaryDirectory(prefix="studio-config-") as data_dir:
+        r = subprocess.run([sys.executable, "-c", _BUILD, data_dir], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return r.stdout.strip().splitlines()[-1]
+
+
+def studio_config() -> dict:
+    """`build_app(...).get_config_file()` of a fresh studio without a model server; built once per test session."""
+    return json.loads(_built())  # a fresh copy each call: a test may change what it reads

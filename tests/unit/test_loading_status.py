@@ -25,10 +25,10 @@ def test_a_hidden_event_gets_no_targets_and_a_shown_one_its_first_drawn_output()
     assert [d["show_progress_on"] for d in _deps(demo)] == [[bot._id], [box._id], [note._id]]
 
 
-def test_the_studio_page_keeps_loading_status_only_where_progress_shows(tmp_path):
+def test_the_studio_page_keeps_loading_status_only_where_progress_shows():
     """The real app: no hidden event (load, language switch, tab redraws) targets anything but a chatbot, a shown
 one at most one other component, and the page can gather few loading statuses however long it is used."""
-    cfg = studio_config(tmp_path)
+    cfg = studio_config()
     types = {c["id"]: c["type"] for c in cfg["components"]}
     hidden = [d for d in cfg["dependencies"] if d["show_progress"] == "hidden"]
     shown = [d for d in cfg["dependencies"] if d["show_progress"] != "hidden"]

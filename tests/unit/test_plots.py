@@ -23,11 +23,11 @@ def test_series_are_read_from_what_the_browser_sends_back_or_a_frame():
     assert shown_series(None, "series") == [] and shown_series(sent, "colour") == []
 
 
-def test_no_chart_of_the_studio_page_has_a_fixed_height(tmp_path):
+def test_no_chart_of_the_studio_page_has_a_fixed_height():
     """A fixed height makes Gradio size the Vega chart to its container, which listens to the window's resizes; Gradio
     redraws a chart twice on a language switch without waiting for the first, so the first one's listener stayed
     registered for good, and with it the whole chart (each switch left ~100 listeners, 400 DOM nodes, 1.3 MiB)."""
-    cfg = studio_config(tmp_path)
+    cfg = studio_config()
     charts = {c["props"].get("elem_id") or c["id"]: c["props"].get("height")
               for c in cfg["components"] if c["type"] == "nativeplot"}
     assert len(charts) >= 10, charts  # fine-tune, history, datasets, compare and models draw charts
