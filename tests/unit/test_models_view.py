@@ -86,6 +86,47 @@ vllm:generation_tokens_total{engine="1",model_name="m"} 5.0
     assert s.waiting is None and s.ttft_count is None  # not exported: unknown, not zero
 
 
+def test_the_line_scan_reads_what_the_full_parser_reads_from_the_real_text():
+    # parse_metrics scans only the lines it needs; prometheus_client's parser over the whole text is the reference.
+    text = SAMPLE.read_text()
+    want = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total",
+                               "vllm:prompt_tokens_total", "vllm:time_to_first_token_seconds_sum",
+                               "vllm:time_to_first_token_seconds_count", "vllm:kv_cache_usage_perc"):
+                want[sample.name] = want.get(sample.name, 0.0) + sample.value
+    s = parse_metrics(text)
+    got = {"vllm:num_requests_running": s.running, "vllm:num_requests_waiting": s.waiting,
+           "vllm:generation_tokens_total": s.generation_tokens, "vllm:prompt_tokens_total": s.prompt_tokens,
+           "vllm:time_to_first_token_seconds_sum": s.ttft_sum_s, "vllm:time_to_first_token_seconds_count": s.ttft_count,
+           "vllm:kv_cache_usage_perc": s.kv_cache_usage}
+    assert got == pytest.approx(want) and len(want) == 7
+
+
+def test_quoted_labels_timestamps_and_look_alike_names_are_read_as_prometheus_means_them():
+    text = """# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="a} b",engine="0"} 2.0 1700000000000
+vllm:num_requests_running{model_name="say \\"hi\\" {x}",engine="1"} 3
+vllm:num_requests_running_total{engine="0"} 100.0
+vllm:num_requests_waiting 4.5
+vllm:generation_tokens_created{engine="0"} 1.7e9
+vllm:generation_tokens_total{engine="0"} +Inf
+"""
+    s = parse_metrics(text)
+    assert s.running == 5.0 and s.waiting == 4.5  # the look-alike *_total is not the gauge
+    assert s.generation_tokens == float("inf")  # *_created is not the counter
+    ref = {x.name: x.value for f in text_string_to_metric_families(text) for x in f.samples}
+    assert ref["vllm:num_requests_waiting"] == s.waiting
+
+
+def test_text_that_is_not_prometheus_is_refused_and_text_without_vllm_samples_knows_nothing():
+    with pytest.raises(ValueError):
+        parse_metrics("<html><body>Not found</body></html>")
+    s = parse_metrics("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n")
+    assert s.ok and (s.running, s.waiting, s.generation_tokens, s.kv_cache_usage) == (None, None, None, None)
+
+
 def test_a_server_that_does_not_answer_is_recorded_as_unreachable_quickly():
     t0 = time.monotonic()
     s = fetch_metrics(f"http://127.0.0.1:{closed_port()}", timeout=0.5)
