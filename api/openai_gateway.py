@@ -288,11 +288,14 @@ def build_gateway(services: Services) -> FastAPI:
         cid, body = accepted.conversation_id, accepted.turn.body
         headers = {CONVERSATION_HEADER: str(cid)}
         updates = turns.answer(services.servers, cid, body.model, body.params(), system_prompt=accepted.system,
-                               timeout=timeout, opened=accepted.opened)
+                               timeout=timeout, opened=accepted.opened, announce=body.stream)
         created = int(time.time())
         if not body.stream:
             return await _complete(updates, cid, body.model, created, headers)
-        # The first update decides the status: an error before any text is an HTTP error, not a 200 stream.
+        # The first update decides the status: the model's server refusing the request (an unknown adapter, a prompt
+        # too long, the server down) is an HTTP error, not a 200 stream. Once it took the request (an update with no
+        # text yet), the stream opens, as vLLM's own does: the client handles the response's headers and first chunk
+        # while the model reads the prompt, not after its first token.
         first = await anext(updates, None)
         if first is not None and first.error is not None:
             await updates.aclose()

@@ -16,7 +16,16 @@ import structlog
 
 from engines import monitoring
 from engines.accounts import Actor
-from engines.inference import ChatParams, Delta, Finished, InferenceError, ServerUnavailable, UnknownModel, stream_chat
+from engines.inference import (
+    Accepted,
+    ChatParams,
+    Delta,
+    Finished,
+    InferenceError,
+    ServerUnavailable,
+    UnknownModel,
+    stream_chat,
+)
 from engines.serving import ServerManager
 from engines.settings import Settings
 from storage import chats, database
@@ -77,10 +86,12 @@ async def answer(
     system_prompt: str | None = None,
     timeout: float = 120.0,
     opened: OpenedAnswer | None = None,
+    announce: bool = False,
 ) -> AsyncIterator[TurnUpdate]:
     """Stream the assistant's reply to the conversation's active history, writing it as it grows.
 
-    `opened`: the result of `open_answer` for this turn when the caller already ran it off the event loop."""
+    `opened`: the result of `open_answer` for this turn when the caller already ran it off the event loop.
+    `announce`: a first update with no text as soon as the model's server took the request (see `Accepted`)."""
     if opened is None:
         opened = open_answer(conversation_id, model, params, system_prompt=system_prompt)
     history, row_id = opened.history, opened.message_id
@@ -92,8 +103,10 @@ async def answer(
             if model in known:
                 raise ServerUnavailable(f"The server for {model} is not ready yet.")
             raise UnknownModel(f"No running server serves {model!r}. Pick another model or start its server.")
-        async for event in stream_chat(endpoint, history, params, timeout=timeout):
-            if isinstance(event, Delta):
+        async for event in stream_chat(endpoint, history, params, timeout=timeout, announce=announce):
+            if isinstance(event, Accepted):
+                yield TurnUpdate(row_id, text)
+            elif isinstance(event, Delta):
                 text += event.text
                 if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                     chats.update_message(row_id, content=text)

@@ -2,6 +2,7 @@
 
 from engines.inference.batch import Generation, generate_many
 from engines.inference.chat import (
+    Accepted,
     ChatParams,
     ContextTooLong,
     Delta,
@@ -16,6 +17,7 @@ from engines.inference.chat import (
 )
 
 __all__ = [
+    "Accepted",
     "ChatParams",
     "ContextTooLong",
     "Generation",

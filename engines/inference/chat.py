@@ -73,6 +73,13 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """The server took the request (HTTP 200); the first token is still to come. Only for callers that ask for it
+    (`stream_chat(announce=True)`): a relay can open its own stream now, while the model reads the prompt, so its
+    client's response handling is off the path of the first token."""
+
+
+@dataclass(frozen=True)
 class Finished:
     finish_reason: str
     prompt_tokens: int | None
@@ -174,14 +181,17 @@ async def stream_chat(
     params: ChatParams,
     *,
     timeout: float = 120.0,
-) -> AsyncIterator[Delta | Finished]:
+    announce: bool = False,
+) -> AsyncIterator[Accepted | Delta | Finished]:
     """Stream one chat completion. Cancelling the consumer closes the HTTP stream (vLLM aborts the request).
 
     A fleet endpoint (one with a router) tries its endpoints best first: one that fails before any text came back is
-    skipped and the next answers, so the caller sees one answer; after the first text an error ends the stream."""
+    skipped and the next answers, so the caller sees one answer; after the first text an error ends the stream.
+    `announce`: an `Accepted` first, once a server took the request (again for the next endpoint after a failover)."""
     if endpoint.router is None:
         # aclosing: a consumer that stops early closes the HTTP stream now, not when the generator is collected.
-        async with aclosing(_stream_once(endpoint, messages, params, timeout=timeout, started=time.perf_counter())) as events:
+        async with aclosing(_stream_once(endpoint, messages, params, timeout=timeout, started=time.perf_counter(),
+                                         announce=announce)) as events:
             async for event in events:
                 yield event
         return
@@ -191,7 +201,8 @@ async def stream_chat(
         text_seen = False
         try:
             with endpoint.router.track(target):
-                async with aclosing(_stream_once(target, messages, params, timeout=timeout, started=started)) as events:
+                async with aclosing(_stream_once(target, messages, params, timeout=timeout, started=started,
+                                                 announce=announce)) as events:
                     async for event in events:
                         text_seen = text_seen or isinstance(event, Delta)
                         yield event
@@ -206,8 +217,9 @@ async def stream_chat(
 
 
 async def _stream_once(
-    endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float, started: float
-) -> AsyncIterator[Delta | Finished]:
+    endpoint: Endpoint, messages: list[dict], params: ChatParams, *, timeout: float, started: float,
+    announce: bool = False,
+) -> AsyncIterator[Accepted | Delta | Finished]:
     client = _client(endpoint, timeout)
     first: float | None = None
     finish_reason, usage = "stop", None
@@ -220,6 +232,8 @@ async def _stream_once(
     try:
         if response.status_code >= 400:
             raise _status_error(response.status_code, await response.aread(), endpoint)
+        if announce:
+            yield Accepted()
         async for line in response.aiter_lines():
             # Server-sent events: one `data: {json}` line per chunk, `data: [DONE]` at the end; other lines are blank
             # separators or comments.

@@ -3,6 +3,7 @@ against a launched studio with accounts, answering from the real CPU vLLM server
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -115,6 +116,10 @@ def test_errors_come_in_openais_shape(api_studio) -> None:
         sdk(api_studio).chat.completions.create(model=api_studio.model, max_tokens=8,
                                                 messages=[{"role": "user", "content": "word " * 40_000}])
     assert too_long.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as too_long_stream:  # refused by the model's server: a status, not a stream
+        sdk(api_studio).chat.completions.create(model=api_studio.model, max_tokens=8, stream=True,
+                                                messages=[{"role": "user", "content": "word " * 40_000}])
+    assert too_long_stream.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError) as tools:
         sdk(api_studio).chat.completions.create(model=api_studio.model, messages=[{"role": "user", "content": "x"}],
                                                 tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
@@ -130,6 +135,26 @@ def test_an_adapter_answers_by_name(api_studio, served_adapter) -> None:
     resp = client.chat.completions.create(model=served_adapter, messages=[{"role": "user", "content": "Hello"}], **SHORT)
     assert resp.model == served_adapter and resp.choices[0].message.content
     assert messages_of(api_studio, resp.model_extra["conversation_id"])[-1][3] == served_adapter
+
+
+def test_a_stream_opens_when_the_model_takes_the_request_not_at_its_first_token(api_studio) -> None:
+    # The headers and the role chunk come while the model reads the prompt, as vLLM's own stream does: a client's
+    # handling of the response is then not added to its time to the first token.
+    body = {"model": api_studio.model, "stream": True, "max_tokens": 8, "temperature": 0.0,
+            "messages": [{"role": "user", "content": "Summarise this: " + "The river runs down to the sea. " * 100}]}
+    started = time.perf_counter()
+    with httpx.stream("POST", api_studio.url + "v1/chat/completions", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {api_studio.member_key}"}) as resp:
+        opened_ms = (time.perf_counter() - started) * 1000
+        assert resp.status_code == 200
+        cid = int(resp.headers["x-studio-conversation"])
+        chunks = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]).strip()
+    role, text, finish, _, ttft_ms, _, _ = messages_of(api_studio, cid)[-1]
+    assert role == "assistant" and text and finish in ("stop", "length")
+    # The studio's own TTFT runs from its request to vLLM to the first token: the stream opened before that token.
+    assert opened_ms < ttft_ms, (opened_ms, ttft_ms)
 
 
 def test_a_client_that_leaves_mid_stream_leaves_the_partial_answer_marked_stopped(api_studio) -> None:

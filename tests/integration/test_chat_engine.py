@@ -11,6 +11,7 @@ import pytest
 
 from engines import conversations as turns
 from engines.inference import (
+    Accepted,
     ChatParams,
     ContextTooLong,
     Delta,
@@ -51,6 +52,19 @@ def test_stream_chat_yields_deltas_then_timings(live_endpoint):
     assert done.ttft_ms is not None and 0 < done.ttft_ms < done.duration_ms
     assert done.prompt_tokens > 5 and done.completion_tokens >= len(deltas) - 1
     assert done.tok_per_s and done.tok_per_s > 1
+
+
+def test_an_announced_stream_says_the_server_took_the_request_before_any_text(live_endpoint):
+    ask = [{"role": "user", "content": "Name three rivers."}]
+    events = asyncio.run(collect(stream_chat(live_endpoint, ask, GREEDY, announce=True)))
+    assert isinstance(events[0], Accepted) and sum(isinstance(e, Accepted) for e in events) == 1
+    assert isinstance(events[1], Delta) and isinstance(events[-1], Finished)
+    plain = asyncio.run(collect(stream_chat(live_endpoint, ask, GREEDY)))
+    assert not any(isinstance(e, Accepted) for e in plain)  # only callers that ask get it
+    assert "".join(e.text for e in plain if isinstance(e, Delta)) == "".join(e.text for e in events if isinstance(e, Delta))
+    # A request the server refuses is an error, never announced first.
+    with pytest.raises(ContextTooLong):
+        asyncio.run(collect(stream_chat(live_endpoint, [{"role": "user", "content": "word " * 40_000}], GREEDY, announce=True)))
 
 
 def test_turn_is_persisted_with_timings(db, server_manager, live_endpoint):
