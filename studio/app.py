@@ -32,16 +32,21 @@ CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 # Gradio's own strings (upload box, footer, table menus) follow the browser's locale, fixed when the page loads;
 # its core module exports `changeLocale` (what its Settings panel calls), so the studio's switch moves them too.
 # Best effort: if a Gradio release renames the module or the export, only Gradio's own strings stay as they were.
+# The URL of one of Gradio's own front-end modules (`assets/NAME-<hash>.js`), as the page loaded it.
+GRADIO_MODULE_URL_JS = """
+  const gradioModule = (name) => [...document.querySelectorAll('link[rel="modulepreload"], script[type="module"]')]
+    .map((e) => e.href || e.src).concat(performance.getEntriesByType('resource').map((e) => e.name))
+    .find((u) => new RegExp('/assets/' + name + '-[^/]*\\\\.js$').test(u || ''));
+"""
 GRADIO_LOCALE_JS = """
 (lang) => {
   const want = lang === 'ko' ? 'ko' : 'en';
-  const urls = [...document.querySelectorAll('link[rel="modulepreload"], script[type="module"]')]
-    .map((e) => e.href || e.src).concat(performance.getEntriesByType('resource').map((e) => e.name));
-  const core = urls.find((u) => /\\/assets\\/core-[^/]*\\.js$/.test(u || ''));
+  GRADIO_MODULE_URL_JS
+  const core = gradioModule('core');
   if (core) import(core).then((m) => m.changeLocale && m.changeLocale(want)).catch(() => {});
   return lang;
 }
-"""
+""".replace("GRADIO_MODULE_URL_JS", GRADIO_MODULE_URL_JS)
 STATUS_POLL_MS = 3000  # how often an open page asks whether the server badge changed
 # Runs once when the page loads. The Models tab's server log (a CodeMirror box) follows its newest line, as a terminal
 # does, unless the reader has scrolled up to read: then it stays where they are until they scroll back down. The
@@ -65,6 +70,32 @@ PAGE_JS = """
   };
   new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
   look();
+  // Gradio's page keeps the loading status of every component an event ever reported on and, on each message of a
+  // running event (each streamed chat update), writes every one of them again, each through a search of the whole
+  // layout: 120-330 ms of the main thread per update (bench/results/page_endurance.md), growing as the page is used,
+  // so a Stop click waited behind the backlog. A status that has settled ("complete", already written once since)
+  // changes nothing when written again: it is dropped before the next message. studio/loading_status.py bounds
+  // which components get one; this bounds how long they are kept. Best effort: a Gradio release that renames the
+  // module or the class leaves the page as Gradio made it.
+  GRADIO_MODULE_URL_JS
+  const tracker = gradioModule('statustracker');
+  if (tracker) import(tracker).then((m) => {
+    const Kept = Object.values(m).find((v) => typeof v === 'function' && v.prototype
+      && typeof v.prototype.update === 'function' && typeof v.prototype.resolve_args === 'function');
+    if (!Kept || Kept.prototype.studioPrunes) return;
+    const update = Kept.prototype.update;
+    const settled = new WeakSet();
+    Kept.prototype.update = function (status) {
+      for (const [id, kept] of Object.entries(this.current)) if (settled.has(kept)) delete this.current[id];
+      const out = update.call(this, status);
+      for (const kept of Object.values(this.current)) {
+        if (kept && kept.status === 'complete' && !kept.used_cache) settled.add(kept);
+      }
+      window.studioLoadingStatuses = () => Object.keys(this.current).length;
+      return out;
+    };
+    Kept.prototype.studioPrunes = true;
+  }).catch(() => {});
   // The server badge and the model picker: a plain fetch of their digest every few seconds, and Gradio's
   // poll_status event (the hidden #status-poll button) only when it changed or could not be read.
   let sig = null;
@@ -83,7 +114,7 @@ PAGE_JS = """
   setInterval(pulse, STATUS_POLL_MS);
   document.addEventListener('visibilitychange', pulse);
 }
-""".replace("STATUS_POLL_MS", str(STATUS_POLL_MS))
+""".replace("STATUS_POLL_MS", str(STATUS_POLL_MS)).replace("GRADIO_MODULE_URL_JS", GRADIO_MODULE_URL_JS)
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate")
 
 

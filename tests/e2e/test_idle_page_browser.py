@@ -153,3 +153,24 @@ def test_charts_redrawn_by_a_language_switch_leave_nothing_on_the_window(page, b
         page.wait_for_timeout(1_500)
     assert vega_window_listeners(cdp, sources) == 0
     assert page.locator("#cmp-counts .vega-embed svg").count() == 1
+
+
+def test_settled_loading_statuses_are_not_kept_for_the_next_update(page, bare_studio: str) -> None:
+    """Gradio's page writes every loading status it keeps again on each message of a running event (a streamed chat
+    update), each through a search of the whole layout, and kept every one it was ever given: the more of the page
+    was used, the slower each chat update (120-330 ms of main thread each). The page's script drops the settled ones."""
+    joins = record_joins(page)
+    page.goto(bare_studio)
+    page.locator("#app-ready").wait_for(state="attached", timeout=120_000)
+    for tab in ("datasets", "finetune", "compare", "history", "models", "account", "chat"):
+        page.locator(f"#tab-{tab}-button").click()
+        page.wait_for_timeout(1_500)
+    for label, send in (("한국어", "보내기"), ("English", "Send")):
+        page.locator(f"#language-switch label:has-text('{label}')").click()
+        page.locator("#send-btn", has_text=send).wait_for(state="attached", timeout=30_000)
+    page.wait_for_timeout(3_000)
+    events = {fn for _, fn in joins}
+    assert len(events) >= 10, events  # many events ran, each reporting on its own components
+    kept = page.evaluate("() => typeof window.studioLoadingStatuses === 'function' ? window.studioLoadingStatuses() : null")
+    assert kept is not None, "the page script did not reach Gradio's loading statuses"
+    assert kept <= 4, f"{kept} loading statuses kept after {len(events)} events"
