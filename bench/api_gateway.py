@@ -14,7 +14,8 @@ top_p 1, max_tokens 64, seed 1234, no system prompt, the prompts of relay_overhe
 
 1. Single stream: 3 warm-up requests per path, then --requests (default 32) prompts, direct and gateway interleaved
    per prompt (who goes first alternates). TTFT p50 ratio gateway/direct (target <= 1.05) and tok/s p50 ratio
-   (target >= 0.97); tok/s = usage.completion_tokens / (end - first token).
+   (target >= 0.97); tok/s = usage.completion_tokens / (end - first token). Also the studio's own TTFT stored with
+   the gateway's answers (from its request to vLLM): the client's TTFT minus that is the studio's own share.
 2. Concurrent: batches of --concurrency (default 32) streams started together (a barrier), one path per batch;
    one untimed batch per path first (vLLM's prefix cache then holds every prompt for every path), then --rounds
    (default 3) rounds of direct, gateway and ui batches, the order rotating each round. TTFT p50 per path over all

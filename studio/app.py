@@ -29,15 +29,15 @@ from studio.services import Services
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
-# Gradio's own strings (upload box, footer, table menus) follow the browser's locale, fixed when the page loads;
-# its core module exports `changeLocale` (what its Settings panel calls), so the studio's switch moves them too.
-# Best effort: if a Gradio release renames the module or the export, only Gradio's own strings stay as they were.
 # The URL of one of Gradio's own front-end modules (`assets/NAME-<hash>.js`), as the page loaded it.
 GRADIO_MODULE_URL_JS = """
   const gradioModule = (name) => [...document.querySelectorAll('link[rel="modulepreload"], script[type="module"]')]
     .map((e) => e.href || e.src).concat(performance.getEntriesByType('resource').map((e) => e.name))
     .find((u) => new RegExp('/assets/' + name + '-[^/]*\\\\.js$').test(u || ''));
 """
+# Gradio's own strings (upload box, footer, table menus) follow the browser's locale, fixed when the page loads;
+# its core module exports `changeLocale` (what its Settings panel calls), so the studio's switch moves them too.
+# Best effort: if a Gradio release renames the module or the export, only Gradio's own strings stay as they were.
 GRADIO_LOCALE_JS = """
 (lang) => {
   const want = lang === 'ko' ? 'ko' : 'en';
@@ -85,13 +85,15 @@ PAGE_JS = """
     if (!Kept || Kept.prototype.studioPrunes) return;
     const update = Kept.prototype.update;
     const settled = new WeakSet();
+    let keeper = null;  // the page's one instance, for the browser test's count
+    window.studioLoadingStatuses = () => (keeper ? Object.keys(keeper.current).length : 0);
     Kept.prototype.update = function (status) {
+      keeper = this;
       for (const [id, kept] of Object.entries(this.current)) if (settled.has(kept)) delete this.current[id];
       const out = update.call(this, status);
       for (const kept of Object.values(this.current)) {
         if (kept && kept.status === 'complete' && !kept.used_cache) settled.add(kept);
       }
-      window.studioLoadingStatuses = () => Object.keys(this.current).length;
       return out;
     };
     Kept.prototype.studioPrunes = true;

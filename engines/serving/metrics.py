@@ -33,8 +33,9 @@ _SUMMED = {
 }
 _KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 # One exposition line of a sample the snapshot reads: its name, its labels (quoted values may hold `}` or spaces), the
-# value. vLLM's /metrics is ~60 KB of histograms; the full parser took ~20 ms of pure Python per poll (every 1.5 s per
-# server, holding the GIL the UI's event loop and the gateway wait for), this scan well under 1 ms.
+# value. vLLM's /metrics is ~60 KB of histograms; the full parser took ~20 ms of pure Python per poll (every 3 s per server
+# in the background, more often while a Models tab is open; holding the GIL the UI's event loop and the gateway wait
+# for), this scan well under 1 ms.
 _WANTED_LINE = re.compile(
     r"^(" + "|".join(re.escape(n) for n in (*_SUMMED, *_KV_CACHE)) + r")"
     r"""(?:\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?[ \t]+(\S+)""",
