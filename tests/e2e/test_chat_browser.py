@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -430,8 +431,27 @@ def test_search_refilters_when_the_term_is_deleted(page: Page, studio_url: str) 
     expect(conv_b).to_have_count(1)
 
 
-def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str) -> None:
+def stored_votes(db_file: Path, token: str) -> list[int]:
+    """The feedback of every active answer in the conversation whose user message holds `token`, oldest first."""
+    with sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=10) as con:
+        return [v for (v,) in con.execute(
+            "SELECT feedback FROM messages WHERE role = 'assistant' AND active = 1 AND conversation_id = "
+            "(SELECT conversation_id FROM messages WHERE role = 'user' AND content LIKE ? ORDER BY id DESC LIMIT 1) "
+            "ORDER BY id", (f"%{token}%",))]
+
+
+def wait_for_votes(db_file: Path, token: str, want: list[int], timeout_s: float = 30) -> None:
+    """Wait until the votes are stored: the bubble draws a click at once, the server stores it a moment later, and a
+    reload in between would leave the click unsent."""
+    deadline = time.monotonic() + timeout_s
+    while (got := stored_votes(db_file, token)) != want:
+        assert time.monotonic() < deadline, f"stored votes {got}, want {want}"
+        time.sleep(0.2)
+
+
+def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str, session_dir: Path) -> None:
     """A stored 👍 is drawn filled ("Liked") after a reload, and a 👎 too; clearing it is stored as well."""
+    db_file = session_dir / "studio.db"
     token = uuid.uuid4().hex[:8]
     first, second = f"Say hello. #{token}", f"Say goodbye. #{token}x"
     open_app(page, studio_url)
@@ -443,6 +463,7 @@ def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str) ->
     chatbot.locator("button[aria-label='Dislike']").last.click()
     expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(1)
     expect(chatbot.locator("button[aria-label='Disliked']")).to_have_count(1)
+    wait_for_votes(db_file, token, [1, -1])
 
     reload_app(page)
     conv = page.locator("#conversation-list label", has_text=token)
@@ -462,6 +483,7 @@ def test_like_is_shown_when_the_chat_is_reopened(page: Page, studio_url: str) ->
     expect(liked).to_have_count(1)
     liked.click()
     expect(chatbot.locator("button[aria-label='Liked']")).to_have_count(0)
+    wait_for_votes(db_file, token, [0, -1])
     reload_app(page)
     page.locator("#conversation-list label", has_text=token).click()
     expect(bot_bubbles(page)).to_have_count(2)
