@@ -58,8 +58,14 @@ class FinetuneTab:
     relabel: dict  # fn/inputs/outputs that redraw the shown run's owner line in the page's language (language switch)
 
 
-# A typed name (not empty, not the last one the form made) stays; otherwise the fresh one replaces it.
-TAKE_FRESH_NAME_JS = "(current, auto, fresh) => ((current || '').trim() && current !== auto) ? [current, auto] : [fresh, fresh]"
+# A typed name (not empty, not the last one the form made) stays; otherwise the fresh one replaces it. Nor is the
+# box replaced while the cursor is in it: someone who has just selected the made name to type over it would
+# otherwise type after the new one (the selection is lost when the value changes under it).
+TAKE_FRESH_NAME_JS = """(current, auto, fresh) => {
+  const box = document.querySelector('#ft-output-name textarea, #ft-output-name input');
+  const editing = box !== null && document.activeElement === box;
+  return (editing || ((current || '').trim() && current !== auto)) ? [current, auto] : [fresh, fresh];
+}"""
 
 
 def default_name(base_model: str, dataset: str) -> str:

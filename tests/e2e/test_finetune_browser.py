@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -64,15 +66,53 @@ def earlier_chat(settings) -> str:
     return text
 
 
+@contextlib.contextmanager
+def refresh_held(page: Page, line) -> Iterator[None]:
+    """Holds the Fine-tune tab's refresh (hardware line + fresh name) in flight while the body runs; returns once it
+    has arrived. The refresh is opened by a tab switch, so the body starts with the tab open and the request sent."""
+    before = float(line.get_attribute("data-checked"))
+    held: list = []
+    holding = [True]
+
+    def hold(route) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        data = body.get("data") or []
+        if holding[0] and len(data) <= 5 and any("studio-helper" in str(v) for v in data):
+            held.append(route)  # the refresh: it carries the picked dataset
+        else:
+            route.continue_()
+
+    page.route("**/gradio_api/queue/join*", hold)
+    try:
+        page.locator("#tab-chat-button").click()
+        page.locator("#tab-finetune-button").click()
+        for _ in range(50):
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert held, "the tab's refresh was not sent"
+        yield
+    finally:
+        holding[0] = False
+        for route in held:
+            route.continue_()
+        page.unroute("**/gradio_api/queue/join*")
+    page.wait_for_function("(t) => Number(document.querySelector('#ft-hardware-line').dataset.checked) > t", arg=before,
+                           timeout=10_000)  # the refresh arrived
+    page.wait_for_timeout(500)  # and the fresh name's step in the page ran
+
+
 def test_quick_finetune_moves_finishes_and_the_adapter_chats(page: Page, studio_url: str, settings) -> None:
     earlier = earlier_chat(settings)
     open_app(page, studio_url)
     page.locator("#tab-finetune-button").click()
     name = f"e2e-helper-{uuid.uuid4().hex[:6]}"
-    page.locator("#ft-output-name textarea, #ft-output-name input").first.fill(name)
+    name_box = page.locator("#ft-output-name textarea, #ft-output-name input").first
+    name_box.fill(name)
     page.locator("#ft-max-steps input").fill("4")
     page.locator("#ft-max-steps input").blur()
     expect(page.locator("#ft-estimate")).to_contain_text("4 steps")
+    expect(name_box).to_have_value(name)  # exactly: the checks below would also pass for a name with this one in it
     expect(page.locator("#ft-start")).to_be_enabled()
 
     # An invalid value is caught before anything starts, with the field named.
@@ -187,36 +227,22 @@ def test_the_hardware_line_and_the_default_name_are_made_now(page: Page, studio_
     # quick fine-tune test typed right after opening the tab). The tab's refresh is held in flight while we type.
     name_box.fill("")
     name_box.blur()
-    before = float(line.get_attribute("data-checked"))
-    held: list = []
-    holding = [True]
-
-    def hold_the_refresh(route) -> None:
-        """Holds the tab's refresh (the request that carries the picked dataset) after the page has sent it."""
-        body = json.loads(route.request.post_data or "{}")
-        data = body.get("data") or []
-        if holding[0] and len(data) <= 5 and any("studio-helper" in str(v) for v in data):
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/gradio_api/queue/join*", hold_the_refresh)
+    with refresh_held(page, line):
+        name_box.fill("typed-in-flight")
+    expect(name_box).to_have_value("typed-in-flight")
+    # Nor is the made name replaced under the cursor: someone who has selected it to type over it types their own
+    # name, not the fresh one with theirs stuck on (CI once got "smollm2-…-211021e2e-helper-…" that way).
+    name_box.fill("")
+    name_box.blur()
     page.locator("#tab-chat-button").click()
     page.locator("#tab-finetune-button").click()
-    for _ in range(50):
-        if held:
-            break
-        page.wait_for_timeout(100)
-    assert held, "the tab's refresh was not sent"
-    name_box.fill("typed-in-flight")
-    holding[0] = False
-    for route in held:
-        route.continue_()
-    page.unroute("**/gradio_api/queue/join*")
-    page.wait_for_function("(t) => Number(document.querySelector('#ft-hardware-line').dataset.checked) > t", arg=before,
-                           timeout=10_000)  # the refresh arrived
-    page.wait_for_timeout(500)
-    expect(name_box).to_have_value("typed-in-flight")
+    expect(name_box).to_have_value(re.compile(r"-\d{4}-\d{6}$"))  # a made name again (the box was empty)
+    with refresh_held(page, line):
+        name_box.focus()
+        name_box.select_text()
+        page.wait_for_timeout(1_100)  # the fresh name's seconds differ from the one in the box
+    page.keyboard.type("typed-over-selection")
+    expect(name_box).to_have_value("typed-over-selection")
     # The line is in the page's language (and read again on the switch).
     page.locator("#language-switch label", has_text="한국어").click()
     expect(line).to_contain_text(re.compile(r"코어|GPU"))
