@@ -83,6 +83,12 @@ def _users_frame(lang: str, rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=cols)
 
 
+# Opening the tab reads the keys and the team while a click made right after it (Create key) may already be writing:
+# without an order, the opening's read (no new key yet) could land last and hide the key just made. One queue for
+# the tab's events, one at a time and in the order they came (each is a few milliseconds of database work).
+IN_ORDER = {"concurrency_id": "team-tab", "concurrency_limit": 1}
+
+
 def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> AccountTab:
     lang0 = services.settings.ui_language
     me = gr.Markdown("", elem_id="acct-me")
@@ -177,15 +183,16 @@ def build_account_tab(services: Services, tr: Translatable, lang_state: Any) -> 
     user_in = [u_name, u_pass, u_role, lang_state]
     user_out = [users_table, users_msg, u_pass]
     add_btn.click(_user_action(lambda a, n, p, r: accounts.add_user(n, p, role=r, by=a), "acct.added"), user_in, user_out,
-                  api_name="add_user")
+                  api_name="add_user", **IN_ORDER)
     passwd_btn.click(_user_action(lambda a, n, p, r: accounts.set_password(n, p, by=a), "acct.passwd_done"), user_in, user_out,
-                     api_name="set_user_password")
+                     api_name="set_user_password", **IN_ORDER)
     role_btn.click(_user_action(lambda a, n, p, r: accounts.set_role(n, r, by=a), "acct.role_done"), user_in, user_out,
-                   api_name="set_user_role")
+                   api_name="set_user_role", **IN_ORDER)
     disable_btn.click(_user_action(lambda a, n, p, r: accounts.set_disabled(n, True, by=a), "acct.disabled_done"), user_in,
-                      user_out, api_name="disable_user")
+                      user_out, api_name="disable_user", **IN_ORDER)
     enable_btn.click(_user_action(lambda a, n, p, r: accounts.set_disabled(n, False, by=a), "acct.enabled_done"), user_in,
-                     user_out, api_name="enable_user")
-    key_create.click(create_key, [key_label, lang_state], [new_key, key_usage, keys_table], api_name="create_api_key")
-    revoke_btn.click(revoke_key, [revoke_id, lang_state], [keys_table], api_name="revoke_api_key")
-    return AccountTab(refresh={"fn": show, "inputs": [lang_state], "outputs": show_outputs})
+                     user_out, api_name="enable_user", **IN_ORDER)
+    key_create.click(create_key, [key_label, lang_state], [new_key, key_usage, keys_table], api_name="create_api_key",
+                     **IN_ORDER)
+    revoke_btn.click(revoke_key, [revoke_id, lang_state], [keys_table], api_name="revoke_api_key", **IN_ORDER)
+    return AccountTab(refresh={"fn": show, "inputs": [lang_state], "outputs": show_outputs, **IN_ORDER})
