@@ -50,7 +50,7 @@ def listen():
             if line.startswith("data:"):
                 msg = json.loads(line[5:])
                 if msg.get("msg") == "process_completed":
-                    done[msg["event_id"]] = (time.monotonic(), msg["output"]["data"])
+                    done[msg["event_id"]] = (time.monotonic(), msg["output"].get("data") if msg.get("success") else msg)
                     if len(done) == 2:
                         return
 
@@ -60,11 +60,13 @@ def join(dep, data):
     r.raise_for_status()
     return r.json()["event_id"]
 
-listener = threading.Thread(target=listen); listener.start()
 opened = join(opening, ["en"])       # the tab opens ...
+# The stream is opened after the first join, as the page does: Gradio answers 404 to a session with nothing pending.
+listener = threading.Thread(target=listen); listener.start()
 time.sleep(0.3)
 created = join(create, ["e2e-order", "en"])  # ... and Create key is clicked while the opening still reads
 listener.join(60)
+assert len(done) == 2 and all(isinstance(v[1], list) for v in done.values()), done  # both answered, neither failed
 last = max(done, key=lambda e: done[e][0])
 table_now = done[last][1][opening["outputs"].index(table) if last == opened else create["outputs"].index(table)]
 print("RESULT", json.dumps({"last": "opening" if last == opened else "create", "table": table_now}))
